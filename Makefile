@@ -1,0 +1,178 @@
+# convd — one non-recursive Makefile. Products go under $(BUILD) (default build/;
+# the sanitizer pass uses build/san). User CFLAGS go last so `make CFLAGS=...` wins.
+#
+#   make            build build/convd and build/libcvd.a
+#   make run        install missing packages, build, start the daemon (config/convd.conf)
+#   make test       install, build, run every test: plain build, then ASan+UBSan build
+#   make test SANITIZE=address,undefined   only the instrumented pass
+#   make bench      core benchmark, then the HTTP benchmark
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# Source lists are globbed per folder: a module is one .c/.h pair, and every test file
+# named test_*.c is its own binary.
+
+PKG_CONFIG ?= pkg-config
+PREFIX     ?= /usr/local
+BUILD      ?= build
+OPT        ?= -O2
+CC         ?= cc
+
+WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wvla \
+       -Werror=implicit-function-declaration -Wno-missing-field-initializers
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) -g -fno-strict-aliasing $(WARN) $(CPPFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(LDFLAGS)
+
+ifdef SANITIZE
+ALL_CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+ALL_LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+pc_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
+pc_libs   = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null || echo $(2))
+
+BLAS_CFLAGS := $(call pc_cflags,openblas)
+BLAS_LIBS   := $(call pc_libs,openblas,-lopenblas)
+SRV_CFLAGS  := $(call pc_cflags,libmicrohttpd libcjson)
+SRV_LIBS    := $(call pc_libs,libmicrohttpd libcjson,-lmicrohttpd -lcjson)
+CURL_LIBS   := $(call pc_libs,libcurl,-lcurl)
+CMOCKA_LIBS := $(call pc_libs,cmocka,-lcmocka)
+CJSON_LIBS  := $(call pc_libs,libcjson,-lcjson)
+
+CORE_SRC   := $(sort $(wildcard core/*.c))
+SERVER_SRC := $(filter-out server/main.c,$(sort $(wildcard server/*.c)))
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+
+LIBCVD    := $(BUILD)/libcvd.a
+LIBSERVER := $(BUILD)/libconvd_server.a
+CONVD     := $(BUILD)/convd
+
+# Tests: tests/<suite>/test_*.c are binaries; other .c files in the suite and in
+# tests/common are linked into each binary of that suite.
+COMMON_SRC := $(sort $(wildcard tests/common/*.c))
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+define suite
+$(1)_MAIN := $$(sort $$(wildcard tests/$(1)/test_*.c))
+$(1)_HELP := $$(filter-out $$($(1)_MAIN),$$(sort $$(wildcard tests/$(1)/*.c)))
+$(1)_BINS := $$($(1)_MAIN:%.c=$(BUILD)/%)
+$(1)_HOBJ := $$($(1)_HELP:%.c=$(BUILD)/%.o)
+endef
+$(eval $(call suite,core))
+$(eval $(call suite,server))
+$(eval $(call suite,integration))
+TEST_BINS := $(core_BINS) $(server_BINS) $(integration_BINS)
+
+BENCH_BIN   := $(BUILD)/bench/bench_core
+BENCH_CODEC := $(BUILD)/bench/bench_codec
+
+.PHONY: all deps deps-test run test test-build test-pass test-san check bench bench-core \
+        bench-http install uninstall clean format lint fuzz valgrind soak tsan docker-check
+
+all: $(CONVD) $(LIBCVD)
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+$(BUILD)/core/%.o: core/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(BLAS_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/server/%.o: server/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SRV_CFLAGS) -pthread -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SRV_CFLAGS) $(BLAS_CFLAGS) -pthread -MMD -MP -c $< -o $@
+
+$(BUILD)/bench/%.o: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(BLAS_CFLAGS) $(SRV_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBCVD): $(CORE_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBSERVER): $(SERVER_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(CONVD): $(BUILD)/server/main.o $(LIBSERVER) $(LIBCVD)
+	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(SRV_LIBS) $(BLAS_LIBS) -lm
+
+$(core_BINS): $(BUILD)/tests/core/%: $(BUILD)/tests/core/%.o $(core_HOBJ) $(COMMON_OBJ) $(LIBCVD)
+	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CJSON_LIBS) $(BLAS_LIBS) -lm
+
+$(server_BINS): $(BUILD)/tests/server/%: $(BUILD)/tests/server/%.o $(server_HOBJ) $(COMMON_OBJ) $(LIBSERVER) $(LIBCVD)
+	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(SRV_LIBS) $(BLAS_LIBS) -lm
+
+$(integration_BINS): $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(integration_HOBJ) $(COMMON_OBJ)
+	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CURL_LIBS) $(CJSON_LIBS) -lm
+
+$(BENCH_BIN): $(BUILD)/bench/bench_core.o $(LIBCVD)
+	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(BLAS_LIBS) -lm
+
+$(BENCH_CODEC): $(BUILD)/bench/bench_codec.o $(LIBSERVER) $(LIBCVD)
+	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(SRV_LIBS) $(BLAS_LIBS) -lm
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	exec $(CONVD) --config config/convd.conf
+
+test-build: $(CONVD) $(TEST_BINS)
+
+# One pass: build and run every test binary of $(BUILD).
+test-pass: test-build
+	@tests/run.sh $(BUILD)
+
+# `make test` = both passes and one summary. With SANITIZE set, only that pass.
+ifdef SANITIZE
+test: deps-test
+	@$(MAKE) --no-print-directory BUILD=build/san SANITIZE=$(SANITIZE) test-build
+	@tests/run.sh build/san
+else
+test: deps-test
+	@$(MAKE) --no-print-directory test-build
+	@$(MAKE) --no-print-directory BUILD=build/san SANITIZE=address,undefined test-build
+	@tests/run.sh build build/san
+endif
+
+check: test
+
+bench: bench-core bench-http
+
+bench-core: deps
+	@$(MAKE) --no-print-directory $(BENCH_BIN)
+	@$(BENCH_BIN)
+
+bench-http:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory $(CONVD) $(BENCH_CODEC) $(BENCH_BIN)
+	@$(BENCH_CODEC)
+	@bench/http.sh $(CONVD) $(BENCH_BIN)
+
+install: $(CONVD)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/convd $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(CONVD) $(DESTDIR)$(PREFIX)/bin/convd
+	install -m 644 config/convd.conf $(DESTDIR)$(PREFIX)/etc/convd/convd.conf
+	install -m 644 docs/convd.1 $(DESTDIR)$(PREFIX)/share/man/man1/convd.1
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/convd $(DESTDIR)$(PREFIX)/etc/convd/convd.conf \
+	      $(DESTDIR)$(PREFIX)/share/man/man1/convd.1
+
+format:
+	clang-format -i core/*.[ch] server/*.[ch] tests/*/*.[ch] bench/*.c
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --inline-suppr --suppress=missingIncludeSystem -D__GNUC__ core server
+	clang-tidy --quiet core/*.c server/*.c -- -std=c11 -D_GNU_SOURCE $(SRV_CFLAGS)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

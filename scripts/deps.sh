@@ -1,0 +1,53 @@
+#!/bin/sh
+# deps.sh — install the Debian packages convd needs, only those that are missing.
+# Usage: scripts/deps.sh [build|test|bench|fuzz|all]   (default: build)
+# Idempotent and silent when everything is present; uses sudo when not root.
+# Downloads nothing but Debian packages.
+set -eu
+
+set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev"
+set_test="$set_build libcmocka-dev libcurl4-openssl-dev"
+set_bench="$set_test wrk"
+set_fuzz="$set_test clang libclang-rt-14-dev valgrind"
+
+case "${1:-build}" in
+build) pkgs=$set_build ;;
+test) pkgs=$set_test ;;
+bench) pkgs=$set_bench ;;
+fuzz) pkgs=$set_fuzz ;;
+all) pkgs="$set_bench clang libclang-rt-14-dev valgrind" ;;
+*) echo "deps.sh: unknown set '$1' (build|test|bench|fuzz|all)" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+else
+    echo "deps.sh: need root or sudo to install:$missing" >&2
+    exit 1
+fi
+
+echo "deps.sh: installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp)
+# shellcheck disable=SC2086
+if ! $SUDO apt-get install -y -q --no-install-recommends $missing >"$log" 2>&1; then
+    $SUDO apt-get update -q >>"$log" 2>&1 || true
+    # shellcheck disable=SC2086
+    if ! $SUDO apt-get install -y -q --no-install-recommends $missing >>"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        rm -f "$log"
+        echo "deps.sh: apt-get install failed for:$missing" >&2
+        exit 1
+    fi
+fi
+rm -f "$log"
