@@ -1,0 +1,43 @@
+# convd — HTTP daemon for a Conv2d layer (forward/backward), as a container image.
+#
+#   docker build -t convd .
+#   docker run --rm -p 127.0.0.1:8080:8080 convd
+#
+# Two stages on the same Debian 12 base: the first has the compiler and the -dev
+# packages, the second only the three runtime libraries, the binary, its config file
+# and a non-root user. Configure with CONVD_* variables (see `docker run convd --help`).
+
+FROM debian:bookworm-slim AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Makefile ./
+COPY core/ core/
+COPY server/ server/
+RUN make -j"$(nproc)" build/convd && strip build/convd
+
+FROM debian:bookworm-slim
+# libopenblas0-pthread is the OpenBLAS the -dev package links against in the build stage
+# (libopenblas0 is only a metapackage choosing it).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        libmicrohttpd12 libcjson1 libopenblas0-pthread \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+ && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin convd
+COPY --from=build /src/build/convd /usr/local/bin/convd
+COPY config/convd.conf /etc/convd/convd.conf
+
+# The file gives the defaults; CONVD_* variables override it, flags override both.
+ENV CONVD_CONFIG=/etc/convd/convd.conf \
+    CONVD_BIND=0.0.0.0 \
+    CONVD_PORT=8080
+USER convd:convd
+EXPOSE 8080
+# `convd --healthcheck` GETs /healthz on the configured port and exits 0/1: no curl needed.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["convd", "--healthcheck"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["convd"]
