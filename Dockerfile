@@ -11,7 +11,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 WORKDIR /src
 COPY Makefile ./
 COPY core/ core/
@@ -24,8 +24,9 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         libmicrohttpd12 libcjson1 libopenblas0-pthread \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
- && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
+ && groupadd --gid 10001 convd \
+ && useradd --uid 10001 --gid convd --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin convd
 COPY --from=build /src/build/convd /usr/local/bin/convd
 COPY config/convd.conf /etc/convd/convd.conf
