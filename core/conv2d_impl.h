@@ -1,0 +1,167 @@
+/*
+ * conv2d_impl.h — type template of the conv kernels (included by conv2d.c once per dtype
+ * with T, SFX and GEMM = cblas_sgemm/cblas_dgemm defined). Arithmetic stays in T.
+ * Inputs are validated by conv2d.c; cvd_geom guarantees every GEMM argument fits in int.
+ *
+ * Per chunk of m images and per group g (K = Cg*kh*kw, P = OH*OW, col = [K, m*P]):
+ *   forward   col = im2col(x_chunk,g);  stage[Fg, m*P] = W_g · col;  y[n,g] <- stage
+ *   backward  dW_g (+)= delta_g · colᵀ (β=0 on the first chunk, 1 after);
+ *             col = W_gᵀ · delta_g;  dx[n,g] = col2im(col)
+ * With m == 1 the GEMMs read and write x, y, delta, dx in place (no staging); on the 1x1
+ * path (1x1 kernel, stride 1, no pad) x[n,g] is its own col and nothing is copied.
+ */
+
+/* The largest exponent field seen so far; all-ones exponent means inf or nan. Integer
+ * max-reductions vectorise without -ffast-math, unlike a floating-point test. */
+static inline U SFX(exp_max)(U acc, T v)
+{
+    U u;
+    memcpy(&u, &v, sizeof u);
+    u &= EXP_MASK;
+    return u > acc ? u : acc;
+}
+
+static int SFX(all_finite)(const T *a, size_t n)
+{
+    U acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc = SFX(exp_max)(acc, a[i]);
+    return acc != EXP_MASK;
+}
+
+/* y[n, f, :] += b[f] for every image; returns whether all of y is finite. */
+static int SFX(add_bias_check)(const cvd_geom *g, const T *b, T *y)
+{
+    if (!b)
+        return SFX(all_finite)(y, (size_t)g->y_numel);
+    U acc = 0;
+    for (int64_t n = 0; n < g->N; n++) {
+        for (int64_t f = 0; f < g->F; f++) {
+            T *row = y + (n * g->F + f) * g->P;
+            const T bf = b[f];
+            for (int64_t p = 0; p < g->P; p++) {
+                row[p] += bf;
+                acc = SFX(exp_max)(acc, row[p]);
+            }
+        }
+    }
+    return acc != EXP_MASK;
+}
+
+static void SFX(forward_run)(const cvd_geom *g, const T *W, const T *x, T *y, int64_t nb, T *ws)
+{
+    const int64_t K = g->K, P = g->P, Fg = g->Fg, Cg = g->Cg, C = g->C, F = g->F, HW = g->HW;
+    for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
+        const int64_t m = nb < g->N - n0 ? nb : g->N - n0;
+        const int ldc = (int)(m * P);
+        for (int64_t grp = 0; grp < g->G; grp++) {
+            const T *Wg = W + grp * Fg * K; /* [Fg, K] */
+            if (g->is_1x1) {
+                /* y[n,g]: [Fg, P] = W_g [Fg, Cg] · x[n,g] [Cg, P] */
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg,
+                     (int)K, x + (n0 * C + grp * Cg) * HW, (int)P, 0, y + (n0 * F + grp * Fg) * P,
+                     (int)P);
+                continue;
+            }
+            T *col = ws; /* [K, m*P] */
+            for (int64_t i = 0; i < m; i++)
+                SFX(cvd_im2col)(g, x + ((n0 + i) * C + grp * Cg) * HW, col + i * P, ldc);
+            if (m == 1) {
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K,
+                     col, ldc, 0, y + (n0 * F + grp * Fg) * P, (int)P);
+                continue;
+            }
+            T *stage = ws + K * nb * P; /* [Fg, m*P] */
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K,
+                 col, ldc, 0, stage, ldc);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t f = 0; f < Fg; f++)
+                    memcpy(y + ((n0 + i) * F + grp * Fg + f) * P, stage + f * ldc + i * P,
+                           (size_t)P * sizeof(T));
+        }
+    }
+}
+
+/* db[f] = sum over n and pixels of delta[n, f, :]. */
+static void SFX(bias_grad)(const cvd_geom *g, const T *delta, T *db)
+{
+    for (int64_t f = 0; f < g->F; f++)
+        db[f] = 0;
+    for (int64_t n = 0; n < g->N; n++) {
+        for (int64_t f = 0; f < g->F; f++) {
+            const T *row = delta + (n * g->F + f) * g->P;
+            T s = 0;
+            for (int64_t p = 0; p < g->P; p++)
+                s += row[p];
+            db[f] += s;
+        }
+    }
+}
+
+/* dx and/or dW (either may be NULL) for delta at input x; db is done by bias_grad. */
+static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T *delta, T *dx,
+                              T *dW, int64_t nb, T *ws)
+{
+    const int64_t K = g->K, P = g->P, Fg = g->Fg, Cg = g->Cg, C = g->C, F = g->F, HW = g->HW;
+    for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
+        const int64_t m = nb < g->N - n0 ? nb : g->N - n0;
+        const int ldc = (int)(m * P);
+        const T beta = n0 == 0 ? 0 : 1; /* dW accumulates over chunks, never pre-zeroed */
+        for (int64_t grp = 0; grp < g->G; grp++) {
+            const T *Wg = W + grp * Fg * K;
+            T *dWg = dW ? dW + grp * Fg * K : NULL;
+            if (g->is_1x1) {
+                const T *xg = x + (n0 * C + grp * Cg) * HW;    /* [Cg, P] */
+                const T *dg = delta + (n0 * F + grp * Fg) * P; /* [Fg, P] */
+                if (dWg)
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, (int)P, 1, dg,
+                         (int)P, xg, (int)P, beta, dWg, (int)K);
+                if (dx)
+                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Fg, 1, Wg,
+                         (int)K, dg, (int)P, 0, dx + (n0 * C + grp * Cg) * HW, (int)P);
+                continue;
+            }
+            T *col = ws; /* [K, m*P] */
+            const T *dg; /* delta of the chunk and group: [Fg, m*P] */
+            if (m == 1) {
+                dg = delta + (n0 * F + grp * Fg) * P;
+            } else {
+                T *stage = ws + K * nb * P;
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t f = 0; f < Fg; f++)
+                        memcpy(stage + f * ldc + i * P, delta + ((n0 + i) * F + grp * Fg + f) * P,
+                               (size_t)P * sizeof(T));
+                dg = stage;
+            }
+            if (dWg) {
+                for (int64_t i = 0; i < m; i++)
+                    SFX(cvd_im2col)(g, x + ((n0 + i) * C + grp * Cg) * HW, col + i * P, ldc);
+                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)K, ldc, 1, dg, ldc, col,
+                     ldc, beta, dWg, (int)K);
+            }
+            if (dx) {
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, ldc, (int)Fg, 1, Wg, (int)K,
+                     dg, ldc, 0, col, ldc);
+                for (int64_t i = 0; i < m; i++)
+                    SFX(cvd_col2im)(g, col + i * P, ldc, dx + ((n0 + i) * C + grp * Cg) * HW);
+            }
+        }
+    }
+}
+
+/* Whether W - lr*dW is finite everywhere (nothing is written). */
+static int SFX(sgd_finite)(const T *W, const T *dW, size_t n, double lr)
+{
+    const T a = (T)lr;
+    U acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc = SFX(exp_max)(acc, W[i] - a * dW[i]);
+    return acc != EXP_MASK;
+}
+
+static void SFX(sgd_apply)(T *W, const T *dW, size_t n, double lr)
+{
+    const T a = (T)lr;
+    for (size_t i = 0; i < n; i++)
+        W[i] = W[i] - a * dW[i];
+}

@@ -1,0 +1,112 @@
+/*
+ * cvd_internal.h — private helpers shared by the core's modules (never installed, never
+ * included by server/): the error formatter, checked arithmetic, the resolved geometry of
+ * one layer on one input (cvd_geom), the im2col/col2im kernels, the init PRNG, and a
+ * test-only knob for the batch-chunk size. Tests may include it; the daemon must not.
+ */
+#ifndef CVD_INTERNAL_H
+#define CVD_INTERNAL_H
+
+#include "cvd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Internal invariants only (our own bugs), never request data: data errors are statuses. */
+#define CVD_ASSERT(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: internal invariant failed: %s\n", __FILE__, __LINE__, #cond);  \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* Largest value any single dimension, kernel, stride, pad or dilation may take. Keeping
+ * every dim below 2^31 means sums like H + pt + pb can never overflow int64, and it is
+ * also the bound BLAS's int arguments impose on M, N, K and the leading dimensions. */
+#define CVD_MAX_DIM INT32_MAX
+
+/* Default byte budget for the per-chunk workspace (col and the chunk's output/delta
+ * staging): the batch is processed in chunks of images small enough to fit. */
+#define CVD_CHUNK_BYTES ((size_t)32 << 20)
+
+/* Formats err->msg (truncated to fit); err may be NULL. Returns s so a caller can write
+ * `return cvd_err_setf(err, CVD_ERR_SHAPE, "...")`. */
+cvd_status cvd_err_setf(cvd_err *err, cvd_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* a*b into *out; 1 on overflow (or a negative operand), 0 otherwise. */
+static inline int cvd_mul_i64(int64_t a, int64_t b, int64_t *out)
+{
+    if (a < 0 || b < 0)
+        return 1;
+    return __builtin_mul_overflow(a, b, out);
+}
+
+static inline int cvd_mul_size(size_t a, size_t b, size_t *out)
+{
+    return __builtin_mul_overflow(a, b, out);
+}
+
+static inline int cvd_add_size(size_t a, size_t b, size_t *out)
+{
+    return __builtin_add_overflow(a, b, out);
+}
+
+/* One layer applied to one input shape, everything resolved and validated once. Every
+ * GEMM dimension and leading dimension derived from it fits in int (checked by
+ * cvd_geom_init), so kernels cast without further checks. */
+typedef struct cvd_geom {
+    int64_t N, C, H, W; /* input x: (N, C, H, W) */
+    int64_t F, OH, OW;  /* output y: (N, F, OH, OW) */
+    int64_t G, Cg, Fg;  /* groups; channels and filters per group */
+    int64_t kh, kw, sh, sw, dh, dw;
+    int64_t pt, pb, pl, pr;   /* padding actually applied: top, bottom, left, right */
+    int64_t K;                /* Cg*kh*kw: rows of col, columns of W_g */
+    int64_t P;                /* OH*OW: output pixels per image */
+    int64_t HW;               /* H*W */
+    int64_t x_numel, y_numel; /* N*C*H*W, N*F*P */
+    int is_1x1;               /* 1x1 kernel, stride 1, no pad, no dilation: col == x */
+} cvd_geom;
+
+/* Fills g for params p (already checked) and input x_shape (N, C, H, W). CVD_ERR_INVALID
+ * for a dim < 1, CVD_ERR_TOO_LARGE for a dim over CVD_MAX_DIM or a product that overflows
+ * or does not fit BLAS's int, CVD_ERR_SHAPE for a channel mismatch or an input smaller than
+ * the dilated kernel. `what` names the tensor in messages ("x"). */
+cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t x_shape[4],
+                         const char *what, cvd_err *err);
+
+/* Images per chunk for a workspace budget of `budget` bytes (at least 1, at most N, and
+ * small enough that nb*P fits in int), and the workspace elements that chunk needs:
+ * col [K, nb*P] plus, when nb > 1, the staging buffer [Fg, nb*P]; 0 on the 1x1 path.
+ * Fails (TOO_LARGE) only if a product overflows. */
+cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, int64_t *nb,
+                          size_t *ws_elems, cvd_err *err);
+
+/* im2col for one image and one group: x_g [Cg, H, W] -> col [K, P] with row stride ldc
+ * (>= P; the columns of one image inside a chunk-wide col [K, nb*P]). Overwrites every
+ * element of the [K, P] block (zeros where the kernel reads padding). */
+void cvd_im2col_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc);
+void cvd_im2col_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc);
+
+/* col2im, the adjoint of im2col: zeroes x_g [Cg, H, W] first, then accumulates every
+ * element of col [K, P] (row stride ldc) into the pixel it was gathered from. */
+void cvd_col2im_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g);
+void cvd_col2im_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g);
+
+/* Deterministic init stream: splitmix64 and the doubles drawn from it (see rng.c). */
+typedef struct cvd_rng {
+    uint64_t state;
+} cvd_rng;
+void cvd_rng_seed(cvd_rng *r, uint64_t seed);
+uint64_t cvd_rng_next(cvd_rng *r);
+/* Uniform in [0, 1): the top 53 bits of the next output times 2^-53. */
+double cvd_rng_uniform(cvd_rng *r);
+/* Two independent N(0, 1) draws from two uniforms (Box-Muller). */
+void cvd_rng_normal2(cvd_rng *r, double *z0, double *z1);
+
+/* Test-only: overrides the workspace budget of one layer (bytes; 0 restores the default
+ * CVD_CHUNK_BYTES), so tests can force many small chunks. The daemon never calls it. */
+void cvd_conv2d_set_chunk_bytes(cvd_conv2d *l, size_t bytes);
+
+#endif /* CVD_INTERNAL_H */

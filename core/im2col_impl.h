@@ -1,0 +1,88 @@
+/*
+ * im2col_impl.h — type template for im2col/col2im (included by im2col.c once per dtype
+ * with T and SFX defined). Caffe's loop order: for each (channel, kernel row, kernel column)
+ * one row of col; padded input rows are written as zeros whole, and within a row the valid
+ * output columns are computed once so the inner loop has no bounds test (a memcpy when the
+ * stride is 1).
+ */
+
+/* Output columns [lo, hi) of kernel column kj whose input column lies inside [0, W). */
+static void SFX(col_range)(const cvd_geom *g, int64_t kj, int64_t *lo, int64_t *hi)
+{
+    int64_t iw0 = kj * g->dw - g->pl; /* input column of output column 0 */
+    int64_t l = iw0 >= 0 ? 0 : (-iw0 + g->sw - 1) / g->sw;
+    int64_t h = iw0 <= g->W - 1 ? (g->W - 1 - iw0) / g->sw + 1 : 0;
+    if (l > g->OW)
+        l = g->OW;
+    if (h > g->OW)
+        h = g->OW;
+    if (h < l)
+        h = l;
+    *lo = l;
+    *hi = h;
+}
+
+void SFX(cvd_im2col)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc)
+{
+    const int64_t OH = g->OH, OW = g->OW, H = g->H, W = g->W, sw = g->sw;
+    /* col: [Cg*kh*kw, P] with row stride ldc; x_g: [Cg, H, W] */
+    for (int64_t kj = 0; kj < g->kw; kj++) {
+        int64_t lo, hi;
+        SFX(col_range)(g, kj, &lo, &hi);
+        const int64_t iw0 = kj * g->dw - g->pl;
+        for (int64_t c = 0; c < g->Cg; c++) {
+            for (int64_t ki = 0; ki < g->kh; ki++) {
+                T *dst = col + ((c * g->kh + ki) * g->kw + kj) * ldc;
+                int64_t ih = ki * g->dh - g->pt;
+                for (int64_t oh = 0; oh < OH; oh++, ih += g->sh, dst += OW) {
+                    if ((uint64_t)ih >= (uint64_t)H) {
+                        memset(dst, 0, (size_t)OW * sizeof(T));
+                        continue;
+                    }
+                    const T *src = x_g + (c * H + ih) * W;
+                    for (int64_t ow = 0; ow < lo; ow++)
+                        dst[ow] = 0;
+                    if (sw == 1) {
+                        memcpy(dst + lo, src + iw0 + lo, (size_t)(hi - lo) * sizeof(T));
+                    } else {
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            dst[ow] = src[iw0 + ow * sw];
+                    }
+                    for (int64_t ow = hi; ow < OW; ow++)
+                        dst[ow] = 0;
+                }
+            }
+        }
+    }
+}
+
+void SFX(cvd_col2im)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g)
+{
+    const int64_t OH = g->OH, OW = g->OW, H = g->H, W = g->W, sw = g->sw;
+    memset(x_g, 0, (size_t)(g->Cg * g->HW) * sizeof(T));
+    /* col: [Cg*kh*kw, P] with row stride ldc; x_g: [Cg, H, W] */
+    for (int64_t kj = 0; kj < g->kw; kj++) {
+        int64_t lo, hi;
+        SFX(col_range)(g, kj, &lo, &hi);
+        const int64_t iw0 = kj * g->dw - g->pl;
+        for (int64_t c = 0; c < g->Cg; c++) {
+            for (int64_t ki = 0; ki < g->kh; ki++) {
+                const T *src = col + ((c * g->kh + ki) * g->kw + kj) * ldc;
+                int64_t ih = ki * g->dh - g->pt;
+                for (int64_t oh = 0; oh < OH; oh++, ih += g->sh, src += OW) {
+                    if ((uint64_t)ih >= (uint64_t)H)
+                        continue;
+                    T *row = x_g + (c * H + ih) * W;
+                    if (sw == 1) {
+                        T *dst = row + iw0 + lo;
+                        for (int64_t i = 0; i < hi - lo; i++)
+                            dst[i] += src[lo + i];
+                    } else {
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            row[iw0 + ow * sw] += src[ow];
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,352 @@
+/*
+ * test_conv_random.c — the fast path (im2col + BLAS, chunked batches, 1x1 shortcut)
+ * against the plain-loop reference on 360 random layers (fixed seed): groups, dilation,
+ * asymmetric stride and padding, "same"/"valid", N > 1, both dtypes, random need masks,
+ * cached and explicit x, forced tiny chunks. Then finite-difference gradient checks.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/cvd_internal.h"
+#include "ref_conv.h"
+#include "tutil.h"
+
+#define N_CONFIGS 360
+
+typedef struct stats {
+    int one_by_one, grouped, dilated, same, valid, asym_stride, multi_chunk, f32, stateless;
+} stats;
+
+static cvd_conv2d_params random_params(ref_rng *r, int iter)
+{
+    cvd_conv2d_params p = {0};
+    p.dtype = (iter & 1) ? CVD_F32 : CVD_F64;
+    p.groups = ref_int(r, 0, 2) == 0 ? ref_int(r, 2, 3) : 1;
+    p.in_channels = p.groups * ref_int(r, 1, 3);
+    p.out_channels = p.groups * ref_int(r, 1, 3);
+    p.bias = (int)ref_int(r, 0, 1);
+    if (iter % 6 == 0) { /* the 1x1 shortcut */
+        p.kh = p.kw = p.sh = p.sw = p.dh = p.dw = 1;
+        p.pad_mode = ref_int(r, 0, 1) ? CVD_PAD_VALID : CVD_PAD_EXPLICIT;
+        return p;
+    }
+    p.kh = ref_int(r, 1, 4);
+    p.kw = ref_int(r, 1, 4);
+    p.dh = ref_int(r, 0, 2) == 0 ? ref_int(r, 2, 3) : 1;
+    p.dw = ref_int(r, 0, 2) == 0 ? ref_int(r, 2, 3) : 1;
+    switch (ref_int(r, 0, 5)) {
+    case 0:
+        p.pad_mode = CVD_PAD_SAME;
+        p.sh = p.sw = 1;
+        break;
+    case 1:
+        p.pad_mode = CVD_PAD_VALID;
+        break;
+    default:
+        p.pad_mode = CVD_PAD_EXPLICIT;
+        p.ph = ref_int(r, 0, 3);
+        p.pw = ref_int(r, 0, 3);
+        break;
+    }
+    if (p.pad_mode != CVD_PAD_SAME) {
+        p.sh = ref_int(r, 1, 3);
+        p.sw = ref_int(r, 1, 3);
+    }
+    return p;
+}
+
+static void expect_close(const char *what, int iter, const double *got, const double *want,
+                         int64_t n, double rel)
+{
+    double err = ref_max_abs_diff(got, want, n), mx = ref_max_abs(want, n);
+    if (!(err <= rel * (1 + mx))) {
+        fprintf(stderr, "config %d: %s max|err| %g > %g\n", iter, what, err, rel * (1 + mx));
+        fail();
+    }
+}
+
+static void run_config(ref_rng *r, int iter, stats *st)
+{
+    cvd_conv2d_params p = random_params(r, iter);
+    const cvd_dtype dt = p.dtype;
+    ref_geom rg;
+    int64_t xs[4] = {ref_int(r, 1, 4), p.in_channels, 0, 0};
+    /* Input between "just fits the dilated kernel" and a few pixels more. */
+    int64_t pt, pb, pl, pr;
+    cvd_conv2d_padding(&p, &pt, &pb, &pl, &pr);
+    int64_t min_h = p.dh * (p.kh - 1) + 1 - pt - pb, min_w = p.dw * (p.kw - 1) + 1 - pl - pr;
+    xs[2] = (min_h < 1 ? 1 : min_h) + ref_int(r, 0, 6);
+    xs[3] = (min_w < 1 ? 1 : min_w) + ref_int(r, 0, 6);
+    assert_true(ref_geom_make(&rg, &p, xs));
+
+    cvd_conv2d *l = NULL;
+    cvd_err e;
+    assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+    int chunk = (int)ref_int(r, 0, 2);
+    if (chunk == 1)
+        cvd_conv2d_set_chunk_bytes(l, 1); /* one image per chunk */
+    else if (chunk == 2)
+        cvd_conv2d_set_chunk_bytes(
+            l, (size_t)(ref_int(r, 2, 3) *
+                        (p.in_channels / p.groups * p.kh * p.kw + p.out_channels / p.groups) *
+                        rg.OH * rg.OW) *
+                   cvd_dtype_size(dt));
+
+    const int64_t Cg = p.in_channels / p.groups;
+    const int64_t ws[4] = {p.out_channels, Cg, p.kh, p.kw};
+    const int64_t wn = ws[0] * ws[1] * ws[2] * ws[3];
+    const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3];
+    const int64_t ys[4] = {xs[0], p.out_channels, rg.OH, rg.OW};
+    const int64_t yn = ys[0] * ys[1] * ys[2] * ys[3];
+    const int64_t F = p.out_channels;
+    double *x = malloc((size_t)xn * sizeof *x), *W = malloc((size_t)wn * sizeof *W);
+    double *b = malloc((size_t)F * sizeof *b), *delta = malloc((size_t)yn * sizeof *delta);
+    double *y = malloc((size_t)yn * sizeof *y), *dx = malloc((size_t)xn * sizeof *dx);
+    double *dW = malloc((size_t)wn * sizeof *dW), *db = malloc((size_t)F * sizeof *db);
+    double *got = malloc((size_t)(xn + yn + wn + F) * sizeof *got);
+    ref_fill(r, x, xn);
+    ref_fill(r, W, wn);
+    ref_fill(r, b, F);
+    ref_fill(r, delta, yn);
+    if (dt == CVD_F32) {
+        tu_round_f32(x, xn);
+        tu_round_f32(W, wn);
+        tu_round_f32(b, F);
+        tu_round_f32(delta, yn);
+    }
+    const double rel = dt == CVD_F32 ? 1e-4 : 1e-11;
+
+    cvd_tensor tW = tu_tensor(dt, 4, ws, W);
+    const int64_t bs[1] = {F};
+    cvd_tensor tb = tu_tensor(dt, 1, bs, b);
+    assert_int_equal(cvd_conv2d_set_weights(l, &tW, p.bias ? &tb : NULL, &e), CVD_OK);
+    cvd_tensor tx = tu_tensor(dt, 4, xs, x);
+    cvd_tensor ty = tu_tensor(dt, 4, ys, NULL);
+    assert_int_equal(cvd_conv2d_forward(l, &tx, &ty, 0, &e), CVD_OK);
+    ref_forward(&rg, x, W, p.bias ? b : NULL, y);
+    tu_to_double(&ty, got);
+    expect_close("y", iter, got, y, yn, rel);
+
+    unsigned need = (unsigned)ref_int(r, 1, 7);
+    if (!p.bias)
+        need &= ~CVD_NEED_DB;
+    if (!need)
+        need = CVD_NEED_DX;
+    int stateless = (int)ref_int(r, 0, 3) == 0;
+    ref_backward(&rg, x, W, delta, dx, dW, db);
+    cvd_tensor tdelta = tu_tensor(dt, 4, ys, delta);
+    cvd_tensor tdx = tu_tensor(dt, 4, xs, NULL), tdW = tu_tensor(dt, 4, ws, NULL);
+    cvd_tensor tdb = tu_tensor(dt, 1, bs, NULL);
+    cvd_backward_opts o = {.need = need};
+    assert_int_equal(cvd_conv2d_backward(l, stateless ? &tx : NULL, &tdelta, &o,
+                                         (need & CVD_NEED_DX) ? &tdx : NULL,
+                                         (need & CVD_NEED_DW) ? &tdW : NULL,
+                                         (need & CVD_NEED_DB) ? &tdb : NULL, &e),
+                     CVD_OK);
+    if (need & CVD_NEED_DX) {
+        tu_to_double(&tdx, got);
+        expect_close("dx", iter, got, dx, xn, rel);
+    }
+    if (need & CVD_NEED_DW) {
+        tu_to_double(&tdW, got);
+        expect_close("dW", iter, got, dW, wn, rel);
+    }
+    if (need & CVD_NEED_DB) {
+        tu_to_double(&tdb, got);
+        expect_close("db", iter, got, db, F, rel);
+    }
+
+    cvd_geom g;
+    assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
+    st->one_by_one += g.is_1x1;
+    st->grouped += p.groups > 1;
+    st->dilated += p.dh > 1 || p.dw > 1;
+    st->same += p.pad_mode == CVD_PAD_SAME;
+    st->valid += p.pad_mode == CVD_PAD_VALID;
+    st->asym_stride += p.sh != p.sw;
+    st->multi_chunk += xs[0] > 1 && chunk != 0 && !g.is_1x1;
+    st->f32 += dt == CVD_F32;
+    st->stateless += stateless;
+
+    cvd_tensor *all[] = {&tW, &tb, &tx, &ty, &tdelta, &tdx, &tdW, &tdb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        cvd_tensor_release(all[i]);
+    free(x), free(W), free(b), free(delta), free(y), free(dx), free(dW), free(db), free(got);
+    cvd_conv2d_free(l);
+}
+
+static void test_random_vs_reference(void **state)
+{
+    (void)state;
+    ref_rng r = {0x5eed5eed1234ull};
+    stats st = {0};
+    for (int i = 0; i < N_CONFIGS; i++)
+        run_config(&r, i, &st);
+    /* The generator must really cover each feature, or the test proves less than it says. */
+    assert_true(st.one_by_one >= 30 && st.grouped >= 60 && st.dilated >= 60 && st.same >= 30);
+    assert_true(st.valid >= 30 && st.asym_stride >= 60 && st.multi_chunk >= 60);
+    assert_true(st.f32 == N_CONFIGS / 2 && st.stateless >= 40);
+}
+
+/* L = sum(y * delta) for the layer's current weights at input x. */
+static double loss(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y, const double *delta)
+{
+    cvd_err e;
+    assert_int_equal(cvd_conv2d_forward(l, x, y, CVD_FWD_NO_CACHE, &e), CVD_OK);
+    const double *yv = y->data;
+    double s = 0;
+    for (int64_t i = 0; i < cvd_tensor_numel(y); i++)
+        s += yv[i] * delta[i];
+    return s;
+}
+
+/* Central differences on every element of a; compares with the analytic gradient. */
+static void fd_check(cvd_conv2d *l, cvd_tensor *x, cvd_tensor *y, const double *delta, double *a,
+                     int64_t n, const double *grad, const cvd_tensor *W, const cvd_tensor *b,
+                     const char *what)
+{
+    const double h = 1e-5;
+    cvd_err e;
+    for (int64_t i = 0; i < n; i++) {
+        double keep = a[i];
+        a[i] = keep + h;
+        if (W)
+            assert_int_equal(cvd_conv2d_set_weights(l, W, b, &e), CVD_OK);
+        double lp = loss(l, x, y, delta);
+        a[i] = keep - h;
+        if (W)
+            assert_int_equal(cvd_conv2d_set_weights(l, W, b, &e), CVD_OK);
+        double lm = loss(l, x, y, delta);
+        a[i] = keep;
+        double fd = (lp - lm) / (2 * h);
+        if (!(fabs(fd - grad[i]) <= 1e-6 * (1 + fabs(grad[i])))) {
+            fprintf(stderr, "%s[%lld]: finite difference %.12g vs analytic %.12g\n", what,
+                    (long long)i, fd, grad[i]);
+            fail();
+        }
+    }
+    if (W)
+        assert_int_equal(cvd_conv2d_set_weights(l, W, b, &e), CVD_OK);
+}
+
+static void test_finite_differences(void **state)
+{
+    (void)state;
+    ref_rng r = {0xfd0001ull};
+    const cvd_conv2d_params cases[] = {
+        {.in_channels = 2,
+         .out_channels = 3,
+         .groups = 1,
+         .kh = 3,
+         .kw = 2,
+         .sh = 1,
+         .sw = 2,
+         .dh = 1,
+         .dw = 1,
+         .pad_mode = CVD_PAD_EXPLICIT,
+         .ph = 1,
+         .pw = 0,
+         .bias = 1},
+        {.in_channels = 4,
+         .out_channels = 2,
+         .groups = 2,
+         .kh = 2,
+         .kw = 2,
+         .sh = 2,
+         .sw = 1,
+         .dh = 2,
+         .dw = 1,
+         .pad_mode = CVD_PAD_EXPLICIT,
+         .ph = 1,
+         .pw = 2,
+         .bias = 1},
+        {.in_channels = 1,
+         .out_channels = 2,
+         .groups = 1,
+         .kh = 4,
+         .kw = 3,
+         .sh = 1,
+         .sw = 1,
+         .dh = 1,
+         .dw = 2,
+         .pad_mode = CVD_PAD_SAME,
+         .bias = 0},
+        {.in_channels = 3,
+         .out_channels = 3,
+         .groups = 3,
+         .kh = 1,
+         .kw = 1,
+         .sh = 1,
+         .sw = 1,
+         .dh = 1,
+         .dw = 1,
+         .pad_mode = CVD_PAD_VALID,
+         .bias = 1},
+        {.in_channels = 2,
+         .out_channels = 2,
+         .groups = 1,
+         .kh = 3,
+         .kw = 3,
+         .sh = 3,
+         .sw = 2,
+         .dh = 1,
+         .dw = 1,
+         .pad_mode = CVD_PAD_EXPLICIT,
+         .ph = 2,
+         .pw = 1,
+         .bias = 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        cvd_conv2d_params p = cases[c];
+        p.dtype = CVD_F64;
+        const int64_t xs[4] = {2, p.in_channels, 5, 6};
+        int64_t ys[4];
+        cvd_err e;
+        assert_int_equal(cvd_conv2d_output_shape(&p, xs, ys, &e), CVD_OK);
+        cvd_conv2d *l;
+        assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+        assert_int_equal(cvd_conv2d_init(l, CVD_INIT_NORMAL, 7 + c, &e), CVD_OK);
+        cvd_tensor W =
+            tu_tensor(CVD_F64, 4, cvd_conv2d_weight(l)->shape, cvd_conv2d_weight(l)->data);
+        const int64_t bs[1] = {p.out_channels};
+        cvd_tensor b = tu_tensor(CVD_F64, 1, bs, NULL);
+        ref_fill(&r, b.data, p.out_channels);
+        assert_int_equal(cvd_conv2d_set_weights(l, &W, p.bias ? &b : NULL, &e), CVD_OK);
+        cvd_tensor x = tu_tensor(CVD_F64, 4, xs, NULL), y = tu_tensor(CVD_F64, 4, ys, NULL);
+        ref_fill(&r, x.data, cvd_tensor_numel(&x));
+        cvd_tensor delta = tu_tensor(CVD_F64, 4, ys, NULL);
+        ref_fill(&r, delta.data, cvd_tensor_numel(&delta));
+        cvd_tensor dx = tu_tensor(CVD_F64, 4, xs, NULL);
+        cvd_tensor dW = tu_tensor(CVD_F64, 4, W.shape, NULL);
+        cvd_tensor db = tu_tensor(CVD_F64, 1, bs, NULL);
+        cvd_backward_opts o = {.need = p.bias ? CVD_NEED_ALL : CVD_NEED_DX | CVD_NEED_DW};
+        assert_int_equal(cvd_conv2d_backward(l, &x, &delta, &o, &dx, &dW, p.bias ? &db : NULL, &e),
+                         CVD_OK);
+        fd_check(l, &x, &y, delta.data, x.data, cvd_tensor_numel(&x), dx.data, NULL, NULL, "dx");
+        fd_check(l, &x, &y, delta.data, W.data, cvd_tensor_numel(&W), dW.data, &W,
+                 p.bias ? &b : NULL, "dW");
+        if (p.bias)
+            fd_check(l, &x, &y, delta.data, b.data, p.out_channels, db.data, &W, &b, "db");
+        cvd_tensor *all[] = {&W, &b, &x, &y, &delta, &dx, &dW, &db};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            cvd_tensor_release(all[i]);
+        cvd_conv2d_free(l);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_vs_reference),
+        cmocka_unit_test(test_finite_differences),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
