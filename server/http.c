@@ -1,0 +1,473 @@
+/*
+ * http.c — libmicrohttpd glue. The access handler follows MHD's three-call protocol: the
+ * first call allocates the request context and runs every check that needs no body
+ * (drain, auth, route 404/405, Content-Type 415, Content-Length 413) so a refused body is
+ * never read; middle calls append the body under max_body_bytes; the last call dispatches
+ * to the route's api handler. The context is freed only in the completion callback, which
+ * MHD also calls for aborted requests, so nothing leaks when a client goes away.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "log.h"
+#include "metrics.h"
+#include "router.h"
+
+#define CONNECTION_TIMEOUT_S 30 /* idle or slow clients cannot pin a worker longer */
+#define CONNECTION_LIMIT     1024
+#define CONNECTION_MEMORY    (128 * 1024) /* MHD's per-connection read/header buffer */
+
+struct http_server {
+    struct MHD_Daemon *d;
+    const srv_config *cfg;
+    api_ctx ctx;
+    atomic_int draining;
+    atomic_int inflight;
+    uint16_t port;
+    char addr[INET6_ADDRSTRLEN];
+};
+
+typedef struct req {
+    double t0;
+    route_result rr;
+    route_match m;
+    buf body;
+    int too_large; /* the body outgrew max_body_bytes while streaming */
+    int counted;   /* counted in inflight */
+    int responded;
+    int status;
+    size_t bytes_in, bytes_out;
+    char method[8];
+    char path[96];
+    char session[SESSION_ID_LEN + 1];
+} req;
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Copies a client-controlled string for the log, replacing control bytes. */
+static void copy_printable(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+    }
+    dst[i] = '\0';
+}
+
+static void add_header(struct MHD_Response *resp, const char *name, const char *value)
+{
+    if (MHD_add_response_header(resp, name, value) != MHD_YES)
+        log_warn("could not add header %s", name);
+}
+
+/* Sends r's answer (or its error) and records what was sent. Takes r->out. */
+static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q, api_req *r)
+{
+    int status = r->status ? r->status : 200;
+    const char *ctype = r->content_type ? r->content_type : "application/json";
+    if (r->err.code != APIERR_NONE) {
+        status = apierr_status(r->err.code);
+        ctype = "application/json";
+        buf_free(&r->out);
+        buf_init(&r->out);
+        api_error_body(&r->out, &r->err);
+        if (r->err.code == APIERR_INTERNAL)
+            log_error("%s %s: %s", q->method, q->path, r->err.msg);
+    }
+    struct MHD_Response *resp;
+    size_t len = 0;
+    if (r->out.oom) {
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        buf_free(&r->out);
+        status = 500;
+        ctype = "application/json";
+        len = sizeof oom - 1;
+        resp = MHD_create_response_from_buffer(len, (void *)oom, MHD_RESPMEM_PERSISTENT);
+    } else {
+        char *data = buf_steal(&r->out, &len);
+        if (!data)
+            return MHD_NO;
+        resp = MHD_create_response_from_buffer_with_free_callback(len, data, free);
+        if (!resp)
+            free(data);
+    }
+    if (!resp)
+        return MHD_NO;
+    if (status != 204)
+        add_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (r->session[0]) {
+        add_header(resp, "X-Session-Id", r->session);
+        memcpy(q->session, r->session, sizeof q->session);
+    }
+    if (r->location[0])
+        add_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (status == 405)
+        add_header(resp, MHD_HTTP_HEADER_ALLOW, q->m.allow);
+    if (status == 401)
+        add_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"convd\"");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    if (ret == MHD_YES) {
+        q->responded = 1;
+        q->status = status;
+        q->bytes_out = len;
+    }
+    (void)h;
+    return ret;
+}
+
+static enum MHD_Result respond_error(http_server *h, struct MHD_Connection *c, req *q,
+                                     const apierr *e)
+{
+    api_req r = {0};
+    buf_init(&r.out);
+    r.err = *e;
+    return respond(h, c, q, &r);
+}
+
+/* Compares without an early exit, so response time says nothing about the key. */
+static int key_matches(const char *sent, size_t sent_len, const char *key)
+{
+    size_t klen = strlen(key);
+    unsigned char diff = (unsigned char)(sent_len != klen);
+    for (size_t i = 0; i < klen; i++)
+        diff |= (unsigned char)(key[i] ^ (i < sent_len ? sent[i] : 0));
+    return diff == 0;
+}
+
+static int authorized(const http_server *h, struct MHD_Connection *c)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!v || strncasecmp(v, "Bearer ", 7) != 0)
+        return 0;
+    v += 7;
+    while (*v == ' ')
+        v++;
+    size_t len = strlen(v);
+    while (len && v[len - 1] == ' ')
+        len--;
+    return key_matches(v, len, h->cfg->api_key);
+}
+
+/* The 415 rule: JSON (any parameters, any case), no Content-Type, or curl's default form
+ * type are all read as JSON; anything else is refused. */
+static int json_content_type(const char *ct)
+{
+    if (!ct)
+        return 1;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if (n == 0)
+        return 1;
+    static const char *const ok[] = {"application/json", "application/x-www-form-urlencoded"};
+    for (size_t i = 0; i < 2; i++)
+        if (strlen(ok[i]) == n && strncasecmp(ct, ok[i], n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Every check that needs no body. 0: go on; -1: answer e now. */
+static int early_checks(http_server *h, struct MHD_Connection *c, req *q, apierr *e)
+{
+    if (atomic_load(&h->draining) && !q->m.during_drain)
+        return apierr_set(e, APIERR_SHUTTING_DOWN,
+                          "convd is shutting down and takes no new work; retry on another "
+                          "instance or after it restarts");
+    if (h->cfg->api_key[0] && !q->m.open && !authorized(h, c))
+        return apierr_set(e, APIERR_UNAUTHORIZED,
+                          "this daemon requires an API key: send `Authorization: Bearer <key>`");
+    if (q->rr == ROUTE_NOT_FOUND)
+        return apierr_set(e, APIERR_NOT_FOUND, "no endpoint %.80s; GET / lists the endpoints",
+                          q->path);
+    if (q->rr == ROUTE_METHOD_NOT_ALLOWED)
+        return apierr_set(e, APIERR_METHOD_NOT_ALLOWED, "%s is not allowed on %.80s; use %s",
+                          q->method, q->path, q->m.allow);
+    if (!q->m.has_body)
+        return 0;
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!json_content_type(ct))
+        return apierr_set(e, APIERR_UNSUPPORTED_MEDIA_TYPE,
+                          "the body is declared as \"%.60s\"; send JSON with Content-Type: "
+                          "application/json",
+                          ct);
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (*cl >= '0' && *cl <= '9' && !*end && n > h->cfg->max_body_bytes)
+            return apierr_set(e, APIERR_PAYLOAD_TOO_LARGE,
+                              "the body is %llu bytes, over max_body_bytes = %llu; send a "
+                              "smaller body (base64 tensors are about 3x smaller than JSON "
+                              "numbers) or raise max_body_bytes",
+                              n, (unsigned long long)h->cfg->max_body_bytes);
+    }
+    return 0;
+}
+
+static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q)
+{
+    api_req r = {0};
+    buf_init(&r.out);
+    if (q->body.oom) {
+        apierr_set(&r.err, APIERR_INTERNAL, "out of memory reading the request body");
+        return respond(h, c, q, &r);
+    }
+    r.id = q->m.id[0] ? q->m.id : NULL;
+    r.hdr_session = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Session-Id");
+    r.q_output = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "output");
+    r.body = q->body.data;
+    r.body_len = q->body.len;
+    q->m.handler(&h->ctx, &r);
+    enum MHD_Result ret = respond(h, c, q, &r);
+    buf_free(&r.out);
+    buf_free(&q->body); /* the answer is queued: the body is no longer needed */
+    return ret;
+}
+
+static apierr too_large(const http_server *h)
+{
+    apierr e;
+    apierr_set(&e, APIERR_PAYLOAD_TOO_LARGE,
+               "the body is over max_body_bytes = %llu; send a smaller body or raise "
+               "max_body_bytes",
+               (unsigned long long)h->cfg->max_body_bytes);
+    return e;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    http_server *h = cls;
+    req *q = *con_cls;
+    if (!q) {
+        q = calloc(1, sizeof *q);
+        if (!q)
+            return MHD_NO;
+        *con_cls = q;
+        q->t0 = mono();
+        buf_init(&q->body);
+        copy_printable(q->method, sizeof q->method, method);
+        copy_printable(q->path, sizeof q->path, url);
+        q->rr = router_match(method, url, &q->m);
+        apierr e = {0};
+        if (early_checks(h, c, q, &e))
+            return respond_error(h, c, q, &e);
+        if (!q->m.during_drain) {
+            atomic_fetch_add(&h->inflight, 1);
+            q->counted = 1;
+        }
+        if (!q->m.has_body)
+            return dispatch(h, c, q);
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        q->bytes_in += n;
+        *upload_size = 0;
+        if (q->responded || q->too_large)
+            return MHD_YES; /* discard the rest */
+        if (q->body.len + n > h->cfg->max_body_bytes) {
+            /* a chunked body (no Content-Length) that outgrew the limit */
+            q->too_large = 1;
+            buf_free(&q->body);
+            buf_init(&q->body);
+            return MHD_YES;
+        }
+        buf_append(&q->body, upload_data, n);
+        return MHD_YES;
+    }
+    if (q->responded)
+        return MHD_YES;
+    if (q->too_large) {
+        apierr e = too_large(h);
+        return respond_error(h, c, q, &e);
+    }
+    return dispatch(h, c, q);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    http_server *h = cls;
+    req *q = *con_cls;
+    if (!q)
+        return;
+    double dt = mono() - q->t0;
+    int status = q->responded ? q->status : 0;
+    metrics_request(q->m.ep, status, dt, q->bytes_in, q->bytes_out);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !q->responded)
+        log_info("%s %s aborted (%d) in=%zu %.3fms", q->method, q->path, (int)toe, q->bytes_in,
+                 dt * 1e3);
+    else
+        log_info("%s %s %d in=%zu out=%zu %.3fms%s%s", q->method, q->path, status, q->bytes_in,
+                 q->bytes_out, dt * 1e3, q->session[0] ? " session=" : "", q->session);
+    if (q->counted)
+        atomic_fetch_sub(&h->inflight, 1);
+    buf_free(&q->body);
+    free(q);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_warn("libmicrohttpd: %s", msg);
+}
+
+/* bind (a literal or a host name) + port → a socket address. */
+static int resolve(const srv_config *cfg, struct sockaddr_storage *ss, socklen_t *len, int *v6,
+                   char *err, size_t n)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    const char *host = cfg->bind;
+    char tmp[CONFIG_STR_MAX];
+    size_t hl = strlen(host);
+    if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+        snprintf(tmp, sizeof tmp, "%.*s", (int)(hl - 2), host + 1);
+        host = tmp;
+    }
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)cfg->port);
+        *len = sizeof *a4;
+        *v6 = 0;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)cfg->port);
+        *len = sizeof *a6;
+        *v6 = 1;
+        return 0;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, n, "bind: cannot resolve \"%s\": %s", cfg->bind, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    *v6 = res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    if (*v6)
+        a6->sin6_port = htons((uint16_t)cfg->port);
+    else
+        a4->sin_port = htons((uint16_t)cfg->port);
+    return 0;
+}
+
+int http_start(const srv_config *cfg, session_store *st, http_server **out, char *err, size_t n)
+{
+    *out = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int v6;
+    if (resolve(cfg, &ss, &sl, &v6, err, n))
+        return -1;
+    http_server *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    h->cfg = cfg;
+    h->ctx.store = st;
+    h->ctx.cfg = cfg;
+    h->ctx.draining = &h->draining;
+    if (v6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h->addr, sizeof h->addr);
+    else
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h->addr, sizeof h->addr);
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    h->d = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_END);
+    if (!h->d) {
+        snprintf(err, n,
+                 "cannot listen on %s port %d (address in use, or not an address of "
+                 "this host?)",
+                 cfg->bind, cfg->port);
+        free(h);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : (uint16_t)cfg->port;
+    *out = h;
+    return 0;
+}
+
+const char *http_addr(const http_server *h)
+{
+    return h->addr;
+}
+
+uint16_t http_port(const http_server *h)
+{
+    return h->port;
+}
+
+void http_begin_drain(http_server *h)
+{
+    atomic_store(&h->draining, 1);
+}
+
+int http_inflight(const http_server *h)
+{
+    return atomic_load(&h->inflight);
+}
+
+void http_quiesce(http_server *h)
+{
+    MHD_socket fd = MHD_quiesce_daemon(h->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+void http_stop(http_server *h)
+{
+    if (!h)
+        return;
+    MHD_stop_daemon(h->d);
+    free(h);
+}

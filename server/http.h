@@ -1,0 +1,36 @@
+/*
+ * http.h — the MHD glue: starts libmicrohttpd with a worker thread pool, runs the access
+ * handler protocol (route, drain, auth, 415 and 413 checks up front; the body appended
+ * under max_body_bytes; dispatch to api.c on the last call), sends answers, and records
+ * each request (metrics, one log line) when MHD reports it complete. Shutdown is staged
+ * so main can drain: begin_drain → wait for http_inflight() == 0 → http_stop.
+ */
+#ifndef SERVER_HTTP_H
+#define SERVER_HTTP_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "session.h"
+
+typedef struct http_server http_server;
+
+/* Starts serving on cfg->bind:cfg->port. cfg and st are borrowed and must outlive the server.
+ * 0, or -1 with a message in err. */
+int http_start(const srv_config *cfg, session_store *st, http_server **out, char *err,
+               size_t err_size);
+
+/* The address and port actually bound ("127.0.0.1", 41234), for `listening on ...`. */
+const char *http_addr(const http_server *h);
+uint16_t http_port(const http_server *h);
+
+/* From now on /readyz answers 503 and new work 503 shutting_down. */
+void http_begin_drain(http_server *h);
+/* Requests that started before the drain (or are not exempt from it) and are not yet done. */
+int http_inflight(const http_server *h);
+/* Stops accepting connections (closes the listening socket); connections already open stay. */
+void http_quiesce(http_server *h);
+/* Stops MHD (waits for its threads) and frees h. NULL is a no-op. */
+void http_stop(http_server *h);
+
+#endif /* SERVER_HTTP_H */
