@@ -1,0 +1,26 @@
+/*
+ * jsoncheck.h — strict validation of a request body before cJSON sees it: UTF-8 per
+ * RFC 3629 (no overlongs, surrogates or code points above U+10FFFF), then JSON text per
+ * RFC 8259 (no NaN/Infinity, '+1', '01', '1.', '.5', hex, single quotes, trailing commas,
+ * comments, or data after the value), nesting at most JSONCHECK_MAX_DEPTH. cJSON accepts
+ * some of those and its error pointer is a global; this pass gives exact byte offsets.
+ */
+#ifndef SERVER_JSONCHECK_H
+#define SERVER_JSONCHECK_H
+
+#include <stddef.h>
+
+#include "apierr.h"
+
+/* cJSON's own limit (CJSON_NESTING_LIMIT): deeper text would be refused by it anyway. */
+#define JSONCHECK_MAX_DEPTH 1000
+/* cJSON copies a number into a 64-byte buffer before strtod and silently splits longer
+ * ones; such numbers are refused here with a message rather than misread. */
+#define JSONCHECK_MAX_NUMBER 63
+
+/* 0 when body[0..len) is one valid JSON value surrounded by optional whitespace;
+ * otherwise -1 with e = invalid_json: the reason, the byte offset, line and column
+ * (1-based, in bytes) and a printable excerpt of the text there. */
+int jsoncheck(const char *body, size_t len, apierr *e);
+
+#endif /* SERVER_JSONCHECK_H */
