@@ -388,12 +388,16 @@ int api_metrics(const api_ctx *ctx, api_req *r)
 
 /* ---- sessions ---- */
 
-static void encode_layer_summary(buf *b, const session *s, double idle)
+static void encode_layer(buf *b, const session *s)
 {
     key(b, "layer", 0);
     codec_layer_encode(b, cvd_conv2d_get_params(s->layer), s->scheme, s->seed);
+}
+
+static void encode_idle_timeout(buf *b, const api_ctx *ctx)
+{
     key(b, "idle_timeout_s", 0);
-    put_number(b, idle);
+    put_number(b, session_store_idle_timeout(ctx->store));
 }
 
 int api_session_create(const api_ctx *ctx, api_req *r)
@@ -413,7 +417,8 @@ int api_session_create(const api_ctx *ctx, api_req *r)
     note_session(r, s->id);
     snprintf(r->location, sizeof r->location, "/sessions/%s", s->id);
     put_session_field(&r->out, s->id);
-    encode_layer_summary(&r->out, s, session_store_idle_timeout(ctx->store));
+    encode_layer(&r->out, s);
+    encode_idle_timeout(&r->out, ctx);
     buf_putc(&r->out, '}');
     session_release(ctx->store, s);
     r->status = 201;
@@ -437,7 +442,7 @@ int api_session_get(const api_ctx *ctx, api_req *r)
         return -1;
     buf *b = &r->out;
     put_session_field(b, s->id);
-    encode_layer_summary(b, s, session_store_idle_timeout(ctx->store));
+    encode_layer(b, s);
     const cvd_tensor *W = cvd_conv2d_weight(s->layer);
     int64_t ws[4];
     weight_shape(W, s->W_rank, ws);
@@ -450,8 +455,10 @@ int api_session_get(const api_ctx *ctx, api_req *r)
         codec_tensor_encode(b, bias, s->b_rank, bs, form);
     }
     int64_t xs[4];
-    buf_printf(b, ",\"cached\":%s,\"forwards\":%" PRIu64 ",\"backwards\":%" PRIu64 "}",
+    buf_printf(b, ",\"cached\":%s,\"forwards\":%" PRIu64 ",\"backwards\":%" PRIu64,
                cvd_conv2d_has_cache(s->layer, xs) ? "true" : "false", s->forwards, s->backwards);
+    encode_idle_timeout(b, ctx);
+    buf_putc(b, '}');
     session_release(ctx->store, s);
     r->status = 200;
     return 0;

@@ -495,6 +495,29 @@ int config_load(srv_config *c, int argc, char *const argv[], config_action *acti
     return 0;
 }
 
+/* Prints text from column `indent` (the cursor is already there), wrapping at `width`. */
+static void wrap(FILE *out, const char *text, int indent, int width)
+{
+    int col = indent;
+    const char *p = text;
+    while (*p) {
+        size_t w = strcspn(p, " ");
+        if (col > indent && col + 1 + (int)w > width) {
+            fprintf(out, "\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', out);
+            col++;
+        }
+        fwrite(p, 1, w, out);
+        col += (int)w;
+        p += w;
+        while (*p == ' ')
+            p++;
+    }
+    fputc('\n', out);
+}
+
 void config_usage(FILE *out)
 {
     fprintf(out,
@@ -512,11 +535,14 @@ void config_usage(FILE *out)
             CVD_VERSION);
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting *st = &settings[i];
-        char head[96];
+        char head[96], where[128];
         snprintf(head, sizeof head, "--%s %s", st->flag, st->arg);
-        fprintf(out, "  %-32s %s\n", head, st->help);
-        fprintf(out, "  %-32s env %s%s%s\n", "", st->env, st->key ? ", file key " : "",
-                st->key ? st->key : "");
+        fprintf(out, "  %-32s ", head);
+        wrap(out, st->help, 35, 80);
+        snprintf(where, sizeof where, "env %s%s%s", st->env, st->key ? ", file key " : "",
+                 st->key ? st->key : "");
+        fprintf(out, "%35s", "");
+        wrap(out, where, 35, 80);
     }
     fprintf(out,
             "\n"
