@@ -172,26 +172,36 @@ static int names_any(const char *msg, const char *fields)
     return 0;
 }
 
-void expect_error_at(const http_res *r, long status, const char *code, const char *fields,
-                     const char *file, int line)
+int error_check(const http_res *r, long status, const char *code, const char *fields, char *why,
+                size_t n)
 {
     const char *body = clip(r->body ? r->body : "");
-    if (r->status != status)
-        FAIL_AT(file, line, "expected HTTP %ld %s, got %ld: %s", status, code, r->status, body);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(r->json, "error");
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
-    if (!cJSON_IsObject(e) || !cJSON_IsString(c) || !cJSON_IsString(m))
-        FAIL_AT(file, line, "not a {\"error\":{\"code\",\"message\"}} body: %s", body);
-    if (!one_of(c->valuestring, code))
-        FAIL_AT(file, line, "expected error code %s, got %s: %s", code, c->valuestring, body);
-    if (strlen(m->valuestring) < 8)
-        FAIL_AT(file, line, "error message too short to help anyone: %s", body);
-    if (fields && !names_any(m->valuestring, fields))
-        FAIL_AT(file, line, "error message does not name %s: %s", fields, body);
-    if (strncmp(r->content_type, "application/json", 16) != 0)
-        FAIL_AT(file, line, "error Content-Type is '%s', expected application/json",
-                r->content_type);
+    if (r->status != status)
+        snprintf(why, n, "expected HTTP %ld %s, got %ld: %s", status, code, r->status, body);
+    else if (!cJSON_IsObject(e) || !cJSON_IsString(c) || !cJSON_IsString(m))
+        snprintf(why, n, "not a {\"error\":{\"code\",\"message\"}} body: %s", body);
+    else if (!one_of(c->valuestring, code))
+        snprintf(why, n, "expected error code %s, got %s: %s", code, c->valuestring, body);
+    else if (strlen(m->valuestring) < 8)
+        snprintf(why, n, "error message too short to help anyone: %s", body);
+    else if (fields && !names_any(m->valuestring, fields))
+        snprintf(why, n, "error message does not name %s: %s", fields, body);
+    else if (strncmp(r->content_type, "application/json", 16) != 0)
+        snprintf(why, n, "error Content-Type is '%s', expected application/json", r->content_type);
+    else
+        return 0;
+    return -1;
+}
+
+void expect_error_at(const http_res *r, long status, const char *code, const char *fields,
+                     const char *file, int line)
+{
+    char why[1400];
+    if (error_check(r, status, code, fields, why, sizeof why) != 0)
+        FAIL_AT(file, line, "%s", why);
 }
 
 const cJSON *jget_at(const cJSON *obj, const char *key, const char *file, int line)
@@ -286,23 +296,28 @@ void snap_take_at(test_daemon *d, const char *id, session_snap *s, const char *f
     http_res_free(&r);
 }
 
+int snap_same(test_daemon *d, const char *id, const session_snap *s)
+{
+    session_snap now;
+    snap_take_at(d, id, &now, __FILE__, __LINE__);
+    int same = strcmp(now.W, s->W) == 0 && strcmp(now.b, s->b) == 0 && now.cached == s->cached &&
+               now.forwards == s->forwards && now.backwards == s->backwards;
+    if (!same)
+        print_error("session %s changed by a failed request:\n before W=%s b=%s cached=%d "
+                    "forwards=%g backwards=%g\n",
+                    id, clip(s->W), s->b, s->cached, s->forwards, s->backwards);
+    if (!same)
+        print_error(" after  W=%s b=%s cached=%d forwards=%g backwards=%g\n", clip(now.W), now.b,
+                    now.cached, now.forwards, now.backwards);
+    snap_free(&now);
+    return same;
+}
+
 void snap_expect_same_at(test_daemon *d, const char *id, const session_snap *s, const char *file,
                          int line)
 {
-    session_snap now;
-    snap_take_at(d, id, &now, file, line);
-    int same = strcmp(now.W, s->W) == 0 && strcmp(now.b, s->b) == 0 && now.cached == s->cached &&
-               now.forwards == s->forwards && now.backwards == s->backwards;
-    if (!same) {
-        print_error("session changed by a failed request:\n before W=%s b=%s cached=%d "
-                    "forwards=%g backwards=%g\n after  W=%s b=%s cached=%d forwards=%g "
-                    "backwards=%g\n",
-                    clip(s->W), s->b, s->cached, s->forwards, s->backwards, clip(now.W), now.b,
-                    now.cached, now.forwards, now.backwards);
-        snap_free(&now);
+    if (!snap_same(d, id, s))
         _fail(file, line);
-    }
-    snap_free(&now);
 }
 
 void snap_free(session_snap *s)

@@ -43,6 +43,10 @@ void expect_error_at(const http_res *r, long status, const char *code, const cha
                      const char *file, int line);
 #define expect_error(r, s, c, f) expect_error_at((r), (s), (c), (f), __FILE__, __LINE__)
 
+/* The same check without failing: 0, or -1 with the reason in why. */
+int error_check(const http_res *r, long status, const char *code, const char *fields, char *why,
+                size_t n);
+
 /* Whether msg mentions field as a word (not inside a longer identifier). */
 int msg_names(const char *msg, const char *field);
 /* Whether msg, spaces removed, contains shape (e.g. "1,2,3,3"). */
@@ -80,6 +84,8 @@ typedef struct session_snap {
 void snap_take_at(test_daemon *d, const char *id, session_snap *s, const char *file, int line);
 void snap_expect_same_at(test_daemon *d, const char *id, const session_snap *s, const char *file,
                          int line);
+/* Non-fatal: 1 if unchanged, else prints both states and returns 0. */
+int snap_same(test_daemon *d, const char *id, const session_snap *s);
 void snap_free(session_snap *s);
 #define snap_take(d, id, s)        snap_take_at((d), (id), (s), __FILE__, __LINE__)
 #define snap_expect_same(d, id, s) snap_expect_same_at((d), (id), (s), __FILE__, __LINE__)

@@ -19,8 +19,8 @@ static char *nb_session(test_daemon *d, int with_b)
 {
     const notebook *nb = notebook_get();
     char *W = tt_json(nb->W.data, nb->W.rank, nb->W.shape, TT_NESTED, 64, 1);
-    char *layer = with_b ? strf("{\"W\":%s,\"b\":[%.17g,%.17g]}", W, B0[0], B0[1])
-                         : strf("{\"W\":%s}", W);
+    char *layer =
+        with_b ? strf("{\"W\":%s,\"b\":[%.17g,%.17g]}", W, B0[0], B0[1]) : strf("{\"W\":%s}", W);
     char *id = session_create(d, layer);
     free(layer);
     free(W);
@@ -105,8 +105,8 @@ static void test_lr_step(void **state)
     http_res_free(&r);
 
     /* The next forward uses the stepped weights. */
-    ref_conv g = {.C = 1, .F = 2, .groups = 1, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 1,
-                  .dw = 1};
+    ref_conv g = {
+        .C = 1, .F = 2, .groups = 1, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
     int64_t ys[4] = {1, 2, 2, 2};
     ttensor y1;
     tt_make(&y1, 4, ys, NULL);
@@ -165,8 +165,8 @@ static void test_need_subsets(void **state)
         const char *need;
         int dx, dW, db;
     } rows[] = {
-        {"[\"dW\"]", 0, 1, 0},       {"[\"dx\"]", 1, 0, 0},
-        {"[\"db\"]", 0, 0, 1},       {"[\"dx\",\"db\"]", 1, 0, 1},
+        {"[\"dW\"]", 0, 1, 0},        {"[\"dx\"]", 1, 0, 0},
+        {"[\"db\"]", 0, 0, 1},        {"[\"dx\",\"db\"]", 1, 0, 1},
         {"[\"dW\",\"db\"]", 0, 1, 1}, {"[\"db\",\"dW\",\"dx\"]", 1, 1, 1},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
