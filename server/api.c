@@ -596,9 +596,10 @@ done:
 
 static const char *const bwd_fields[] = {"session", "layer", "x", "delta", "lr", "need", "output"};
 
+/* *need = the mask asked for, or 0 when need is absent (all the layer has: see need_for). */
 static int parse_need(const cJSON *n, unsigned *need, apierr *e)
 {
-    *need = CVD_NEED_ALL;
+    *need = 0;
     if (!n)
         return 0;
     if (!cJSON_IsArray(n))
@@ -625,6 +626,21 @@ static int parse_need(const cJSON *n, unsigned *need, apierr *e)
                           "need is empty: list at least one of \"dx\", \"dW\", \"db\" (or leave "
                           "need out to get all three)");
     *need = m;
+    return 0;
+}
+
+/* The gradients to compute: those asked for (db only with a bias), or by default all the
+ * layer has (no db without a bias). */
+static int need_for(unsigned asked, const cvd_conv2d_params *p, unsigned *need, apierr *e)
+{
+    if (!asked) {
+        *need = p->bias ? CVD_NEED_ALL : (CVD_NEED_DX | CVD_NEED_DW);
+        return 0;
+    }
+    if ((asked & CVD_NEED_DB) && !p->bias)
+        return apierr_set(e, APIERR_INVALID_ARGUMENT,
+                          "need asks for db but the layer has no bias (bias: false); leave db out");
+    *need = asked;
     return 0;
 }
 
@@ -688,8 +704,9 @@ static void encode_grads(buf *b, const grads *g, unsigned need, int x_rank, int 
 }
 
 static int backward_session(const api_ctx *ctx, api_req *r, const cJSON *root, const char *id,
-                            const cvd_backward_opts *o, int out_form)
+                            const cvd_backward_opts *asked, int out_form)
 {
+    cvd_backward_opts o = *asked;
     apierr *e = &r->err;
     const cJSON *dn = cJSON_GetObjectItemCaseSensitive(root, "delta");
     if (cJSON_GetObjectItemCaseSensitive(root, "x"))
@@ -709,11 +726,8 @@ static int backward_session(const api_ctx *ctx, api_req *r, const cJSON *root, c
     int x_rank = s->x_rank, W_rank = s->W_rank, b_rank = s->b_rank;
     const cvd_conv2d_params *p = cvd_conv2d_get_params(s->layer);
     cvd_err ce = {{0}};
-    if ((o->need & CVD_NEED_DB) && !p->bias) {
-        apierr_set(e, APIERR_INVALID_ARGUMENT,
-                   "need asks for db but the layer has no bias (bias: false); leave db out");
+    if (need_for(asked->need, p, &o.need, e))
         goto done;
-    }
     if (!cvd_conv2d_has_cache(s->layer, xs)) {
         apierr_set(e, APIERR_NO_FORWARD_CACHE,
                    "session %s has no cached forward: POST /forward with this session (without "
@@ -729,14 +743,14 @@ static int backward_session(const api_ctx *ctx, api_req *r, const cJSON *root, c
     if (check_memory(ctx, p, xs, e) ||
         codec_tensor_decode(dn, "delta", p->dtype, max_elems(ctx, p->dtype), LIMIT, &delta, &d_form,
                             e) ||
-        delta_as4(&delta, ys, 1, &d4, e) || run_backward(s->layer, NULL, xs, &d4, o, &g, e))
+        delta_as4(&delta, ys, 1, &d4, e) || run_backward(s->layer, NULL, xs, &d4, &o, &g, e))
         goto done;
     s->backwards++;
     session_release(ctx->store, s);
     s = NULL;
 
     put_session_field(&r->out, r->session);
-    encode_grads(&r->out, &g, o->need, x_rank ? x_rank : 4, W_rank, b_rank,
+    encode_grads(&r->out, &g, o.need, x_rank ? x_rank : 4, W_rank, b_rank,
                  out_form >= 0 ? (codec_form)out_form : d_form, 0);
     r->status = 200;
     rc = 0;
@@ -748,8 +762,9 @@ done:
 }
 
 static int backward_stateless(const api_ctx *ctx, api_req *r, const cJSON *root,
-                              const cvd_backward_opts *o, int out_form)
+                              const cvd_backward_opts *asked, int out_form)
 {
+    cvd_backward_opts o = *asked;
     apierr *e = &r->err;
     const cJSON *ln = cJSON_GetObjectItemCaseSensitive(root, "layer");
     const cJSON *xn = cJSON_GetObjectItemCaseSensitive(root, "x");
@@ -768,11 +783,8 @@ static int backward_stateless(const api_ctx *ctx, api_req *r, const cJSON *root,
     int rc = -1;
     if (decode_layer(ctx, ln, &cl, e))
         goto done;
-    if ((o->need & CVD_NEED_DB) && !cl.p.bias) {
-        apierr_set(e, APIERR_INVALID_ARGUMENT,
-                   "need asks for db but the layer has no bias (bias: false); leave db out");
+    if (need_for(asked->need, &cl.p, &o.need, e))
         goto done;
-    }
     if (precheck_x(ctx, &cl.p, xn, e) || build_layer(ctx, &cl, &l, e))
         goto done;
     const cvd_conv2d_params *p = cvd_conv2d_get_params(l);
@@ -787,10 +799,10 @@ static int backward_stateless(const api_ctx *ctx, api_req *r, const cJSON *root,
     if (check_memory(ctx, p, x4.shape, e) ||
         codec_tensor_decode(dn, "delta", p->dtype, max_elems(ctx, p->dtype), LIMIT, &delta, &d_form,
                             e) ||
-        delta_as4(&delta, ys, 0, &d4, e) || run_backward(l, &x4, x4.shape, &d4, o, &g, e))
+        delta_as4(&delta, ys, 0, &d4, e) || run_backward(l, &x4, x4.shape, &d4, &o, &g, e))
         goto done;
     buf_putc(&r->out, '{');
-    encode_grads(&r->out, &g, o->need, x.rank, cl.has_W ? cl.W_rank : 4, cl.has_b ? cl.b_rank : 1,
+    encode_grads(&r->out, &g, o.need, x.rank, cl.has_W ? cl.W_rank : 4, cl.has_b ? cl.b_rank : 1,
                  out_form >= 0 ? (codec_form)out_form : d_form, 1);
     r->status = 200;
     rc = 0;
@@ -808,7 +820,7 @@ int api_backward(const api_ctx *ctx, api_req *r)
     apierr *e = &r->err;
     const char *id;
     int out_form, rc = -1;
-    cvd_backward_opts o = {.need = CVD_NEED_ALL};
+    cvd_backward_opts o = {0};
     cJSON *root = parse_object(r);
     if (!root)
         return -1;
