@@ -232,8 +232,11 @@ cJSON *codec_parse(const char *body, size_t len, apierr *e)
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body + skip, len - skip, &end, 0);
     if (!root) {
-        /* The text is valid JSON, so cJSON can only have run out of memory. */
-        apierr_set(e, APIERR_INTERNAL, "out of memory while parsing a body of %zu bytes", len);
+        /* The text is valid JSON, so cJSON has run out of memory (or hit a limit of its own). */
+        apierr_set(e, APIERR_INTERNAL,
+                   "could not build the JSON tree of a %zu-byte body (stopped at byte %zu): out "
+                   "of memory",
+                   len, end ? (size_t)(end - body) : 0);
         return NULL;
     }
     const char *dup;
@@ -524,20 +527,19 @@ static int decode_flat(const cJSON *node, const char *field, cvd_dtype want, int
         return apierr_set(e, APIERR_INVALID_TENSOR,
                           "%s.data is %s; send the elements as one flat array of numbers", field,
                           codec_json_type_name(data));
-    int64_t cnt = 0;
+    int64_t cnt = 0, numel;
     for (const cJSON *c = data->child; c; c = c->next)
         cnt++;
-    if (alloc_checked(out, want, rank, shape, field, max_elems, limit_setting, e) < 0)
-        return -1;
-    int64_t numel = cvd_tensor_numel(out);
-    if (cnt != numel) {
+    /* The length check comes first: it needs no allocation, whatever shape claims. */
+    if (cvd_shape_numel(rank, shape, &numel, NULL) == CVD_OK && cnt != numel) {
         char sh[96];
         fmt_shape(sh, sizeof sh, rank, shape);
-        cvd_tensor_release(out);
         return apierr_set(e, APIERR_INVALID_TENSOR,
                           "%s.data has %lld numbers but %s.shape %s needs %lld", field,
                           (long long)cnt, field, sh, (long long)numel);
     }
+    if (alloc_checked(out, want, rank, shape, field, max_elems, limit_setting, e) < 0)
+        return -1;
     int64_t i = 0;
     for (const cJSON *c = data->child; c; c = c->next, i++) {
         char path[128];
@@ -632,8 +634,6 @@ static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, i
     int64_t numel;
     cvd_err ce = {{0}};
     cvd_status st = cvd_shape_numel(rank, shape, &numel, &ce);
-    if (st == CVD_OK && max_elems > 0 && numel > max_elems)
-        return too_large(e, field, numel, max_elems, limit_setting);
     size_t es = cvd_dtype_size(src);
     if (st != CVD_OK || (uint64_t)numel > SIZE_MAX / es || (size_t)numel * es != nbytes) {
         char sh[96];

@@ -261,11 +261,6 @@ static int scan_number(const unsigned char *s, size_t len, size_t *pos, const ch
         while (i < len && is_digit(s[i]))
             i++;
     }
-    if (i - start > JSONCHECK_MAX_NUMBER) {
-        *why = "a number is longer than 63 characters; send at most 17 significant digits";
-        *at = start;
-        return -1;
-    }
     *pos = i;
     return 0;
 }
@@ -334,9 +329,9 @@ int jsoncheck(const char *body, size_t len, apierr *e)
             if (st == ST_DONE)
                 return 0;
             return fail(e, body, len, len,
-                        len == 0 ? "the body is empty"
-                                 : "the body ends before the JSON value "
-                                   "is complete");
+                        st == ST_VALUE && depth == 0
+                            ? "the body is empty (or only whitespace); send a JSON object"
+                            : "the body ends before the JSON value is complete");
         }
         unsigned char c = s[i];
         switch (st) {

@@ -4,6 +4,7 @@
  * RFC 8259 (no NaN/Infinity, '+1', '01', '1.', '.5', hex, single quotes, trailing commas,
  * comments, or data after the value), nesting at most JSONCHECK_MAX_DEPTH. cJSON accepts
  * some of those and its error pointer is a global; this pass gives exact byte offsets.
+ * A leading UTF-8 byte order mark is allowed (RFC 8259 §8.1) and skipped.
  */
 #ifndef SERVER_JSONCHECK_H
 #define SERVER_JSONCHECK_H
@@ -14,10 +15,6 @@
 
 /* cJSON's own limit (CJSON_NESTING_LIMIT): deeper text would be refused by it anyway. */
 #define JSONCHECK_MAX_DEPTH 1000
-/* cJSON copies a number into a 64-byte buffer before strtod and silently splits longer
- * ones; such numbers are refused here with a message rather than misread. */
-#define JSONCHECK_MAX_NUMBER 63
-
 /* 0 when body[0..len) is one valid JSON value surrounded by optional whitespace;
  * otherwise -1 with e = invalid_json: the reason, the byte offset, line and column
  * (1-based, in bytes) and a printable excerpt of the text there. */

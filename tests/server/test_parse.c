@@ -1,0 +1,231 @@
+/*
+ * test_parse.c — codec_parse: strict UTF-8 (RFC 3629) and JSON (RFC 8259) with byte
+ * offsets in the message, what cJSON alone would accept (NaN, Infinity, '+1', '01', '1.',
+ * '.5', hex), nesting limits, long numbers, byte order mark, and duplicate keys.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../server/codec.h"
+
+/* Parses text (len from strlen unless given) and expects failure with `code` and a
+ * message containing each of the NULL-terminated `parts`. */
+static void expect_fail_n(const char *text, size_t len, apierr_code code, const char *part1,
+                          const char *part2)
+{
+    apierr e = {0};
+    cJSON *root = codec_parse(text, len, &e);
+    if (root) {
+        cJSON_Delete(root);
+        fail_msg("accepted: %.*s", (int)len, text);
+    }
+    if (e.code != code)
+        fail_msg("'%.*s': code %s, want %s (%s)", (int)len, text, apierr_name(e.code),
+                 apierr_name(code), e.msg);
+    if (part1 && !strstr(e.msg, part1))
+        fail_msg("'%.*s': message lacks '%s': %s", (int)len, text, part1, e.msg);
+    if (part2 && !strstr(e.msg, part2))
+        fail_msg("'%.*s': message lacks '%s': %s", (int)len, text, part2, e.msg);
+}
+
+static void expect_fail(const char *text, const char *part1, const char *part2)
+{
+    expect_fail_n(text, strlen(text), APIERR_INVALID_JSON, part1, part2);
+}
+
+static void expect_ok(const char *text)
+{
+    apierr e = {0};
+    cJSON *root = codec_parse(text, strlen(text), &e);
+    if (!root)
+        fail_msg("rejected '%s': %s", text, e.msg);
+    cJSON_Delete(root);
+}
+
+static void test_valid_documents(void **state)
+{
+    (void)state;
+    expect_ok("{}");
+    expect_ok("[]");
+    expect_ok(" \t\r\n{\"a\": [1, -2.5e-3, 0, -0, 0.5, 1E+2, 3e4], \"b\": null} \n");
+    expect_ok("\"\\u00e9\\ud834\\udd1e\\\"\\\\\\/\\b\\f\\n\\r\\t\"");
+    expect_ok("\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9D\x84\x9E\"");
+    expect_ok("true");
+    expect_ok("-0.0e-0");
+    expect_ok("\xEF\xBB\xBF{\"x\": 1}"); /* a UTF-8 byte order mark is skipped */
+}
+
+static void test_rejects_non_rfc8259_numbers(void **state)
+{
+    (void)state;
+    expect_fail("NaN", "NaN and Infinity", "byte 0 (line 1, column 1)");
+    expect_fail("[1, NaN]", "NaN and Infinity", "byte 4 ");
+    expect_fail("[Infinity]", "NaN and Infinity", "byte 1 ");
+    expect_fail("[-Infinity]", "NaN and Infinity", "byte 1 ");
+    expect_fail("[nan]", "NaN and Infinity", "byte 1 ");
+    expect_fail("[inf]", "NaN and Infinity", "byte 1 ");
+    expect_fail("[+1]", "'+'", "byte 1 ");
+    expect_fail("[01]", "leading zeros", "byte 1 ");
+    expect_fail("[-01]", "leading zeros", "byte 1 ");
+    expect_fail("[1.]", "decimal point", "byte 3 ");
+    expect_fail("[.5]", "must start with a digit", "byte 1 ");
+    expect_fail("[0x10]", "hexadecimal", "byte 1 ");
+    expect_fail("[0x1p3]", "hexadecimal", NULL);
+    expect_fail("[1e]", "exponent", "byte 3 ");
+    expect_fail("[1e+]", "exponent", "byte 4 ");
+    expect_fail("[-]", "'-' must be followed by a digit", "byte 2 ");
+    expect_fail("[1.5.5]", "expected ',' or ']'", "byte 4 ");
+    /* long numbers are valid JSON and read correctly (strtod rounds them) */
+    const char *longnum = "[1.000000000000000000000000000000000000000000000000000000000000000000"
+                          "0000000000000000000000000000000001, 2]";
+    apierr e = {0};
+    cJSON *root = codec_parse(longnum, strlen(longnum), &e);
+    assert_non_null(root);
+    assert_int_equal(cJSON_GetArraySize(root), 2);
+    assert_true(root->child->valuedouble == 1.0);
+    cJSON_Delete(root);
+}
+
+static void test_rejects_bad_syntax_with_offsets(void **state)
+{
+    (void)state;
+    expect_fail("", "empty", "end of the body");
+    expect_fail("   ", "empty", NULL);
+    expect_fail("[1, 2", "ends before", "end of the body");
+    expect_fail("[1,]", "trailing", "byte 3 ");
+    expect_fail("[1 2]", "expected ',' or ']'", "byte 3 ");
+    expect_fail("{\"a\":1,}", "trailing comma", "byte 7 ");
+    expect_fail("{\"a\" 1}", "expected ':'", "byte 5 ");
+    expect_fail("{a:1}", "double quotes", "byte 1 ");
+    expect_fail("['a']", "double quotes", "byte 1 ");
+    expect_fail("[1] x", "after the JSON value", "byte 4 ");
+    expect_fail("{} {}", "after the JSON value", "byte 3 ");
+    expect_fail("[1]\n// c", "after the JSON value", "line 2, column 1");
+    expect_fail("// c\n[1]", "comments", "byte 0 ");
+    expect_fail("[tru]", "expected a value", "byte 1 ");
+    expect_fail("[1}", "expected ',' or ']'", "byte 2 ");
+    expect_fail("{\"a\":1]", "expected ',' or '}'", "byte 6 ");
+    expect_fail("\"abc", "not closed", NULL);
+    expect_fail("\"a\\x\"", "invalid escape", "byte 2 ");
+    expect_fail("\"a\tb\"", "control character", "byte 2 ");
+    expect_fail("\"\\u12G4\"", "4 hex digits", "byte 1 ");
+    expect_fail("\"\\ud800\"", "high surrogate", "byte 1 ");
+    expect_fail("\"\\udc00\"", "low surrogate", "byte 1 ");
+    expect_fail("\"\\ud800\\u0041\"", "high surrogate", NULL);
+    expect_fail("{\"x\":\n  [1,\n   2,,3]}", "line 3, column 6", "near ',3]}'");
+    expect_fail_n("[1,\0 2]", 7, APIERR_INVALID_JSON, "expected a value", "near '\\x00 2]'");
+}
+
+static void test_rejects_bad_utf8(void **state)
+{
+    (void)state;
+    expect_fail("\"\xC0\x80\"", "not valid UTF-8", "byte 0xC0 is an overlong encoding");
+    expect_fail("\"\xE0\x80\x80\"", "overlong", "byte 2 ");
+    expect_fail("\"\xF0\x80\x80\x80\"", "overlong", "byte 2 ");
+    expect_fail("\"\xED\xA0\x80\"", "surrogate", "byte 2 ");
+    expect_fail("\"\xF4\x90\x80\x80\"", "above U+10FFFF", "byte 2 ");
+    expect_fail("\"\xF5\x80\x80\x80\"", "never occurs", "byte 1 ");
+    expect_fail("[\"ok\", \"\x80\"]", "continuation byte", "byte 8 ");
+    expect_fail("\"\xE2\x82\"", "cut short", "byte 3 ");
+    expect_fail("\"\xE2\x82", "truncated", "end of the body");
+    expect_fail("\"\xFF\"", "never occurs", NULL);
+    /* the excerpt shows bytes, escaped, so the message itself is plain ASCII */
+    expect_fail("\"\xC3\"", "cut short", "near '\"'");
+}
+
+static void test_nesting_limit(void **state)
+{
+    (void)state;
+    size_t n = 1000;
+    char *text = malloc(2 * (n + 1) + 1);
+    assert_non_null(text);
+    memset(text, '[', n);
+    memset(text + n, ']', n);
+    text[2 * n] = '\0';
+    expect_ok(text);
+    memset(text, '[', n + 1);
+    memset(text + n + 1, ']', n + 1);
+    text[2 * n + 2] = '\0';
+    expect_fail(text, "deeper than 1000", "byte 1000 ");
+    /* deep and unterminated: no recursion, so no stack overflow */
+    size_t big = 1 << 20;
+    char *deep = malloc(big + 1);
+    assert_non_null(deep);
+    memset(deep, '[', big);
+    deep[big] = '\0';
+    expect_fail(deep, "deeper than 1000", NULL);
+    free(deep);
+    free(text);
+}
+
+static void test_duplicate_keys(void **state)
+{
+    (void)state;
+    expect_fail_n("{\"x\": 1, \"x\": 2}", 16, APIERR_INVALID_ARGUMENT, "'x' appears twice", NULL);
+    const char *nested = "{\"layer\": {\"stride\": 1, \"W\": [1], \"stride\": 2}}";
+    expect_fail_n(nested, strlen(nested), APIERR_INVALID_ARGUMENT, "'stride'", NULL);
+    const char *in_array = "[{\"a\":1},{\"b\":1,\"b\":2}]";
+    expect_fail_n(in_array, strlen(in_array), APIERR_INVALID_ARGUMENT, "'b'", NULL);
+    expect_ok("{\"a\": {\"a\": {\"a\": 1}}, \"b\": [{\"a\": 1}, {\"a\": 2}]}");
+
+    /* a large object takes the sorted path */
+    char big[4096];
+    size_t n = (size_t)snprintf(big, sizeof big, "{");
+    for (int i = 0; i < 200; i++)
+        n += (size_t)snprintf(big + n, sizeof big - n, "%s\"k%d\":%d", i ? "," : "", i, i);
+    snprintf(big + n, sizeof big - n, "}");
+    expect_ok(big);
+    snprintf(big + n, sizeof big - n, ",\"k17\":0}");
+    expect_fail_n(big, strlen(big), APIERR_INVALID_ARGUMENT, "'k17' appears twice", NULL);
+}
+
+static void test_numbers_reach_the_tree(void **state)
+{
+    (void)state;
+    apierr e = {0};
+    const char *text = "[1e400, -1e400, 1e-400, 0.1, 9007199254740993]";
+    cJSON *root = codec_parse(text, strlen(text), &e);
+    assert_non_null(root);
+    const cJSON *c = root->child;
+    assert_true(c->valuedouble > 1e308); /* strtod overflow: inf, refused by tensor decode */
+    c = c->next;
+    assert_true(c->valuedouble < -1e308);
+    c = c->next;
+    assert_true(c->valuedouble == 0.0);
+    c = c->next;
+    assert_true(c->valuedouble == 0.1);
+    c = c->next;
+    assert_true(c->valuedouble == 9007199254740992.0);
+    cJSON_Delete(root);
+}
+
+static void test_null_body(void **state)
+{
+    (void)state;
+    apierr e = {0};
+    assert_null(codec_parse(NULL, 5, &e));
+    assert_int_equal(e.code, APIERR_INVALID_JSON);
+    assert_non_null(strstr(e.msg, "empty"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_documents),
+        cmocka_unit_test(test_rejects_non_rfc8259_numbers),
+        cmocka_unit_test(test_rejects_bad_syntax_with_offsets),
+        cmocka_unit_test(test_rejects_bad_utf8),
+        cmocka_unit_test(test_nesting_limit),
+        cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_numbers_reach_the_tree),
+        cmocka_unit_test(test_null_body),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
