@@ -1,11 +1,15 @@
 /*
  * main.c — the convd process: settings → logging → session store → HTTP server, then
- * wait for SIGTERM/SIGINT with sigwait (no work in a signal handler). A signal starts
+ * wait for SIGTERM/SIGINT on a self-pipe (the handler only writes a byte: OpenBLAS starts
+ * threads before main runs, so a signal may land on any thread and sigwait with a blocked
+ * mask cannot be relied on). A signal starts
  * draining: /readyz turns 503, new work is refused, in-flight requests get up to
  * drain_timeout to finish; then the listener closes, MHD stops, everything is freed and the
  * process exits 0. A second signal while draining exits at once.
  */
-#include <pthread.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,16 +31,50 @@ static double mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static int sig_fds[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t w = write(sig_fds[1], &b, 1);
+    (void)w; /* a full pipe already holds a pending signal */
+    errno = saved;
+}
+
+/* Waits up to timeout_ms (-1: forever) for a signal; returns it, or 0 on timeout. */
+static int wait_signal(int timeout_ms)
+{
+    struct pollfd p = {.fd = sig_fds[0], .events = POLLIN};
+    int r = poll(&p, 1, timeout_ms);
+    if (r <= 0)
+        return 0;
+    unsigned char b;
+    return read(sig_fds[0], &b, 1) == 1 ? b : 0;
+}
+
+static int install_signals(void)
+{
+    if (pipe2(sig_fds, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -1;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
 /* Waits for in-flight requests, up to drain_timeout. 0 when all finished. */
-static int drain(http_server *h, const sigset_t *sigs, double timeout)
+static int drain(http_server *h, double timeout)
 {
     double deadline = mono() + timeout;
     while (http_inflight(h) > 0) {
-        double left = deadline - mono();
-        if (left <= 0)
+        if (deadline - mono() <= 0)
             return -1;
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        int sig = sigtimedwait(sigs, NULL, &ts);
+        int sig = wait_signal(10);
         if (sig > 0) {
             log_warn("signal %d while draining: exiting now with %d requests in flight", sig,
                      http_inflight(h));
@@ -82,14 +120,10 @@ int main(int argc, char **argv)
     config_log(&cfg);
     cvd_set_num_threads(cfg.blas_threads);
 
-    /* Block the signals before any thread starts, so every thread inherits the mask and
-     * only sigwait below ever sees them. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    if (install_signals() != 0) {
+        log_error("cannot install signal handlers: %s", strerror(errno));
+        return 1;
+    }
 
     session_opts so;
     session_opts_default(&so, cfg.max_sessions, cfg.idle_timeout);
@@ -112,12 +146,12 @@ int main(int argc, char **argv)
     fflush(stderr);
 
     int sig;
-    while (sigwait(&sigs, &sig) != 0)
+    while ((sig = wait_signal(-1)) == 0)
         ;
     log_info("signal %d: draining (up to %g s for %d requests in flight)", sig, cfg.drain_timeout,
              http_inflight(h));
     http_begin_drain(h);
-    if (drain(h, &sigs, cfg.drain_timeout) != 0) {
+    if (drain(h, cfg.drain_timeout) != 0) {
         /* Workers are still inside requests: MHD_stop_daemon would wait for them. */
         log_warn("drain timeout: exiting with %d requests unfinished", http_inflight(h));
         _exit(0);

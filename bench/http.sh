@@ -1,0 +1,132 @@
+#!/bin/sh
+# http.sh — HTTP benchmark of the convd daemon (run by `make bench-http`).
+# Usage: bench/http.sh CONVD_BIN BENCH_CORE_BIN
+#   1. the notebook's forward+backward pair on one session (bench/notebook_pair.lua), at 2
+#      and 8 connections, ~10 s each (BENCH_SECONDS), printing
+#      `bench http=notebook_pair conns=<n> rps=<..> p50_ms=<..> p99_ms=<..>`;
+#   2. forward and backward of an 8x64x56x56 float32 layer (64 filters, 3x3, pad 1) with
+#      base64 tensors (bench/big_pair.lua; bodies generated with python3), printing the
+#      mean time per request and per pair next to bench_core's pure compute time for the
+#      same shape (`c_resnet_mid`).
+# Needs wrk and curl; part 2 needs python3 (skipped with a note when it is missing).
+set -eu
+convd=${1:?usage: bench/http.sh CONVD_BIN BENCH_CORE_BIN}
+core=${2:?usage: bench/http.sh CONVD_BIN BENCH_CORE_BIN}
+secs=${BENCH_SECONDS:-10}
+here=$(cd "$(dirname "$0")" && pwd)
+for tool in wrk curl; do
+    command -v "$tool" >/dev/null || { echo "http.sh: $tool is required" >&2; exit 1; }
+done
+
+tmp=$(mktemp -d)
+pid=""
+cleanup() {
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+# start_daemon ARGS...: runs convd on a free port; sets pid and base.
+start_daemon() {
+    "$convd" --port 0 --log-level warn "$@" 2>"$tmp/convd.log" &
+    pid=$!
+    i=0
+    while ! grep -q '^listening on ' "$tmp/convd.log"; do
+        i=$((i + 1))
+        if [ "$i" -gt 100 ] || ! kill -0 "$pid" 2>/dev/null; then
+            cat "$tmp/convd.log" >&2
+            echo "http.sh: convd did not start" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
+    base="http://$(sed -n 's/^listening on //p' "$tmp/convd.log" | head -n 1)"
+}
+
+stop_daemon() {
+    kill "$pid" && wait "$pid" || true
+    pid=""
+}
+
+# wrk_stats FILE: "rps p50_ms p99_ms mean_ms" from wrk --latency output.
+wrk_stats() {
+    awk '
+    function ms(v) {
+        if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+        if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+        if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+        return v
+    }
+    $1 == "Latency" && mean == "" { mean = ms($2) }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    $1 == "Requests/sec:" { rps = $2 }
+    END { printf "%.0f %.3f %.3f %.3f\n", rps, p50, p99, mean }' "$1"
+}
+
+# session_of JSON: the "session" field.
+session_of() {
+    sed -n 's/.*"session":"\([0-9a-f]*\)".*/\1/p'
+}
+
+# ---- 1. the notebook pair ----
+start_daemon ${CONVD_BENCH_ARGS:-}
+nb_fwd='{"layer":{"W":[[[0,0,0],[0,1,0],[0,-1,0]],[[0,0,0],[0,-1,1],[0,0,0]]]},"x":[[[[1,2,3,4],[5,6,7,8],[9,10,11,12],[13,14,15,16]]]]}'
+SID=$(curl -sf "$base/forward" -H 'Content-Type: application/json' -d "$nb_fwd" | session_of)
+[ -n "$SID" ] || { echo "http.sh: could not create the notebook session" >&2; exit 1; }
+export SID
+for conns in 2 8; do
+    wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$here/notebook_pair.lua" "$base/" >"$tmp/wrk.txt"
+    set -- $(wrk_stats "$tmp/wrk.txt")
+    echo "bench http=notebook_pair conns=$conns rps=$1 p50_ms=$2 p99_ms=$3"
+done
+stop_daemon
+
+# ---- 2. a ResNet-sized layer, base64 float32 ----
+if ! command -v python3 >/dev/null; then
+    echo "# http.sh: python3 not found: skipping the c_resnet_mid HTTP benchmark" >&2
+    exit 0
+fi
+start_daemon ${CONVD_BENCH_ARGS:-}
+layer='{"in_channels":64,"out_channels":64,"kernel_size":3,"padding":1,"dtype":"float32","init":{"scheme":"kaiming_uniform","seed":1}}'
+SID=$(curl -sf "$base/sessions" -H 'Content-Type: application/json' -d "$layer" | session_of)
+[ -n "$SID" ] || { echo "http.sh: could not create the c_resnet_mid session" >&2; exit 1; }
+python3 - "$SID" "$tmp" <<'PY'
+import base64, random, struct, sys
+sid, out = sys.argv[1], sys.argv[2]
+n = 8 * 64 * 56 * 56
+rnd = random.Random(7)
+def t(shape):
+    raw = struct.pack("<%df" % n, *(rnd.uniform(-1, 1) for _ in range(n)))
+    return '{"shape":%s,"dtype":"float32","base64":"%s"}' % (
+        list(shape), base64.b64encode(raw).decode())
+shape = [8, 64, 56, 56]
+with open(out + "/fwd.json", "w") as f:
+    f.write('{"session":"%s","x":%s}' % (sid, t(shape)))
+with open(out + "/bwd.json", "w") as f:
+    f.write('{"session":"%s","delta":%s}' % (sid, t(shape)))
+PY
+# one forward first, so the backward has a cache
+curl -sf -o /dev/null "$base/forward" -H 'Content-Type: application/json' --data-binary "@$tmp/fwd.json"
+for pass in forward backward; do
+    body=$tmp/fwd.json
+    [ "$pass" = backward ] && body=$tmp/bwd.json
+    BODY=$body PATH_=/$pass wrk -t1 -c1 -d"${secs}s" --timeout 30s --latency \
+        -s "$here/big_pair.lua" "$base/" >"$tmp/wrk.txt"
+    set -- $(wrk_stats "$tmp/wrk.txt")
+    eval "http_$pass=$4"
+done
+stop_daemon
+BENCH_SHAPES=c_resnet_mid "$core" >"$tmp/core.txt" 2>/dev/null
+core_ms() {
+    sed -n "s/^bench shape=c_resnet_mid dtype=float32 pass=$1 .* ms=\([0-9.]*\).*/\1/p" \
+        "$tmp/core.txt" | head -n 1
+}
+core_f=$(core_ms forward)
+core_b=$(core_ms backward)
+awk -v hf="$http_forward" -v hb="$http_backward" -v cf="${core_f:-0}" -v cb="${core_b:-0}" \
+    'BEGIN {
+    printf "bench http=c_resnet_mid dtype=float32 form=base64 pass=forward ms=%.1f core_ms=%.1f\n", hf, cf
+    printf "bench http=c_resnet_mid dtype=float32 form=base64 pass=backward ms=%.1f core_ms=%.1f\n", hb, cb
+    printf "bench http=c_resnet_mid dtype=float32 form=base64 pass=pair ms=%.1f core_ms=%.1f overhead_ms=%.1f\n", hf + hb, cf + cb, hf + hb - cf - cb
+    }'
