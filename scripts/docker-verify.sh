@@ -75,23 +75,51 @@ nofile=$(ulimit -Hn); nproc=$(ulimit -Hu); pid_max=$(cat /proc/sys/kernel/pid_ma
 [ "$nofile" = unlimited ] && nofile=1048576
 [ "$nproc" = unlimited ] && nproc=$pid_max
 [ "$nproc" -gt "$pid_max" ] && nproc=$pid_max
-P=(podman --runtime "${DOCKER_CHECK_RUNTIME:-runc}")
+# podman 4.3 wants systemd for health-check timers and logs an error without it (harmless:
+# `podman healthcheck run` works); keep those lines out of the report.
+pm() {
+    podman --runtime "${DOCKER_CHECK_RUNTIME:-runc}" "$@" \
+        2> >(grep -v 'unable to get systemd connection' >&2)
+}
+P=(pm)
 
-echo "== start-to-ready, HEALTHCHECK, user, SIGTERM"
+echo "== start-to-ready (5 starts), HEALTHCHECK, user, SIGTERM"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-t0=$(now_ms)
-cid=$("${P[@]}" run -d --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" \
-    -p 127.0.0.1::8080 "$image")
-trap '"${P[@]}" rm -f -t 3 "$cid" >/dev/null 2>&1 || true' EXIT
-t1=$(now_ms)
-port=$(podman port "$cid" 8080/tcp | head -n1)
-until [ "$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://$port/healthz")" = 200 ]; do
-    [ $(($(now_ms) - t0)) -lt 30000 ] || { podman logs "$cid"; echo "not ready in 30 s"; exit 1; }
-    sleep 0.005
+cid=""
+trap '[ -z "$cid" ] || "${P[@]}" rm -f -t 3 "$cid" >/dev/null 2>&1 || true' EXIT
+# Starts a container and prints "id total_ms run_ms": from `podman run` to the first 200 on
+# /healthz, and how much of that `podman run` itself took (on failure: removes it, returns 1). The health timer is
+# left off (this host has no systemd to run it); `podman healthcheck run` below runs the
+# image's HEALTHCHECK by hand.
+start_timed() {
+    local t0 t1 port id
+    t0=$(now_ms)
+    id=$("${P[@]}" run -d --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" \
+        --health-interval=disable -p 127.0.0.1::8080 "$image")
+    t1=$(now_ms)
+    port=$(podman port "$id" 8080/tcp | head -n1)
+    until [ "$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://$port/healthz")" = 200 ]; do
+        if [ $(($(now_ms) - t0)) -ge 30000 ]; then
+            podman logs "$id" >&2
+            echo "not ready in 30 s" >&2
+            "${P[@]}" rm -f -t 3 "$id" >/dev/null
+            return 1
+        fi
+        sleep 0.005
+    done
+    echo "$id $(($(now_ms) - t0)) $((t1 - t0))"
+}
+times=()
+for i in 1 2 3 4 5; do
+    [ -z "$cid" ] || "${P[@]}" rm -f -t 3 "$cid" >/dev/null
+    cid=""
+    out=$(start_timed) || exit 1
+    read -r cid total run <<<"$out"
+    echo "start $i: ready $total ms after podman run (podman run itself: $run ms)"
+    times+=("$total")
 done
-t2=$(now_ms)
-echo "ready: $((t2 - t0)) ms from podman run (podman run itself took $((t1 - t0)) ms;" \
-    "$((t2 - t1)) ms from its return to the first 200 on /healthz)"
+median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)
+echo "start-to-ready: median $median ms over 5 starts (min $(printf '%s\n' "${times[@]}" | sort -n | head -n1) ms)"
 echo "user: $(podman inspect -f '{{.Config.User}}' "$cid"), uid in container: $(podman exec "$cid" id -u 2>/dev/null || echo '?')"
 if "${P[@]}" healthcheck run "$cid" >/dev/null; then echo "HEALTHCHECK (convd --healthcheck): healthy"
 else echo "HEALTHCHECK (convd --healthcheck): FAILED"; exit 1; fi
