@@ -204,6 +204,47 @@ void expect_error_at(const http_res *r, long status, const char *code, const cha
         FAIL_AT(file, line, "%s", why);
 }
 
+char *raw_member(const char *body, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = body ? strstr(body, pat) : NULL;
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    while (*p == ' ')
+        p++;
+    const char *q = p;
+    int depth = 0, in_str = 0;
+    for (; *q; q++) {
+        if (in_str) {
+            if (*q == '\\' && q[1])
+                q++;
+            else if (*q == '"')
+                in_str = 0;
+            if (!in_str && depth == 0) {
+                q++;
+                break;
+            }
+            continue;
+        }
+        if (*q == '"')
+            in_str = 1;
+        else if (*q == '[' || *q == '{')
+            depth++;
+        else if (*q == ']' || *q == '}') {
+            if (depth == 0)
+                break;
+            if (--depth == 0) {
+                q++;
+                break;
+            }
+        } else if (*q == ',' && depth == 0)
+            break;
+    }
+    return strndup(p, (size_t)(q - p));
+}
+
 const cJSON *jget_at(const cJSON *obj, const char *key, const char *file, int line)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -288,8 +329,8 @@ void snap_take_at(test_daemon *d, const char *id, session_snap *s, const char *f
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(r.json, "cached");
     if (!W || !cJSON_IsBool(c))
         FAIL_AT(file, line, "GET session lacks W or a boolean cached: %s", clip(r.body));
-    s->W = cJSON_PrintUnformatted(W);
-    s->b = b ? cJSON_PrintUnformatted(b) : strdup("");
+    s->W = raw_member(r.body, "W");
+    s->b = b ? raw_member(r.body, "b") : strdup("");
     s->cached = cJSON_IsTrue(c);
     s->forwards = jnum_at(r.json, "forwards", file, line);
     s->backwards = jnum_at(r.json, "backwards", file, line);

@@ -52,6 +52,11 @@ int msg_names(const char *msg, const char *field);
 /* Whether msg, spaces removed, contains shape (e.g. "1,2,3,3"). */
 int msg_has_shape(const char *msg, const char *shape);
 
+/* The raw text of the value of "key" in a JSON object's text (the first occurrence of
+ * "key": followed by an array, object, string or number), as the daemon printed it; NULL if
+ * absent. Caller frees. Use it to check number printing: cJSON reprints with 15 digits. */
+char *raw_member(const char *body, const char *key);
+
 /* Member of an object; fails the test when absent. */
 const cJSON *jget_at(const cJSON *obj, const char *key, const char *file, int line);
 #define jget(o, k) jget_at((o), (k), __FILE__, __LINE__)
@@ -77,7 +82,7 @@ char *session_create_at(test_daemon *d, const char *layer, const char *file, int
 
 /* What GET /sessions/{id}?output=flat shows, to prove a request changed nothing. */
 typedef struct session_snap {
-    char *W, *b; /* JSON text of the flat tensors ("" when absent) */
+    char *W, *b; /* the tensors' text as the daemon printed them ("" when absent) */
     int cached;
     double forwards, backwards;
 } session_snap;

@@ -126,7 +126,7 @@ static void test_lr_step(void **state)
     expect_status(&r, 200);
     http_res_free(&r);
     get_session(dmn, id, "?output=flat", &r);
-    char *Wt = json_text(jget(r.json, "W")), *bt = json_text(jget(r.json, "b"));
+    char *Wt = raw_member(r.body, "W"), *bt = raw_member(r.body, "b");
     assert_string_equal(Wt, before.W);
     assert_string_equal(bt, before.b);
     free(Wt);
