@@ -592,6 +592,40 @@ static int64_t convert_le(cvd_tensor *t, int64_t at, const unsigned char *raw, i
     return -1;
 }
 
+/* Index of the first non-finite element of the n values at p (of dtype dt), or -1.
+ * Exponent bits all ones means inf or nan; a branch-free OR over blocks keeps the common,
+ * all-finite case fast. */
+static int64_t first_non_finite(const void *p, int64_t n, cvd_dtype dt)
+{
+    for (int64_t i = 0; i < n; i += 256) {
+        int64_t m = n - i < 256 ? n - i : 256;
+        int bad = 0;
+        if (dt == CVD_F64) {
+            const unsigned char *q = (const unsigned char *)p + (size_t)i * 8;
+            for (int64_t j = 0; j < m; j++) {
+                uint64_t u;
+                memcpy(&u, q + (size_t)j * 8, 8);
+                bad |= (u & UINT64_C(0x7FF0000000000000)) == UINT64_C(0x7FF0000000000000);
+            }
+        } else {
+            const unsigned char *q = (const unsigned char *)p + (size_t)i * 4;
+            for (int64_t j = 0; j < m; j++) {
+                uint32_t u;
+                memcpy(&u, q + (size_t)j * 4, 4);
+                bad |= (u & 0x7F800000u) == 0x7F800000u;
+            }
+        }
+        if (!bad)
+            continue;
+        for (int64_t j = i; j < i + m; j++) {
+            double v = dt == CVD_F64 ? ((const double *)p)[j] : ((const float *)p)[j];
+            if (!isfinite(v))
+                return j;
+        }
+    }
+    return -1;
+}
+
 static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, int64_t max_elems,
                          const char *limit_setting, cvd_tensor *out, apierr *e)
 {
@@ -650,8 +684,14 @@ static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, i
     if (alloc_checked(out, want, rank, shape, field, max_elems, limit_setting, e) < 0)
         return -1;
 
-    /* Decode in chunks of 4096 characters = 3072 bytes, a whole number of elements of
-     * either size, converting (and checking) each chunk while it is in cache. */
+        /* Decode in chunks of 4096 characters = 3072 bytes, a whole number of elements of
+         * either size, checking (and converting) each chunk while it is in cache. When the
+         * bytes need no conversion they are decoded straight into the tensor. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    const int direct = 0;
+#else
+    const int direct = src == want;
+#endif
     unsigned char chunk[3072];
     size_t pos = 0;
     int64_t at = 0;
@@ -660,15 +700,25 @@ static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, i
         size_t cbytes = clen / 4 * 3;
         if (pos + clen == tlen)
             cbytes = nbytes - (size_t)at * es;
-        if (base64_decode(chunk, text + pos, clen, pos + clen == tlen, &bad_at, &why) < 0) {
+        unsigned char *dst = direct ? (unsigned char *)out->data + (size_t)at * es : chunk;
+        if (base64_decode(dst, text + pos, clen, pos + clen == tlen, &bad_at, &why) < 0) {
             cvd_tensor_release(out);
             return apierr_set(e, APIERR_INVALID_TENSOR,
                               "%s.base64 is not valid base64: %s (character %zu)", field, why,
                               pos + bad_at);
         }
         int64_t n = (int64_t)(cbytes / es);
-        double bad_value;
-        int64_t bad = convert_le(out, at, chunk, n, src, &bad_value);
+        double bad_value = 0;
+        int64_t bad;
+        if (direct) {
+            bad = first_non_finite(dst, n, src);
+            if (bad >= 0) {
+                bad_value = src == CVD_F64 ? ((double *)dst)[bad] : ((float *)dst)[bad];
+                bad += at;
+            }
+        } else {
+            bad = convert_le(out, at, chunk, n, src, &bad_value);
+        }
         if (bad >= 0) {
             char path[160];
             int64_t idx[CVD_MAX_RANK], r = bad;

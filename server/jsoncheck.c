@@ -141,6 +141,18 @@ static int scan_string(const unsigned char *s, size_t len, size_t *pos, const ch
 {
     size_t i = *pos + 1;
     for (;;) {
+        /* Long strings (base64 tensors) are common: test 8 bytes at a time for a quote,
+         * a backslash or a control byte (the classic has-zero-byte bit tricks). */
+        while (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            const uint64_t ones = UINT64_C(0x0101010101010101), high = ones * 0x80;
+            uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+            uint64_t hit = ((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w);
+            if (hit & high)
+                break;
+            i += 8;
+        }
         while (i < len && s[i] != '"' && s[i] != '\\' && s[i] >= 0x20)
             i++;
         if (i >= len) {
