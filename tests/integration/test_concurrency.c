@@ -1,0 +1,201 @@
+/*
+ * test_concurrency.c — many clients at once (spec §4: requests on one session are
+ * serialised, different sessions run in parallel). 16 threads each drive their own session
+ * and 4 threads share one, 100 forward/backward pairs each, with stateless backwards mixed
+ * in. Every answer is checked exactly against the notebook: a thread scaling x by s must
+ * get y = s*y_nb; on the shared session a backward must see exactly one whole cached x
+ * (dW = s'*dW_nb for one of the sharers' s'), never a torn mix. Worker threads count
+ * failures (cmocka asserts are not thread-safe); the main thread asserts the totals and the
+ * final counters.
+ */
+#include "itest.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OWN_THREADS = 16, SHARED_THREADS = 4, ITERS = 100 };
+
+static test_daemon *dmn;
+
+typedef struct worker {
+    pthread_t th;
+    int index;
+    double scale;    /* x is sent as scale * x_nb */
+    const char *sid; /* session id */
+    int shared;
+    int failures;
+    char first_failure[512];
+} worker;
+
+static void note(worker *w, const char *fmt, const char *detail)
+{
+    if (w->failures++ == 0)
+        snprintf(w->first_failure, sizeof w->first_failure, fmt, detail);
+}
+
+/* 0 when node holds k * want exactly (shape included). */
+static int scaled_equal(const cJSON *node, const ttensor *want, double k)
+{
+    ttensor t;
+    char why[128];
+    if (tt_from_json(node, &t, why, sizeof why) != 0)
+        return -1;
+    int ok = t.n == want->n && t.rank == want->rank &&
+             memcmp(t.shape, want->shape, sizeof(int64_t) * (size_t)t.rank) == 0;
+    for (size_t i = 0; ok && i < t.n; i++)
+        ok = t.data[i] == k * want->data[i];
+    tt_free(&t);
+    return ok ? 0 : -1;
+}
+
+static void *run(void *arg)
+{
+    worker *w = arg;
+    const notebook *nb = notebook_get();
+    CURL *h = curl_easy_init();
+    ttensor xs;
+    tt_make(&xs, nb->x.rank, nb->x.shape, nb->x.data);
+    for (size_t i = 0; i < xs.n; i++)
+        xs.data[i] *= w->scale;
+    char *x = tt_json(xs.data, xs.rank, xs.shape, TT_NESTED, 64, 1);
+    char *d = tt_json(nb->delta.data, nb->delta.rank, nb->delta.shape, TT_NESTED, 64, 1);
+    char *W = tt_json(nb->W.data, nb->W.rank, nb->W.shape, TT_NESTED, 64, 1);
+    char *fwd = NULL, *bwd = NULL, *stateless = NULL;
+    if (!h || !x || !d || !W || asprintf(&fwd, "{\"session\":\"%s\",\"x\":%s}", w->sid, x) < 0 ||
+        asprintf(&bwd, "{\"session\":\"%s\",\"delta\":%s}", w->sid, d) < 0 ||
+        asprintf(&stateless, "{\"layer\":{\"W\":%s},\"x\":%s,\"delta\":%s}", W, x, d) < 0) {
+        note(w, "%s", "setup failed");
+        goto done;
+    }
+    for (int it = 0; it < ITERS; it++) {
+        http_res r;
+        if (http_do(h, daemon_url(dmn), "POST", "/forward", fwd, strlen(fwd), NULL, &r) != 0 ||
+            r.status != 200)
+            note(w, "forward: %s", r.body);
+        else if (scaled_equal(cJSON_GetObjectItemCaseSensitive(r.json, "y"), &nb->y, w->scale))
+            note(w, "forward y wrong: %s", r.body);
+        http_res_free(&r);
+        if (http_do(h, daemon_url(dmn), "POST", "/backward", bwd, strlen(bwd), NULL, &r) != 0 ||
+            r.status != 200) {
+            note(w, "backward: %s", r.body);
+        } else {
+            const cJSON *dW = cJSON_GetObjectItemCaseSensitive(r.json, "dW");
+            int ok = 0;
+            if (w->shared) {
+                for (int s = 1; s <= SHARED_THREADS && !ok; s++)
+                    ok = scaled_equal(dW, &nb->dW, s) == 0;
+            } else {
+                ok = scaled_equal(dW, &nb->dW, w->scale) == 0;
+            }
+            if (!ok || scaled_equal(cJSON_GetObjectItemCaseSensitive(r.json, "dx"), &nb->dx, 1) ||
+                scaled_equal(cJSON_GetObjectItemCaseSensitive(r.json, "db"), &nb->db, 1))
+                note(w, "backward grads wrong: %s", r.body);
+        }
+        http_res_free(&r);
+        if (it % 5 == 0) {
+            if (http_do(h, daemon_url(dmn), "POST", "/backward", stateless, strlen(stateless), NULL,
+                        &r) != 0 ||
+                r.status != 200 ||
+                scaled_equal(cJSON_GetObjectItemCaseSensitive(r.json, "dW"), &nb->dW, w->scale) !=
+                    0)
+                note(w, "stateless backward: %s", r.body);
+            http_res_free(&r);
+        }
+    }
+done:
+    free(fwd);
+    free(bwd);
+    free(stateless);
+    free(x);
+    free(d);
+    free(W);
+    tt_free(&xs);
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+static void test_many_clients(void **state)
+{
+    (void)state;
+    const notebook *nb = notebook_get();
+    char *W = tt_json(nb->W.data, nb->W.rank, nb->W.shape, TT_NESTED, 64, 1);
+    char *layer = strf("{\"W\":%s}", W);
+    worker ws[OWN_THREADS + SHARED_THREADS];
+    char *ids[OWN_THREADS + 1];
+    memset(ws, 0, sizeof ws);
+    for (int i = 0; i <= OWN_THREADS; i++)
+        ids[i] = session_create(dmn, layer);
+    for (int i = 0; i < OWN_THREADS + SHARED_THREADS; i++) {
+        ws[i].index = i;
+        ws[i].shared = i >= OWN_THREADS;
+        ws[i].scale = ws[i].shared ? i - OWN_THREADS + 1 : (i % 5) + 1;
+        ws[i].sid = ws[i].shared ? ids[OWN_THREADS] : ids[i];
+    }
+    double t0 = now_sec();
+    for (int i = 0; i < OWN_THREADS + SHARED_THREADS; i++)
+        assert_int_equal(pthread_create(&ws[i].th, NULL, run, &ws[i]), 0);
+    int failures = 0;
+    for (int i = 0; i < OWN_THREADS + SHARED_THREADS; i++) {
+        pthread_join(ws[i].th, NULL);
+        if (ws[i].failures) {
+            print_error("thread %d: %d failures, first: %s\n", i, ws[i].failures,
+                        ws[i].first_failure);
+            failures += ws[i].failures;
+        }
+    }
+    int requests = (OWN_THREADS + SHARED_THREADS) * (ITERS * 2 + (ITERS + 4) / 5);
+    print_message("%d requests from %d threads in %.2f s\n", requests, OWN_THREADS + SHARED_THREADS,
+                  now_sec() - t0);
+    assert_int_equal(failures, 0);
+    /* Counters: every request counted once, none lost to a race. */
+    for (int i = 0; i <= OWN_THREADS; i++) {
+        char *path = strf("/sessions/%s", ids[i]);
+        http_res r;
+        req(dmn, "GET", path, NULL, &r);
+        expect_status(&r, 200);
+        int n = i == OWN_THREADS ? SHARED_THREADS * ITERS : ITERS;
+        assert_int_equal(jnum(r.json, "forwards"), n);
+        assert_int_equal(jnum(r.json, "backwards"), n);
+        expect_tensor(jget(r.json, "W"), &nb->W, TT_NESTED, 0, 0, "W after all");
+        http_res_free(&r);
+        free(path);
+        free(ids[i]);
+    }
+    free(layer);
+    free(W);
+}
+
+static void test_daemon_exits_cleanly(void **state)
+{
+    (void)state;
+    test_daemon *d = dmn;
+    dmn = NULL;
+    stop_expect_clean(d);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    static const char *const args[] = {"--threads", "4", NULL};
+    dmn = daemon_start(args, NULL);
+    return dmn ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    daemon_kill(dmn);
+    dmn = NULL;
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_clients),
+        cmocka_unit_test(test_daemon_exits_cleanly),
+    };
+    return ITEST_MAIN(tests, setup, teardown);
+}
