@@ -13,8 +13,9 @@
  *       ws = K*P                                    when nb == 1
  *       ws = (K + F/g) * nb*P                       when nb > 1 (col + output/delta staging)
  *     with K = (C/g)*kh*kw, P = OH*OW, and nb = images per chunk
- *       nb = clamp(floor(32 MiB / ((K + F/g)*P*es)), 1, min(N, INT_MAX / P)).
- * So the workspace is at most max(32 MiB, K*P*es): it does not grow with N. The workspace
+ *       nb = clamp(floor(8 MiB / ((K + F/g)*P*es)), 1, min(N, INT_MAX / P)).
+ * So the workspace is at most max(8 MiB, K*P*es): it does not grow with N. 8 MiB (not
+ * more) keeps col in the last-level cache between im2col and the GEMM that reads it. The workspace
  * is kept across calls and only grows; replacing a cache of a different size briefly holds
  * both the old and the new copy.
  */
@@ -24,9 +25,11 @@
 #include <math.h>
 #include <string.h>
 
-/* OpenBLAS extensions: Debian's cblas.h declares them, other CBLAS headers may not. */
-void openblas_set_num_threads(int num_threads);
-int openblas_get_num_threads(void);
+/* gcc 12 at -O2 vectorises only loops whose trip count needs no epilogue; the row loops
+ * here (bias, finiteness, col2im accumulation) need the full vectoriser. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
 
 struct cvd_conv2d {
     cvd_conv2d_params p;
@@ -445,11 +448,9 @@ cvd_status cvd_conv2d_forward(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y,
     }
     int finite;
     if (l->p.dtype == CVD_F32) {
-        forward_run_f32(&g, l->W, x->data, y->data, nb, l->ws);
-        finite = add_bias_check_f32(&g, l->b, y->data);
+        finite = forward_run_f32(&g, l->W, l->b, x->data, y->data, nb, l->ws);
     } else {
-        forward_run_f64(&g, l->W, x->data, y->data, nb, l->ws);
-        finite = add_bias_check_f64(&g, l->b, y->data);
+        finite = forward_run_f64(&g, l->W, l->b, x->data, y->data, nb, l->ws);
     }
     if (!finite) {
         free(fresh);

@@ -29,57 +29,101 @@ static int SFX(all_finite)(const T *a, size_t n)
     return acc != EXP_MASK;
 }
 
-/* y[n, f, :] += b[f] for every image; returns whether all of y is finite. */
-static int SFX(add_bias_check)(const cvd_geom *g, const T *b, T *y)
+/* im2col / col2im of images n0 .. n0+m-1 of group grp, split into row bands across parts. */
+typedef struct SFX(cols_job) {
+    const cvd_geom *g;
+    const T *x_src; /* im2col input (x), or NULL for col2im */
+    T *x_dst;       /* col2im output (dx), or NULL for im2col */
+    T *col;         /* [K, m*P] */
+    int64_t n0, m, grp;
+} SFX(cols_job);
+
+static void SFX(cols_part)(void *arg, int part, int nparts)
 {
-    if (!b)
-        return SFX(all_finite)(y, (size_t)g->y_numel);
+    const SFX(cols_job) *j = arg;
+    const cvd_geom *g = j->g;
+    const int64_t ldc = j->m * g->P;
+    for (int64_t i = 0; i < j->m; i++) {
+        const int64_t off = ((j->n0 + i) * g->C + j->grp * g->Cg) * g->HW;
+        if (j->x_src) {
+            int64_t a = g->OH * part / nparts, b = g->OH * (part + 1) / nparts;
+            SFX(cvd_im2col_band)(g, j->x_src + off, j->col + i * g->P, ldc, a, b);
+        } else {
+            int64_t a = g->H * part / nparts, b = g->H * (part + 1) / nparts;
+            SFX(cvd_col2im_band)(g, j->col + i * g->P, ldc, j->x_dst + off, a, b);
+        }
+    }
+}
+
+static void SFX(cols_run)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, int64_t n0,
+                          int64_t m, int64_t grp)
+{
+    SFX(cols_job) j = {g, x_src, x_dst, col, n0, m, grp};
+    cvd_parallel_run(cvd_parallel_parts((size_t)(g->K * g->P * m)), SFX(cols_part), &j);
+}
+
+/* Moves the GEMM result of images n0 .. n0+m-1, group grp, into y adding the bias (src
+ * may be y itself), while it is still in cache; returns the largest exponent seen. src
+ * rows: filter f of image i at src + i*img_ld + f*row_ld. */
+static U SFX(emit)(const cvd_geom *g, const T *src, int64_t row_ld, int64_t img_ld, const T *b,
+                   T *y, int64_t n0, int64_t m, int64_t grp)
+{
     U acc = 0;
-    for (int64_t n = 0; n < g->N; n++) {
-        for (int64_t f = 0; f < g->F; f++) {
-            T *row = y + (n * g->F + f) * g->P;
-            const T bf = b[f];
-            for (int64_t p = 0; p < g->P; p++) {
-                row[p] += bf;
-                acc = SFX(exp_max)(acc, row[p]);
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t f = 0; f < g->Fg; f++) {
+            T *d = y + ((n0 + i) * g->F + grp * g->Fg + f) * g->P;
+            const T *s = src + i * img_ld + f * row_ld;
+            if (b) {
+                const T bf = b[grp * g->Fg + f];
+                for (int64_t p = 0; p < g->P; p++) {
+                    d[p] = s[p] + bf;
+                    acc = SFX(exp_max)(acc, d[p]);
+                }
+            } else {
+                if (d != s)
+                    memcpy(d, s, (size_t)g->P * sizeof(T));
+                for (int64_t p = 0; p < g->P; p++)
+                    acc = SFX(exp_max)(acc, d[p]);
             }
         }
     }
-    return acc != EXP_MASK;
+    return acc;
 }
 
-static void SFX(forward_run)(const cvd_geom *g, const T *W, const T *x, T *y, int64_t nb, T *ws)
+/* y = conv(x, W) + b; returns whether every element of y is finite. */
+static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *x, T *y, int64_t nb,
+                            T *ws)
 {
     const int64_t K = g->K, P = g->P, Fg = g->Fg, Cg = g->Cg, C = g->C, F = g->F, HW = g->HW;
+    U acc = 0, e;
     for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
         const int64_t m = nb < g->N - n0 ? nb : g->N - n0;
         const int ldc = (int)(m * P);
         for (int64_t grp = 0; grp < g->G; grp++) {
-            const T *Wg = W + grp * Fg * K; /* [Fg, K] */
+            const T *Wg = W + grp * Fg * K;      /* [Fg, K] */
+            T *yg = y + (n0 * F + grp * Fg) * P; /* [Fg, P] of image n0 */
             if (g->is_1x1) {
                 /* y[n,g]: [Fg, P] = W_g [Fg, Cg] · x[n,g] [Cg, P] */
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg,
-                     (int)K, x + (n0 * C + grp * Cg) * HW, (int)P, 0, y + (n0 * F + grp * Fg) * P,
-                     (int)P);
-                continue;
-            }
-            T *col = ws; /* [K, m*P] */
-            for (int64_t i = 0; i < m; i++)
-                SFX(cvd_im2col)(g, x + ((n0 + i) * C + grp * Cg) * HW, col + i * P, ldc);
-            if (m == 1) {
+                     (int)K, x + (n0 * C + grp * Cg) * HW, (int)P, 0, yg, (int)P);
+                e = SFX(emit)(g, yg, P, F * P, b, y, n0, 1, grp);
+            } else if (m == 1) {
+                T *col = ws; /* [K, P] */
+                SFX(cols_run)(g, x, NULL, col, n0, m, grp);
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K,
-                     col, ldc, 0, y + (n0 * F + grp * Fg) * P, (int)P);
-                continue;
+                     col, ldc, 0, yg, (int)P);
+                e = SFX(emit)(g, yg, P, F * P, b, y, n0, 1, grp);
+            } else {
+                T *col = ws, *stage = ws + K * nb * P; /* [K, m*P], [Fg, m*P] */
+                SFX(cols_run)(g, x, NULL, col, n0, m, grp);
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K,
+                     col, ldc, 0, stage, ldc);
+                e = SFX(emit)(g, stage, ldc, P, b, y, n0, m, grp);
             }
-            T *stage = ws + K * nb * P; /* [Fg, m*P] */
-            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K,
-                 col, ldc, 0, stage, ldc);
-            for (int64_t i = 0; i < m; i++)
-                for (int64_t f = 0; f < Fg; f++)
-                    memcpy(y + ((n0 + i) * F + grp * Fg + f) * P, stage + f * ldc + i * P,
-                           (size_t)P * sizeof(T));
+            acc = e > acc ? e : acc;
         }
     }
+    return acc != EXP_MASK;
 }
 
 /* db[f] = sum over n and pixels of delta[n, f, :]. */
@@ -134,16 +178,14 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                 dg = stage;
             }
             if (dWg) {
-                for (int64_t i = 0; i < m; i++)
-                    SFX(cvd_im2col)(g, x + ((n0 + i) * C + grp * Cg) * HW, col + i * P, ldc);
+                SFX(cols_run)(g, x, NULL, col, n0, m, grp);
                 GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)K, ldc, 1, dg, ldc, col,
                      ldc, beta, dWg, (int)K);
             }
             if (dx) {
                 GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, ldc, (int)Fg, 1, Wg, (int)K,
                      dg, ldc, 0, col, ldc);
-                for (int64_t i = 0; i < m; i++)
-                    SFX(cvd_col2im)(g, col + i * P, ldc, dx + ((n0 + i) * C + grp * Cg) * HW);
+                SFX(cols_run)(g, NULL, dx, col, n0, m, grp);
             }
         }
     }

@@ -28,7 +28,7 @@
 
 /* Default byte budget for the per-chunk workspace (col and the chunk's output/delta
  * staging): the batch is processed in chunks of images small enough to fit. */
-#define CVD_CHUNK_BYTES ((size_t)32 << 20)
+#define CVD_CHUNK_BYTES ((size_t)8 << 20)
 
 /* Formats err->msg (truncated to fit); err may be NULL. Returns s so a caller can write
  * `return cvd_err_setf(err, CVD_ERR_SHAPE, "...")`. */
@@ -82,6 +82,34 @@ cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t 
  * Fails (TOO_LARGE) only if a product overflows. */
 cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, int64_t *nb,
                           size_t *ws_elems, cvd_err *err);
+
+/* The same on a band of rows: im2col writes output rows oh0 .. oh1-1 (columns
+ * oh0*OW .. oh1*OW of the block); col2im zeroes and accumulates input rows ih0 .. ih1-1.
+ * Disjoint bands touch disjoint memory, so they may run on different threads. */
+void cvd_im2col_band_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc, int64_t oh0,
+                         int64_t oh1);
+void cvd_im2col_band_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc,
+                         int64_t oh0, int64_t oh1);
+void cvd_col2im_band_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g, int64_t ih0,
+                         int64_t ih1);
+void cvd_col2im_band_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g,
+                         int64_t ih0, int64_t ih1);
+
+/* Fork-join: runs fn(arg, i, nparts) for i in 0 .. nparts-1, part 0 on the caller, the
+ * others on short-lived threads (or on the caller if a thread cannot start). */
+#define CVD_MAX_PARTS 64
+typedef void (*cvd_task_fn)(void *arg, int part, int nparts);
+void cvd_parallel_run(int nparts, cvd_task_fn fn, void *arg);
+
+/* How many parts a memory-bound loop over `work` elements should be split into: 1 below
+ * CVD_PARALLEL_MIN_WORK (a thread start costs more), else the BLAS thread count, since
+ * BLAS's own threads are idle between GEMMs and together they should not exceed the cores. */
+#define CVD_PARALLEL_MIN_WORK ((size_t)1 << 18)
+int cvd_parallel_parts(size_t work);
+
+/* OpenBLAS extensions: Debian's cblas.h declares them, other CBLAS headers may not. */
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
 
 /* im2col for one image and one group: x_g [Cg, H, W] -> col [K, P] with row stride ldc
  * (>= P; the columns of one image inside a chunk-wide col [K, nb*P]). Overwrites every

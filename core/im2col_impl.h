@@ -1,9 +1,10 @@
 /*
  * im2col_impl.h — type template for im2col/col2im (included by im2col.c once per dtype
- * with T and SFX defined). Caffe's loop order: for each (channel, kernel row, kernel column)
- * one row of col; padded input rows are written as zeros whole, and within a row the valid
- * output columns are computed once so the inner loop has no bounds test (a memcpy when the
- * stride is 1).
+ * with T and SFX defined). Caffe's loop order: one row of col per (channel, kernel row,
+ * kernel column), written front to back; padded input rows are written as zeros whole, and
+ * within a row the valid output columns are computed once so the inner loop has no bounds
+ * test (a memcpy when the stride is 1). The _band forms do a slice of rows so callers can
+ * split one image across threads without two threads ever writing the same element.
  */
 
 /* Output columns [lo, hi) of kernel column kj whose input column lies inside [0, W). */
@@ -22,24 +23,26 @@ static void SFX(col_range)(const cvd_geom *g, int64_t kj, int64_t *lo, int64_t *
     *hi = h;
 }
 
-void SFX(cvd_im2col)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc)
+void SFX(cvd_im2col_band)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, int64_t oh0,
+                          int64_t oh1)
 {
-    const int64_t OH = g->OH, OW = g->OW, H = g->H, W = g->W, sw = g->sw;
-    /* col: [Cg*kh*kw, P] with row stride ldc; x_g: [Cg, H, W] */
-    for (int64_t kj = 0; kj < g->kw; kj++) {
-        int64_t lo, hi;
-        SFX(col_range)(g, kj, &lo, &hi);
-        const int64_t iw0 = kj * g->dw - g->pl;
-        for (int64_t c = 0; c < g->Cg; c++) {
-            for (int64_t ki = 0; ki < g->kh; ki++) {
-                T *dst = col + ((c * g->kh + ki) * g->kw + kj) * ldc;
-                int64_t ih = ki * g->dh - g->pt;
-                for (int64_t oh = 0; oh < OH; oh++, ih += g->sh, dst += OW) {
+    const int64_t OW = g->OW, H = g->H, W = g->W, sw = g->sw;
+    /* col: [Cg*kh*kw, P] with row stride ldc, columns oh0*OW .. oh1*OW; x_g: [Cg, H, W] */
+    for (int64_t c = 0; c < g->Cg; c++) {
+        const T *x_c = x_g + c * g->HW;
+        for (int64_t ki = 0; ki < g->kh; ki++) {
+            for (int64_t kj = 0; kj < g->kw; kj++) {
+                int64_t lo, hi;
+                SFX(col_range)(g, kj, &lo, &hi);
+                const int64_t iw0 = kj * g->dw - g->pl;
+                T *dst = col + ((c * g->kh + ki) * g->kw + kj) * ldc + oh0 * OW;
+                int64_t ih = ki * g->dh - g->pt + oh0 * g->sh;
+                for (int64_t oh = oh0; oh < oh1; oh++, ih += g->sh, dst += OW) {
                     if ((uint64_t)ih >= (uint64_t)H) {
                         memset(dst, 0, (size_t)OW * sizeof(T));
                         continue;
                     }
-                    const T *src = x_g + (c * H + ih) * W;
+                    const T *src = x_c + ih * W;
                     for (int64_t ow = 0; ow < lo; ow++)
                         dst[ow] = 0;
                     if (sw == 1) {
@@ -56,23 +59,26 @@ void SFX(cvd_im2col)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc)
     }
 }
 
-void SFX(cvd_col2im)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g)
+void SFX(cvd_col2im_band)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, int64_t ih0,
+                          int64_t ih1)
 {
-    const int64_t OH = g->OH, OW = g->OW, H = g->H, W = g->W, sw = g->sw;
-    memset(x_g, 0, (size_t)(g->Cg * g->HW) * sizeof(T));
-    /* col: [Cg*kh*kw, P] with row stride ldc; x_g: [Cg, H, W] */
-    for (int64_t kj = 0; kj < g->kw; kj++) {
-        int64_t lo, hi;
-        SFX(col_range)(g, kj, &lo, &hi);
-        const int64_t iw0 = kj * g->dw - g->pl;
-        for (int64_t c = 0; c < g->Cg; c++) {
-            for (int64_t ki = 0; ki < g->kh; ki++) {
+    const int64_t OH = g->OH, OW = g->OW, W = g->W, sw = g->sw;
+    for (int64_t c = 0; c < g->Cg; c++)
+        memset(x_g + c * g->HW + ih0 * W, 0, (size_t)((ih1 - ih0) * W) * sizeof(T));
+    /* col: [Cg*kh*kw, P] with row stride ldc; x_g: [Cg, H, W], rows ih0 .. ih1 */
+    for (int64_t c = 0; c < g->Cg; c++) {
+        T *x_c = x_g + c * g->HW;
+        for (int64_t ki = 0; ki < g->kh; ki++) {
+            for (int64_t kj = 0; kj < g->kw; kj++) {
+                int64_t lo, hi;
+                SFX(col_range)(g, kj, &lo, &hi);
+                const int64_t iw0 = kj * g->dw - g->pl;
                 const T *src = col + ((c * g->kh + ki) * g->kw + kj) * ldc;
                 int64_t ih = ki * g->dh - g->pt;
                 for (int64_t oh = 0; oh < OH; oh++, ih += g->sh, src += OW) {
-                    if ((uint64_t)ih >= (uint64_t)H)
+                    if (ih < ih0 || ih >= ih1)
                         continue;
-                    T *row = x_g + (c * H + ih) * W;
+                    T *row = x_c + ih * W;
                     if (sw == 1) {
                         T *dst = row + iw0 + lo;
                         for (int64_t i = 0; i < hi - lo; i++)
@@ -85,4 +91,14 @@ void SFX(cvd_col2im)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g)
             }
         }
     }
+}
+
+void SFX(cvd_im2col)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc)
+{
+    SFX(cvd_im2col_band)(g, x_g, col, ldc, 0, g->OH);
+}
+
+void SFX(cvd_col2im)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g)
+{
+    SFX(cvd_col2im_band)(g, col, ldc, x_g, 0, g->H);
 }

@@ -2,7 +2,8 @@
  * test_conv_random.c — the fast path (im2col + BLAS, chunked batches, 1x1 shortcut)
  * against the plain-loop reference on 360 random layers (fixed seed): groups, dilation,
  * asymmetric stride and padding, "same"/"valid", N > 1, both dtypes, random need masks,
- * cached and explicit x, forced tiny chunks. Then finite-difference gradient checks.
+ * cached and explicit x, forced tiny chunks; larger layers split across threads; then
+ * finite-difference gradient checks.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -196,6 +197,101 @@ static void test_random_vs_reference(void **state)
     assert_true(st.f32 == N_CONFIGS / 2 && st.stateless >= 40);
 }
 
+/* Layers big enough that im2col/col2im split images into row bands across threads
+ * (CVD_PARALLEL_MIN_WORK; as many parts as BLAS threads, 3 asked), against the reference. */
+static void test_parallel_bands(void **state)
+{
+    (void)state;
+    const cvd_conv2d_params cases[] = {
+        {.in_channels = 4,
+         .out_channels = 3,
+         .groups = 1,
+         .kh = 3,
+         .kw = 3,
+         .sh = 1,
+         .sw = 1,
+         .dh = 2,
+         .dw = 2,
+         .pad_mode = CVD_PAD_SAME,
+         .bias = 1},
+        {.in_channels = 6,
+         .out_channels = 4,
+         .groups = 2,
+         .kh = 5,
+         .kw = 4,
+         .sh = 2,
+         .sw = 3,
+         .dh = 1,
+         .dw = 1,
+         .pad_mode = CVD_PAD_EXPLICIT,
+         .ph = 2,
+         .pw = 1,
+         .bias = 0},
+    };
+    const int before = cvd_get_num_threads();
+    cvd_set_num_threads(3);
+    ref_rng r = {0xba4d5};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int d = 0; d < 2; d++) {
+            cvd_conv2d_params p = cases[c];
+            p.dtype = d ? CVD_F32 : CVD_F64;
+            const int64_t xs[4] = {3, p.in_channels, 131, 121};
+            ref_geom rg;
+            assert_true(ref_geom_make(&rg, &p, xs));
+            const int64_t ys[4] = {3, p.out_channels, rg.OH, rg.OW};
+            cvd_geom g;
+            cvd_err e;
+            assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
+            int64_t nb;
+            size_t ws;
+            assert_int_equal(
+                cvd_geom_chunk(&g, cvd_dtype_size(p.dtype), CVD_CHUNK_BYTES, &nb, &ws, &e), CVD_OK);
+            /* Each im2col/col2im call spans a chunk: K*P*nb elements. */
+            assert_int_equal(cvd_parallel_parts((size_t)(g.K * g.P * nb)), cvd_get_num_threads());
+            cvd_conv2d *l;
+            assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+            assert_int_equal(cvd_conv2d_init(l, CVD_INIT_NORMAL, 11, &e), CVD_OK);
+            const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
+            const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l));
+            double *x = malloc((size_t)xn * sizeof *x), *delta = malloc((size_t)yn * sizeof *x);
+            double *y = malloc((size_t)yn * sizeof *x), *dx = malloc((size_t)xn * sizeof *x);
+            double *W = malloc((size_t)wn * sizeof *x), *dW = malloc((size_t)wn * sizeof *x);
+            double *got = malloc((size_t)(xn + yn) * sizeof *x);
+            ref_fill(&r, x, xn);
+            ref_fill(&r, delta, yn);
+            if (d) {
+                tu_round_f32(x, xn);
+                tu_round_f32(delta, yn);
+            }
+            tu_to_double(cvd_conv2d_weight(l), W);
+            cvd_tensor tx = tu_tensor(p.dtype, 4, xs, x), ty = tu_tensor(p.dtype, 4, ys, NULL);
+            cvd_tensor td = tu_tensor(p.dtype, 4, ys, delta), tdx = tu_tensor(p.dtype, 4, xs, NULL);
+            cvd_tensor tdW = tu_tensor(p.dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
+            assert_int_equal(cvd_conv2d_forward(l, &tx, &ty, 0, &e), CVD_OK);
+            cvd_backward_opts o = {.need = CVD_NEED_DX | CVD_NEED_DW};
+            assert_int_equal(cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, NULL, &e), CVD_OK);
+            double b[4] = {0};
+            if (p.bias)
+                tu_to_double(cvd_conv2d_bias(l), b);
+            ref_forward(&rg, x, W, p.bias ? b : NULL, y);
+            ref_backward(&rg, x, W, delta, dx, dW, NULL);
+            const double rel = d ? 1e-4 : 1e-11;
+            tu_to_double(&ty, got);
+            expect_close("y (bands)", (int)c, got, y, yn, rel);
+            tu_to_double(&tdx, got);
+            expect_close("dx (bands)", (int)c, got, dx, xn, rel);
+            tu_to_double(&tdW, got);
+            expect_close("dW (bands)", (int)c, got, dW, wn, rel);
+            cvd_tensor *all[] = {&tx, &ty, &td, &tdx, &tdW};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                cvd_tensor_release(all[i]);
+            free(x), free(delta), free(y), free(dx), free(W), free(dW), free(got);
+            cvd_conv2d_free(l);
+        }
+    }
+    cvd_set_num_threads(before);
+}
+
 /* L = sum(y * delta) for the layer's current weights at input x. */
 static double loss(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y, const double *delta)
 {
@@ -346,6 +442,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_vs_reference),
+        cmocka_unit_test(test_parallel_bands),
         cmocka_unit_test(test_finite_differences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -129,11 +129,44 @@ static void test_col2im_adjoint(void **state)
     assert_true(checked >= 150);
 }
 
+/* Row bands (as threads use them) put together give exactly the whole-image result. */
+static void test_bands_compose(void **state)
+{
+    (void)state;
+    ref_rng r = {0xb0b};
+    int checked = 0;
+    for (int it = 0; it < 200; it++) {
+        cvd_geom g;
+        cvd_conv2d_params p;
+        if (!random_geom(&r, &g, &p))
+            continue;
+        const int64_t xn = g.Cg * g.HW, cn = g.K * g.P;
+        double *x = malloc((size_t)xn * sizeof *x), *c = malloc((size_t)cn * sizeof *c);
+        double *col1 = malloc((size_t)cn * sizeof *c), *col2 = malloc((size_t)cn * sizeof *c);
+        double *x1 = malloc((size_t)xn * sizeof *x), *x2 = malloc((size_t)xn * sizeof *x);
+        ref_fill(&r, x, xn);
+        ref_fill(&r, c, cn);
+        cvd_im2col_f64(&g, x, col1, g.P);
+        cvd_col2im_f64(&g, c, g.P, x1);
+        const int parts = (int)ref_int(&r, 2, 5);
+        for (int k = 0; k < parts; k++) {
+            cvd_im2col_band_f64(&g, x, col2, g.P, g.OH * k / parts, g.OH * (k + 1) / parts);
+            cvd_col2im_band_f64(&g, c, g.P, x2, g.H * k / parts, g.H * (k + 1) / parts);
+        }
+        assert_memory_equal(col1, col2, (size_t)cn * sizeof *c);
+        assert_memory_equal(x1, x2, (size_t)xn * sizeof *x);
+        free(x), free(c), free(col1), free(col2), free(x1), free(x2);
+        checked++;
+    }
+    assert_true(checked >= 100);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_im2col_gather),
         cmocka_unit_test(test_col2im_adjoint),
+        cmocka_unit_test(test_bands_compose),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
