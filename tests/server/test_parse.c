@@ -215,6 +215,87 @@ static void test_null_body(void **state)
     assert_non_null(strstr(e.msg, "empty"));
 }
 
+/* Runs a parsed body through every decoder the daemon uses, as the API would. */
+static void decode_everything(const cJSON *root)
+{
+    for (const cJSON *c = root ? root->child : NULL; c; c = c->next) {
+        apierr e = {0};
+        if (c->string && !strcmp(c->string, "layer")) {
+            codec_layer l;
+            if (codec_layer_decode(c, 1 << 20, "max_session_bytes", &l, &e) == 0)
+                codec_layer_release(&l);
+            else
+                assert_true(e.code != APIERR_NONE && e.msg[0]);
+        } else {
+            cvd_tensor t;
+            if (codec_tensor_decode(c, c->string ? c->string : "x", CVD_F32, 1 << 20, "limit", &t,
+                                    NULL, &e) == 0)
+                cvd_tensor_release(&t);
+            else
+                assert_true(e.code != APIERR_NONE && e.msg[0]);
+        }
+    }
+}
+
+static void test_mutated_bodies_never_crash(void **state)
+{
+    (void)state;
+    static const char *const seeds[] = {
+        "{\"layer\": {\"W\": [[[0, 0, 0], [0, 1, 0], [0, -1, 0]], [[0, 0, 0], [0, -1, 1], "
+        "[0, 0, 0]]], \"b\": [1, 2]}, \"x\": [[[[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], "
+        "[13, 14, 15, 16]]]]}",
+        "{\"layer\": {\"in_channels\": 1, \"out_channels\": 2, \"kernel_size\": [3, 3], "
+        "\"padding\": \"same\", \"init\": {\"scheme\": \"normal\", \"seed\": 42}}, \"x\": "
+        "{\"shape\": [1, 1, 2, 2], \"data\": [1.5, -2e-3, 3E+2, 0]}}",
+        "{\"x\": {\"shape\": [2, 1], \"dtype\": \"float32\", \"base64\": \"AACAPwAAIMA=\"}, "
+        "\"s\": \"caf\u00e9 \\ud834\\udd1e\\n\"}",
+    };
+    uint64_t r = 0x6A09E667F3BCC909u;
+    char text[512];
+    int parsed = 0;
+    for (int iter = 0; iter < 30000; iter++) {
+        const char *seed = seeds[iter % 3];
+        size_t len = strlen(seed);
+        memcpy(text, seed, len + 1);
+        int edits = 1 + (int)(r % 4);
+        for (int k = 0; k < edits; k++) {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            size_t at = (size_t)(r >> 8) % len;
+            static const char alphabet[] = "[]{},:\"0123456789-+.eE \\nulltrueNaN\x80\xC3\xFF";
+            switch (r % 3) {
+            case 0: /* replace a byte */
+                text[at] = alphabet[(r >> 20) % (sizeof alphabet - 1)];
+                break;
+            case 1: /* delete a byte */
+                memmove(text + at, text + at + 1, len - at);
+                len--;
+                break;
+            default: /* duplicate a byte */
+                if (len + 1 < sizeof text) {
+                    memmove(text + at + 1, text + at, len - at + 1);
+                    len++;
+                }
+                break;
+            }
+        }
+        apierr e = {0};
+        cJSON *root = codec_parse(text, len, &e);
+        if (!root) {
+            /* a body jsoncheck accepts must never fail inside cJSON */
+            if (e.code != APIERR_INVALID_JSON && e.code != APIERR_INVALID_ARGUMENT)
+                fail_msg("'%.*s': %s: %s", (int)len, text, apierr_name(e.code), e.msg);
+            continue;
+        }
+        decode_everything(root);
+        cJSON_Delete(root);
+        parsed++;
+    }
+    /* the mutations must leave enough valid bodies to exercise the decoders */
+    assert_true(parsed > 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_numbers_reach_the_tree),
         cmocka_unit_test(test_null_body),
+        cmocka_unit_test(test_mutated_bodies_never_crash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
