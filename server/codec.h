@@ -3,7 +3,8 @@
  * base64), the layer object, and shortest round-trip number printing.
  *
  * Parsing goes through cJSON_ParseWithLengthOpts (thread-safe, no global error pointer)
- * after a UTF-8 check; output is written straight into a buf, never through a cJSON tree.
+ * after jsoncheck.h's strict UTF-8 + RFC 8259 pass, which gives the error offsets; output
+ * is written straight into a buf (numbers via numfmt.h), never through a cJSON tree.
  * Ownership: decoded tensors are allocated with cvd_tensor_alloc and owned by the caller
  * (cvd_tensor_release); a codec_layer owns its W/b (codec_layer_release). On any error the
  * outputs are left zeroed and nothing needs freeing.
@@ -52,8 +53,9 @@ const char *codec_suggest(const char *key, const char *const *known);
  * not finite in `want`), invalid_argument (an unknown key in a flat/base64 object),
  * payload_too_large, internal (out of memory).
  * Numbers: JSON numbers arrive as doubles (cJSON's strtod); a float32 tensor takes
- * (float)double, which can differ from a direct decimal->float rounding only for
- * decimal inputs within 2^-30 relative of a float32 rounding boundary. */
+ * (float)double. That double rounding can differ from rounding the decimal text straight
+ * to float only for a decimal within ~2^-53 (relative) of a midpoint between two floats,
+ * which no float printed by a float32 library (shortest or %.9g) is. */
 int codec_tensor_decode(const cJSON *node, const char *field, cvd_dtype want, int64_t max_elems,
                         const char *limit_setting, cvd_tensor *out, codec_form *form, apierr *e);
 
@@ -65,7 +67,8 @@ int codec_tensor_encode(buf *b, const cvd_tensor *t, int rank, const int64_t *sh
                         codec_form form);
 
 /* Shortest text that reads back (strtod / strtof) to exactly v; integers without a fraction
- * ("-4"); finite values only. Writes at most 32 bytes plus NUL into out; returns length. */
+ * ("-4"), -0.0 as "-0"; Python's repr layout (1e-05 → "1e-5", 1e16 → "1e+16"). out needs
+ * 32 bytes (NUMFMT_MAX); returns the length. Non-finite values print "null". */
 int codec_fmt_f64(char *out, double v);
 int codec_fmt_f32(char *out, float v);
 
@@ -107,7 +110,9 @@ void codec_layer_release(codec_layer *l);
  * (pass `l.has_W ? CODEC_INIT_GIVEN : (int)l.scheme`); no W or b. 0 or -1 (oom). */
 int codec_layer_encode(buf *b, const cvd_conv2d_params *p, int scheme, uint64_t seed);
 
-/* Appends s as a JSON string literal (quotes and escapes included). */
+/* Appends s as a JSON string literal: quotes, \" \\ \b \f \n \r \t, other control
+ * characters as \u00XX; valid UTF-8 passes through, invalid bytes (a message truncated
+ * inside a character) become \ufffd, so the output is always valid JSON. 0 or -1 (oom). */
 int codec_string_encode(buf *b, const char *s);
 
 #endif /* SERVER_CODEC_H */
