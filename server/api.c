@@ -228,6 +228,17 @@ static int x_as4(const cvd_tensor *x, cvd_tensor *x4, apierr *e)
                       sh, x->rank);
 }
 
+/* A failed cvd_conv2d_output_shape for x, with x's shape as sent put in front. */
+static int x_shape_error(apierr *e, cvd_status st, const cvd_err *ce, const cvd_tensor *x)
+{
+    if (st != CVD_ERR_SHAPE)
+        return apierr_from_cvd(e, st, ce, 0);
+    char sh[96];
+    shape_str(sh, sizeof sh, x->rank, x->shape);
+    return apierr_set(e, APIERR_SHAPE_MISMATCH, "x of shape %s does not fit the layer: %s", sh,
+                      ce->msg);
+}
+
 /* delta as (N, F, OH, OW), which must equal y's shape; rank 3 is accepted for N = 1. */
 static int delta_as4(const cvd_tensor *d, const int64_t ys[4], int from_session, cvd_tensor *d4,
                      apierr *e)
@@ -543,7 +554,7 @@ int api_forward(const api_ctx *ctx, api_req *r)
         goto done;
     cvd_status st = cvd_conv2d_output_shape(p, x4.shape, ys, &ce);
     if (st != CVD_OK) {
-        apierr_from_cvd(e, st, &ce, 0);
+        x_shape_error(e, st, &ce, &x);
         goto done;
     }
     if (check_memory(ctx, p, x4.shape, e))
@@ -793,7 +804,7 @@ static int backward_stateless(const api_ctx *ctx, api_req *r, const cJSON *root,
         goto done;
     cvd_status st = cvd_conv2d_output_shape(p, x4.shape, ys, &ce);
     if (st != CVD_OK) {
-        apierr_from_cvd(e, st, &ce, 0);
+        x_shape_error(e, st, &ce, &x);
         goto done;
     }
     if (check_memory(ctx, p, x4.shape, e) ||
