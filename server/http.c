@@ -45,6 +45,7 @@ typedef struct req {
     route_match m;
     buf body;
     int too_large; /* the body outgrew max_body_bytes while streaming */
+    apierr early;  /* a refusal decided before the body, answered on the next call */
     int counted;   /* counted in inflight */
     int responded;
     int status;
@@ -227,6 +228,17 @@ static int early_checks(http_server *h, struct MHD_Connection *c, req *q, apierr
     return 0;
 }
 
+/* Whether the request announces a body (so answering early means not reading it). */
+static int sends_body(struct MHD_Connection *c)
+{
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strcmp(cl, "0") != 0)
+        return 1;
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+           NULL;
+}
+
 static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q)
 {
     api_req r = {0};
@@ -274,22 +286,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         copy_printable(q->method, sizeof q->method, method);
         copy_printable(q->path, sizeof q->path, url);
         q->rr = router_match(method, url, &q->m);
-        apierr e = {0};
-        if (early_checks(h, c, q, &e))
-            return respond_error(h, c, q, &e);
+        if (early_checks(h, c, q, &q->early)) {
+            /* Answering before a body is read makes MHD close the connection, which is
+             * what a refused upload needs; a bodiless request keeps its connection and is
+             * answered on the next call. */
+            if (sends_body(c))
+                return respond_error(h, c, q, &q->early);
+            return MHD_YES;
+        }
         if (!q->m.during_drain) {
             atomic_fetch_add(&h->inflight, 1);
             q->counted = 1;
         }
-        if (!q->m.has_body)
-            return dispatch(h, c, q);
         return MHD_YES;
     }
     if (*upload_size) {
         size_t n = *upload_size;
         q->bytes_in += n;
         *upload_size = 0;
-        if (q->responded || q->too_large)
+        if (q->responded || q->too_large || q->early.code != APIERR_NONE)
             return MHD_YES; /* discard the rest */
         if (q->body.len + n > h->cfg->max_body_bytes) {
             /* a chunked body (no Content-Length) that outgrew the limit */
@@ -303,6 +318,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (q->responded)
         return MHD_YES;
+    if (q->early.code != APIERR_NONE)
+        return respond_error(h, c, q, &q->early);
     if (q->too_large) {
         apierr e = too_large(h);
         return respond_error(h, c, q, &e);
