@@ -9,14 +9,15 @@
  *   + 2 * (F*(C/g)*kh*kw + (bias ? F : 0)) * es     W, b, and the same for SGD scratch
  *   + N*C*H*W * es                                  the cached forward input
  *   + ws * es                                       the chunk workspace, where
- *       ws = 0                                      on the 1x1 path (x is its own col)
- *       ws = K*P                                    when nb == 1
- *       ws = (K + F/g) * nb*P                       when nb > 1 (col + output/delta staging)
- *     with K = (C/g)*kh*kw, P = OH*OW, and nb = images per chunk
- *       nb = clamp(floor(8 MiB / ((K + F/g)*P*es)), 1, min(N, INT_MAX / P)).
- * So the workspace is at most max(8 MiB, K*P*es): it does not grow with N. 8 MiB (not
- * more) keeps col in the last-level cache between im2col and the GEMM that reads it. The workspace
- * is kept across calls and only grows; replacing a cache of a different size briefly holds
+ *       ws = (K + F/g) * nb*P    when nb > 1        col [K, nb*P] + staging [F/g, nb*P]
+ *       ws = K*P                 when nb == 1       (0 on the 1x1 path: x is its own col)
+ *     with K = (C/g)*kh*kw, P = OH*OW, per = (K + F/g)*P*es, and images per chunk
+ *       nb = clamp(max(floor(8 MiB / per), ceil(2048 / P)), 1,
+ *                  min(N, max(1, floor(32 MiB / per)), INT_MAX / P)).
+ * So the workspace is at most max(32 MiB, K*P*es) and does not grow with N. 8 MiB keeps
+ * col in the last-level cache between im2col and the GEMM that reads it; the 2048-column
+ * floor keeps GEMMs on small images wide enough for every BLAS thread. The workspace is
+ * kept across calls and only grows; replacing a cache of a different size briefly holds
  * both the old and the new copy.
  */
 #include "cvd_internal.h"
@@ -44,7 +45,7 @@ struct cvd_conv2d {
     int has_cache;
     void *ws; /* chunk workspace, ws_elems elements, grow-only */
     size_t ws_elems;
-    size_t chunk_bytes; /* workspace budget (CVD_CHUNK_BYTES unless a test lowers it) */
+    size_t chunk_bytes; /* 0: default chunk policy; else a test's hard budget */
 };
 
 #define T        float
@@ -92,7 +93,7 @@ cvd_status cvd_conv2d_memory_need(const cvd_conv2d_params *p, const int64_t x_sh
         return s;
     size_t es = cvd_dtype_size(p->dtype), ws, params, total, tmp;
     int64_t nb;
-    s = cvd_geom_chunk(&g, es, CVD_CHUNK_BYTES, &nb, &ws, err);
+    s = cvd_geom_chunk(&g, es, 0, &nb, &ws, err);
     if (s != CVD_OK)
         return s;
     /* wn fits: params_check verified F*K*8 fits size_t; x_numel likewise in geom_init. */
@@ -122,7 +123,6 @@ cvd_status cvd_conv2d_create(const cvd_conv2d_params *p, cvd_conv2d **out, cvd_e
     l->p.bias = p->bias ? 1 : 0;
     l->es = cvd_dtype_size(p->dtype);
     l->wn = p->out_channels * (p->in_channels / p->groups) * p->kh * p->kw;
-    l->chunk_bytes = CVD_CHUNK_BYTES;
     l->W = calloc((size_t)l->wn, l->es);
     if (!l->W)
         goto nomem;
@@ -184,7 +184,7 @@ int cvd_conv2d_has_cache(const cvd_conv2d *l, int64_t x_shape[4])
 
 void cvd_conv2d_set_chunk_bytes(cvd_conv2d *l, size_t bytes)
 {
-    l->chunk_bytes = bytes ? bytes : CVD_CHUNK_BYTES;
+    l->chunk_bytes = bytes;
 }
 
 static void store(cvd_dtype dt, void *a, int64_t i, double v)

@@ -7,8 +7,9 @@
  *   forward   col = im2col(x_chunk,g);  stage[Fg, m*P] = W_g · col;  y[n,g] <- stage
  *   backward  dW_g (+)= delta_g · colᵀ (β=0 on the first chunk, 1 after);
  *             col = W_gᵀ · delta_g;  dx[n,g] = col2im(col)
- * With m == 1 the GEMMs read and write x, y, delta, dx in place (no staging); on the 1x1
- * path (1x1 kernel, stride 1, no pad) x[n,g] is its own col and nothing is copied.
+ * With m == 1 the GEMMs read and write x, y, delta, dx in place (no staging); for a 1x1
+ * kernel (stride 1, no pad) and m == 1, x[n,g] is its own col and nothing is copied (with
+ * m > 1 its "im2col" is a plain row copy that buys one wide GEMM).
  */
 
 /* The largest exponent field seen so far; all-ones exponent means inf or nan. Integer
@@ -102,7 +103,7 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
         for (int64_t grp = 0; grp < g->G; grp++) {
             const T *Wg = W + grp * Fg * K;      /* [Fg, K] */
             T *yg = y + (n0 * F + grp * Fg) * P; /* [Fg, P] of image n0 */
-            if (g->is_1x1) {
+            if (g->is_1x1 && m == 1) {
                 /* y[n,g]: [Fg, P] = W_g [Fg, Cg] · x[n,g] [Cg, P] */
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg,
                      (int)K, x + (n0 * C + grp * Cg) * HW, (int)P, 0, yg, (int)P);
@@ -154,7 +155,7 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
         for (int64_t grp = 0; grp < g->G; grp++) {
             const T *Wg = W + grp * Fg * K;
             T *dWg = dW ? dW + grp * Fg * K : NULL;
-            if (g->is_1x1) {
+            if (g->is_1x1 && m == 1) {
                 const T *xg = x + (n0 * C + grp * Cg) * HW;    /* [Cg, P] */
                 const T *dg = delta + (n0 * F + grp * Fg) * P; /* [Fg, P] */
                 if (dWg)

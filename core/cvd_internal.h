@@ -26,9 +26,13 @@
  * also the bound BLAS's int arguments impose on M, N, K and the leading dimensions. */
 #define CVD_MAX_DIM INT32_MAX
 
-/* Default byte budget for the per-chunk workspace (col and the chunk's output/delta
- * staging): the batch is processed in chunks of images small enough to fit. */
-#define CVD_CHUNK_BYTES ((size_t)8 << 20)
+/* The batch is processed in chunks of nb images; a chunk's workspace is col [K, nb*P] plus
+ * the output/delta staging [F/g, nb*P]. By default nb is what fits CVD_CHUNK_BYTES (so col
+ * stays in the last-level cache between im2col and the GEMM reading it), raised if needed
+ * to give the GEMM CVD_CHUNK_MIN_COLS columns, but never over CVD_CHUNK_MAX_BYTES. */
+#define CVD_CHUNK_BYTES     ((size_t)8 << 20)
+#define CVD_CHUNK_MAX_BYTES ((size_t)32 << 20)
+#define CVD_CHUNK_MIN_COLS  2048
 
 /* Formats err->msg (truncated to fit); err may be NULL. Returns s so a caller can write
  * `return cvd_err_setf(err, CVD_ERR_SHAPE, "...")`. */
@@ -76,9 +80,10 @@ typedef struct cvd_geom {
 cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t x_shape[4],
                          const char *what, cvd_err *err);
 
-/* Images per chunk for a workspace budget of `budget` bytes (at least 1, at most N, and
- * small enough that nb*P fits in int), and the workspace elements that chunk needs:
- * col [K, nb*P] plus, when nb > 1, the staging buffer [Fg, nb*P]; 0 on the 1x1 path.
+/* Images per chunk (at least 1, at most N, and small enough that nb*P fits in int) and the
+ * workspace elements that chunk needs: col [K, nb*P] plus, when nb > 1, the staging
+ * buffer [Fg, nb*P]; 0 for a single 1x1 image (x is its col). budget 0 is the default
+ * policy above; a non-zero budget is a hard byte limit (tests use it to force chunks).
  * Fails (TOO_LARGE) only if a product overflows. */
 cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, int64_t *nb,
                           size_t *ws_elems, cvd_err *err);
@@ -133,8 +138,8 @@ double cvd_rng_uniform(cvd_rng *r);
 /* Two independent N(0, 1) draws from two uniforms (Box-Muller). */
 void cvd_rng_normal2(cvd_rng *r, double *z0, double *z1);
 
-/* Test-only: overrides the workspace budget of one layer (bytes; 0 restores the default
- * CVD_CHUNK_BYTES), so tests can force many small chunks. The daemon never calls it. */
+/* Test-only: gives one layer a hard workspace budget (bytes; 0 restores the default
+ * policy), so tests can force many small chunks. The daemon never calls it. */
 void cvd_conv2d_set_chunk_bytes(cvd_conv2d *l, size_t bytes);
 
 #endif /* CVD_INTERNAL_H */

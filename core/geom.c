@@ -188,34 +188,38 @@ cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t 
 cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, int64_t *nb,
                           size_t *ws_elems, cvd_err *err)
 {
-    if (g->is_1x1) {
-        /* x itself is the col matrix of each image: one image per GEMM, no workspace. */
-        *nb = 1;
-        *ws_elems = 0;
-        return CVD_OK;
-    }
-    size_t per_image, col1;
+    size_t per_image, col1, ws;
     if (cvd_mul_size((size_t)g->K, (size_t)g->P, &col1) ||
         cvd_mul_size((size_t)(g->K + g->Fg), (size_t)g->P, &per_image) ||
         cvd_mul_size(per_image, elem_size, &per_image))
         return cvd_err_setf(err, CVD_ERR_TOO_LARGE,
                             "the im2col workspace (%lld x %lld per image) is too large",
                             (long long)g->K, (long long)g->P);
-    int64_t n = (int64_t)(budget / per_image);
+    int64_t n;
+    if (budget) {
+        n = (int64_t)(budget / per_image);
+    } else {
+        /* Enough images for a cache-sized col, or failing that for a GEMM wide enough to
+         * keep every BLAS thread busy, but never over the hard cap. */
+        int64_t fit = (int64_t)(CVD_CHUNK_BYTES / per_image);
+        int64_t wide = (CVD_CHUNK_MIN_COLS + g->P - 1) / g->P;
+        int64_t cap = (int64_t)(CVD_CHUNK_MAX_BYTES / per_image);
+        n = fit > wide ? fit : wide;
+        if (n > cap)
+            n = cap;
+    }
     if (n > g->N)
         n = g->N;
     if (n > INT_MAX / g->P)
         n = INT_MAX / g->P;
     if (n < 1)
         n = 1;
-    size_t ws;
     if (n == 1) {
-        ws = col1;
-    } else if (cvd_mul_size((size_t)(g->K + g->Fg), (size_t)(n * g->P), &ws)) {
+        ws = g->is_1x1 ? 0 : col1; /* one 1x1 image is its own col: no workspace */
+    } else if (cvd_mul_size((size_t)(g->K + g->Fg), (size_t)(n * g->P), &ws) ||
+               cvd_mul_size(ws, elem_size, &per_image)) {
         return cvd_err_setf(err, CVD_ERR_TOO_LARGE, "the im2col workspace is too large");
     }
-    if (cvd_mul_size(ws, elem_size, &per_image))
-        return cvd_err_setf(err, CVD_ERR_TOO_LARGE, "the im2col workspace is too large");
     *nb = n;
     *ws_elems = ws;
     return CVD_OK;

@@ -244,8 +244,7 @@ static void test_parallel_bands(void **state)
             assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
             int64_t nb;
             size_t ws;
-            assert_int_equal(
-                cvd_geom_chunk(&g, cvd_dtype_size(p.dtype), CVD_CHUNK_BYTES, &nb, &ws, &e), CVD_OK);
+            assert_int_equal(cvd_geom_chunk(&g, cvd_dtype_size(p.dtype), 0, &nb, &ws, &e), CVD_OK);
             /* Each im2col/col2im call spans a chunk: K*P*nb elements. */
             assert_int_equal(cvd_parallel_parts((size_t)(g.K * g.P * nb)), cvd_get_num_threads());
             cvd_conv2d *l;

@@ -355,14 +355,14 @@ static void test_memory_need(void **state)
     assert_int_equal(cvd_conv2d_memory_need(&p, img1, &n1, &e), CVD_OK);
     assert_int_equal(cvd_conv2d_memory_need(&p, img2, &n2, &e), CVD_OK);
     assert_true(n2 > n1);
-    /* Exact for the 1x1 path (no workspace): weights twice, bias twice, cache, header. */
+    /* Exact for one 1x1 image (no workspace): weights twice, bias twice, cache, header. */
     cvd_conv2d_params q = p;
     q.kh = q.kw = 1;
     q.pad_mode = CVD_PAD_VALID;
-    const int64_t xa[4] = {1, 16, 8, 8}, xb[4] = {3, 16, 8, 8};
+    const int64_t xa[4] = {1, 16, 8, 8}, xb[4] = {1, 16, 16, 16};
     assert_int_equal(cvd_conv2d_memory_need(&q, xa, &n1, &e), CVD_OK);
     assert_int_equal(cvd_conv2d_memory_need(&q, xb, &n2, &e), CVD_OK);
-    assert_int_equal(n2 - n1, 2 * 16 * 64 * 8);
+    assert_int_equal(n2 - n1, 16 * (256 - 64) * 8);
     assert_true(n1 >= (size_t)(2 * (32 * 16 + 32) * 8 + 16 * 64 * 8));
     /* Refusals: dims 2^40, and dims that fit alone but overflow together. */
     const int64_t d40[4] = {(int64_t)1 << 40, 16, 64, 64};
@@ -404,12 +404,30 @@ static void test_chunk_choice(void **state)
     assert_true(nb == 1 && ws == 18 * 100); /* one image needs no staging */
     assert_int_equal(cvd_geom_chunk(&g, 8, (size_t)1 << 40, &nb, &ws, &e), CVD_OK);
     assert_int_equal(nb, 10); /* never more than N */
+    /* Default policy: what fits 8 MiB (here the whole batch). */
+    assert_int_equal(cvd_geom_chunk(&g, 8, 0, &nb, &ws, &e), CVD_OK);
+    assert_true(nb == 10 && ws == (size_t)(18 + 4) * 1000);
+    /* An image too big for 8 MiB on a small output: widened towards 2048 columns, but
+     * capped at 32 MiB (per image (9216+64)*100*8 bytes: 4 images). */
+    cvd_conv2d_params big = p;
+    big.in_channels = 1024;
+    big.groups = 1;
+    big.out_channels = 64;
+    const int64_t xb[4] = {10, 1024, 12, 12};
+    assert_int_equal(cvd_geom_init(&g, &big, xb, "x", &e), CVD_OK);
+    assert_int_equal(cvd_geom_chunk(&g, 8, 0, &nb, &ws, &e), CVD_OK);
+    assert_true(nb == 4 && ws == (size_t)(9216 + 64) * 400);
+    assert_int_equal(cvd_geom_chunk(&g, 4, 0, &nb, &ws, &e), CVD_OK);
+    assert_int_equal(nb, 9); /* float32: floor(32 MiB / 3.7 MB) */
+    /* 1x1: a single image is its own col; several are gathered into one wide GEMM. */
     p.kh = p.kw = 1;
     const int64_t x1[4] = {10, 4, 12, 12};
     assert_int_equal(cvd_geom_init(&g, &p, x1, "x", &e), CVD_OK);
     assert_true(g.is_1x1);
-    assert_int_equal(cvd_geom_chunk(&g, 8, 1 << 20, &nb, &ws, &e), CVD_OK);
+    assert_int_equal(cvd_geom_chunk(&g, 8, 1, &nb, &ws, &e), CVD_OK);
     assert_true(nb == 1 && ws == 0);
+    assert_int_equal(cvd_geom_chunk(&g, 8, 0, &nb, &ws, &e), CVD_OK);
+    assert_true(nb == 10 && ws == (size_t)(2 + 4) * 1440);
     /* A padded or strided 1x1 is not the shortcut. */
     p.sh = 2;
     assert_int_equal(cvd_geom_init(&g, &p, x1, "x", &e), CVD_OK);
