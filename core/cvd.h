@@ -56,9 +56,9 @@ const char *cvd_dtype_name(cvd_dtype dt);
 /* A dense C-order tensor. Transparent so codecs can fill `data` directly. */
 typedef struct cvd_tensor {
     cvd_dtype dtype;
-    int rank;                      /* 1..4 */
-    int64_t shape[CVD_MAX_RANK];   /* elements per dim, C order; unused dims are 0 */
-    void *data;                    /* owned by whoever allocated it (see cvd_tensor_alloc) */
+    int rank;                    /* 1..4 */
+    int64_t shape[CVD_MAX_RANK]; /* elements per dim, C order; unused dims are 0 */
+    void *data;                  /* owned by whoever allocated it (see cvd_tensor_alloc) */
 } cvd_tensor;
 
 /* Product of the dims into *numel. CVD_ERR_INVALID if rank is out of 1..4 or a dim < 1,
@@ -89,21 +89,24 @@ typedef struct cvd_conv2d_params {
     int64_t sh, sw;       /* stride */
     int64_t dh, dw;       /* dilation */
     cvd_pad_mode pad_mode;
-    int64_t ph, pw;       /* used with CVD_PAD_EXPLICIT only */
-    int bias;             /* 0: no b, no db */
+    int64_t ph, pw; /* used with CVD_PAD_EXPLICIT only */
+    int bias;       /* 0: no b, no db */
     cvd_dtype dtype;
 } cvd_conv2d_params;
 
 /* Checks every field (>= 1 where a size, pad >= 0, divisibility, "same" only with stride 1,
- * dtype known, products that fit). CVD_ERR_INVALID with a message naming the field. */
+ * dtype known, every size <= 2^31-1). CVD_ERR_INVALID with a message naming the field;
+ * CVD_ERR_TOO_LARGE if C/groups*kh*kw exceeds INT_MAX (a BLAS dimension) or W's size
+ * overflows. */
 cvd_status cvd_conv2d_params_check(const cvd_conv2d_params *p, cvd_err *err);
 
 /* The padding actually applied on each side (resolves VALID and SAME). */
-void cvd_conv2d_padding(const cvd_conv2d_params *p, int64_t *top, int64_t *bottom,
-                        int64_t *left, int64_t *right);
+void cvd_conv2d_padding(const cvd_conv2d_params *p, int64_t *top, int64_t *bottom, int64_t *left,
+                        int64_t *right);
 
 /* Output shape (N, F, OH, OW) for an input (N, C, H, W). CVD_ERR_SHAPE if C does not match
- * in_channels or the input is smaller than the dilated kernel; CVD_ERR_INVALID for dims < 1. */
+ * in_channels or the input is smaller than the dilated kernel; CVD_ERR_INVALID for dims < 1;
+ * CVD_ERR_TOO_LARGE for a dim over 2^31-1, H*W or OH*OW over INT_MAX, or sizes that overflow. */
 cvd_status cvd_conv2d_output_shape(const cvd_conv2d_params *p, const int64_t x_shape[4],
                                    int64_t y_shape[4], cvd_err *err);
 
@@ -158,9 +161,9 @@ int cvd_conv2d_has_cache(const cvd_conv2d *l, int64_t x_shape[4]);
 cvd_status cvd_conv2d_forward(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y, unsigned flags,
                               cvd_err *err);
 
-#define CVD_NEED_DX 1u
-#define CVD_NEED_DW 2u
-#define CVD_NEED_DB 4u
+#define CVD_NEED_DX  1u
+#define CVD_NEED_DW  2u
+#define CVD_NEED_DB  4u
 #define CVD_NEED_ALL (CVD_NEED_DX | CVD_NEED_DW | CVD_NEED_DB)
 
 typedef struct cvd_backward_opts {
@@ -172,10 +175,12 @@ typedef struct cvd_backward_opts {
 /* Gradients of the layer at input x (or, when x is NULL, at the cached forward input)
  * for upstream gradient delta (N, F, OH, OW), using the layer's current W.
  * dx (N, C, H, W), dW (F, C/g, kh, kw), db (F) are caller-allocated in the layer's dtype;
- * each may be NULL when not in opts->need and must be non-NULL when it is.
- * Errors: CVD_ERR_NO_CACHE (x NULL and nothing cached), CVD_ERR_SHAPE (delta not y's shape),
- * CVD_ERR_INVALID (bad opts), CVD_ERR_NONFINITE (a gradient or the SGD result is not finite:
- * W and b are left as they were). */
+ * each may be NULL when not in opts->need and must be non-NULL when it is. dW and db may
+ * also take the other shapes set_weights accepts ((F, kh, kw) when C/g == 1; (F, 1)).
+ * Errors: CVD_ERR_NO_CACHE (x NULL and nothing cached), CVD_ERR_SHAPE (delta not y's shape,
+ * dx not x's), CVD_ERR_INVALID (bad opts, a missing output, a wrong dtype, dW/db of a wrong
+ * shape), CVD_ERR_NONFINITE (a gradient or the SGD result is not finite: W and b are left as
+ * they were). */
 cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_tensor *delta,
                                const cvd_backward_opts *opts, cvd_tensor *dx, cvd_tensor *dW,
                                cvd_tensor *db, cvd_err *err);
