@@ -19,8 +19,9 @@ fixture=$top/tests/fixtures/notebook.json
 notebook() {
     local base=${1%/} sid hdr
     tmp=$(mktemp -d)
-    curl -sS -D "$tmp/h1" -o "$tmp/fwd" -w '%{http_code}\n' "$base/forward" -d '{"layer":{"W":[[[0,0,0],[0,1,0],[0,-1,0]],[[0,0,0],[0,-1,1],[0,0,0]]]},
-      "x":[[[[1,2,3,4],[5,6,7,8],[9,10,11,12],[13,14,15,16]]]]}' >"$tmp/c1"
+    curl -sS -D "$tmp/h1" -o "$tmp/fwd" -w '%{http_code}\n' "$base/forward" \
+        -d '{"layer":{"W":[[[0,0,0],[0,1,0],[0,-1,0]],[[0,0,0],[0,-1,1],[0,0,0]]]},
+             "x":[[[[1,2,3,4],[5,6,7,8],[9,10,11,12],[13,14,15,16]]]]}' >"$tmp/c1"
     echo "POST /forward -> $(cat "$tmp/c1")"
     cat "$tmp/fwd"; echo
     sid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["session"])' "$tmp/fwd")
@@ -87,10 +88,10 @@ echo "== start-to-ready (5 starts), HEALTHCHECK, user, SIGTERM"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 cid=""
 trap '[ -z "$cid" ] || "${P[@]}" rm -f -t 3 "$cid" >/dev/null 2>&1 || true' EXIT
-# Starts a container and prints "id total_ms run_ms": from `podman run` to the first 200 on
-# /healthz, and how much of that `podman run` itself took (on failure: removes it, returns 1). The health timer is
-# left off (this host has no systemd to run it); `podman healthcheck run` below runs the
-# image's HEALTHCHECK by hand.
+# Starts a container and prints "id total_ms run_ms": from `podman run` to the first 200
+# on /healthz, and how much of that `podman run` itself took (on failure: removes it and
+# returns 1). The health timer is left off (this host has no systemd to run it);
+# `podman healthcheck run` below runs the image's HEALTHCHECK by hand.
 start_timed() {
     local t0 t1 port id
     t0=$(now_ms)
@@ -118,11 +119,17 @@ for i in 1 2 3 4 5; do
     echo "start $i: ready $total ms after podman run (podman run itself: $run ms)"
     times+=("$total")
 done
-median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)
-echo "start-to-ready: median $median ms over 5 starts (min $(printf '%s\n' "${times[@]}" | sort -n | head -n1) ms)"
-echo "user: $(podman inspect -f '{{.Config.User}}' "$cid"), uid in container: $(podman exec "$cid" id -u 2>/dev/null || echo '?')"
-if "${P[@]}" healthcheck run "$cid" >/dev/null; then echo "HEALTHCHECK (convd --healthcheck): healthy"
-else echo "HEALTHCHECK (convd --healthcheck): FAILED"; exit 1; fi
+sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+echo "start-to-ready: median $(sed -n 3p <<<"$sorted") ms over 5 starts" \
+    "(min $(sed -n 1p <<<"$sorted"), max $(sed -n 5p <<<"$sorted"))"
+echo "user: $(podman inspect -f '{{.Config.User}}' "$cid")," \
+    "uid in the container: $(podman exec "$cid" id -u 2>/dev/null || echo '?')"
+if "${P[@]}" healthcheck run "$cid" >/dev/null; then
+    echo "HEALTHCHECK (convd --healthcheck): healthy"
+else
+    echo "HEALTHCHECK (convd --healthcheck): FAILED"
+    exit 1
+fi
 t3=$(now_ms)
 "${P[@]}" stop -t 15 "$cid" >/dev/null
 rc=$(podman inspect -f '{{.State.ExitCode}}' "$cid")
