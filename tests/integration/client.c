@@ -183,17 +183,20 @@ static long header_length(const char *hdr, size_t n)
 long raw_read_response(int fd, int timeout_ms, char **out)
 {
     char *text = NULL;
-    size_t len = 0;
-    long status = -1;
+    size_t len = 0, cap = 0, hlen = 0;
+    long cl = -1, status = -1;
     double deadline = now_s() + timeout_ms / 1e3;
     for (;;) {
-        const char *end = text ? strstr(text, "\r\n\r\n") : NULL;
-        if (end) {
-            size_t hlen = (size_t)(end - text) + 4;
-            long cl = header_length(text, hlen);
-            if (cl >= 0 && len >= hlen + (size_t)cl)
-                break;
+        if (!hlen && text) {
+            /* Found once: rescanning a 16 MB body after every read would be quadratic. */
+            const char *end = strstr(text, "\r\n\r\n");
+            if (end) {
+                hlen = (size_t)(end - text) + 4;
+                cl = header_length(text, hlen);
+            }
         }
+        if (hlen && cl >= 0 && len >= hlen + (size_t)cl)
+            break;
         int left = (int)((deadline - now_s()) * 1e3);
         if (left <= 0)
             goto done;
@@ -203,19 +206,21 @@ long raw_read_response(int fd, int timeout_ms, char **out)
             continue;
         if (pr <= 0)
             goto done;
-        char chunk[8192];
-        ssize_t r = recv(fd, chunk, sizeof chunk, 0);
+        if (len + 65536 + 1 > cap) {
+            size_t ncap = cap ? cap * 2 : 65536 * 2;
+            char *p = realloc(text, ncap);
+            if (!p)
+                goto done;
+            text = p;
+            cap = ncap;
+        }
+        ssize_t r = recv(fd, text + len, 65536, 0);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             break;
-        char *p = realloc(text, len + (size_t)r + 1);
-        if (!p)
-            goto done;
-        memcpy(p + len, chunk, (size_t)r);
         len += (size_t)r;
-        p[len] = '\0';
-        text = p;
+        text[len] = '\0';
     }
     if (text && strncmp(text, "HTTP/1.", 7) == 0 && len > 12 && isdigit((unsigned char)text[9]))
         status = strtol(text + 9, NULL, 10);
