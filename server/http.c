@@ -307,7 +307,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (q->responded || q->too_large || q->early.code != APIERR_NONE)
             return MHD_YES; /* discard the rest */
         if (q->body.len + n > h->cfg->max_body_bytes) {
-            /* a chunked body (no Content-Length) that outgrew the limit */
+            /* A chunked body (no Content-Length) that outgrew the limit. MHD 0.9.75 cannot
+             * answer mid-upload, so the rest is read and dropped, and 413 comes last. */
             q->too_large = 1;
             buf_free(&q->body);
             buf_init(&q->body);
