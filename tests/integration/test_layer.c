@@ -105,6 +105,31 @@ static void test_init_kaiming_seeded(void **state)
     cJSON_Delete(L3);
 }
 
+/* b given without W: b as sent, W by init; W given without b: b zeros. (W with init is
+ * refused by this daemon, its documented choice; the spec is silent.) */
+static void test_b_without_W(void **state)
+{
+    (void)state;
+    cJSON *L;
+    ttensor W, b;
+    create_and_get("{\"in_channels\":1,\"out_channels\":2,\"kernel_size\":2,\"b\":[1.5,-2],"
+                   "\"init\":{\"scheme\":\"normal\",\"seed\":3}}",
+                   &L, &W, &b);
+    expect_shape(&W, 4, 2, 1, 2, 2);
+    assert_true(tt_max_abs(&W) > 0);
+    assert_int_equal(b.n, 2);
+    assert_true(b.data[0] == 1.5 && b.data[1] == -2);
+    tt_free(&W);
+    tt_free(&b);
+    cJSON_Delete(L);
+    create_and_get("{\"W\":[[[[1,2],[3,4]]]]}", &L, &W, &b);
+    assert_true(W.n == 4 && W.data[0] == 1 && W.data[3] == 4);
+    assert_true(b.n == 1 && b.data[0] == 0);
+    tt_free(&W);
+    tt_free(&b);
+    cJSON_Delete(L);
+}
+
 static void test_init_random_seed_reported(void **state)
 {
     (void)state;
@@ -394,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_init_zeros),
         cmocka_unit_test(test_init_kaiming_seeded),
         cmocka_unit_test(test_init_random_seed_reported),
+        cmocka_unit_test(test_b_without_W),
         cmocka_unit_test(test_init_normal),
         cmocka_unit_test(test_normalised_layer),
         cmocka_unit_test(test_padding_same_and_valid),

@@ -345,6 +345,33 @@ static void test_settings_precedence(void **state)
     free(envconf);
 }
 
+/* Every setting also has a CONVD_* variable: check the limits' effects. */
+static void test_settings_from_environment(void **state)
+{
+    (void)state;
+    static const char *const env[] = {
+        "CONVD_MAX_SESSIONS=1",  "CONVD_MAX_BODY_BYTES=2000", "CONVD_MAX_SESSION_BYTES=100000",
+        "CONVD_IDLE_TIMEOUT=11", "CONVD_THREADS=3",           NULL};
+    test_daemon *d = start_or_fail(NULL, env);
+    http_res r;
+    req(d, "POST", "/sessions", "{\"in_channels\":64,\"out_channels\":64,\"kernel_size\":3}", &r);
+    expect_error(&r, 413, "payload_too_large", "max_session_bytes");
+    http_res_free(&r);
+    assert_int_equal(idle_timeout_of(d), 11);
+    req(d, "POST", "/sessions", "{\"W\":[[[[1]]]]}", &r);
+    expect_error(&r, 429, "too_many_sessions", "max_sessions");
+    http_res_free(&r);
+    char body[2100];
+    memset(body, ' ', sizeof body - 1);
+    body[0] = '{';
+    body[sizeof body - 2] = '}';
+    body[sizeof body - 1] = '\0';
+    req(d, "POST", "/sessions", body, &r);
+    expect_error(&r, 413, "payload_too_large", "max_body_bytes");
+    http_res_free(&r);
+    stop_expect_clean(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_during_big_forward),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_settings_precedence),
+        cmocka_unit_test(test_settings_from_environment),
     };
     return ITEST_MAIN(tests, NULL, NULL);
 }

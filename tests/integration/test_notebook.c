@@ -365,6 +365,16 @@ static void test_float32_layer(void **state)
         free(x);
         free(delta);
     }
+    /* base64 without "dtype" on a float32 layer is read as float32 bytes. */
+    char *x = tt_json(nb->x.data, nb->x.rank, nb->x.shape, TT_BASE64, 32, 0);
+    char *body = strf("{\"layer\":{\"dtype\":\"float32\",\"W\":%s},\"x\":%s}", W, x);
+    http_res r;
+    req(dmn, "POST", "/forward", body, &r);
+    expect_status(&r, 200);
+    expect_tensor(jget(r.json, "y"), &nb->y, TT_BASE64, 32, 0, "y f32 (x without dtype)");
+    http_res_free(&r);
+    free(body);
+    free(x);
     free(W);
 }
 

@@ -138,6 +138,19 @@ static void test_metrics_move(void **state)
      * samples named convd_*compute*_seconds* grow (checked above with a tiny delta). */
     double live = metric(after, "sessions", "live", NULL);
     assert_true(live >= 3);
+    /* A stateless backward creates no session. */
+    char *d = tt_json(nb->delta.data, nb->delta.rank, nb->delta.shape, TT_NESTED, 64, 1);
+    char *sl = strf("{\"layer\":{\"W\":%s},\"x\":%s,\"delta\":%s}", W, x, d);
+    req(dmn, "POST", "/backward", sl, &r);
+    expect_status(&r, 200);
+    http_res_free(&r);
+    char *last = metrics(dmn);
+    assert_true(metric(last, "created", "_total", NULL) ==
+                metric(after, "created", "_total", NULL));
+    assert_true(metric(last, "sessions", "live", NULL) == live);
+    free(last);
+    free(sl);
+    free(d);
     free(before);
     free(after);
     free(body);
