@@ -127,7 +127,8 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
     return acc != EXP_MASK;
 }
 
-/* db[f] = sum over n and pixels of delta[n, f, :]. */
+/* db[f] = sum over n and pixels of delta[n, f, :]. Sixteen running sums per row so the
+ * adds vectorise (one serial sum costs an add latency per element); still all in T. */
 static void SFX(bias_grad)(const cvd_geom *g, const T *delta, T *db)
 {
     for (int64_t f = 0; f < g->F; f++)
@@ -135,10 +136,18 @@ static void SFX(bias_grad)(const cvd_geom *g, const T *delta, T *db)
     for (int64_t n = 0; n < g->N; n++) {
         for (int64_t f = 0; f < g->F; f++) {
             const T *row = delta + (n * g->F + f) * g->P;
+            T lane[16] = {0};
+            int64_t p = 0;
+            for (; p + 16 <= g->P; p += 16)
+                for (int j = 0; j < 16; j++)
+                    lane[j] += row[p + j];
             T s = 0;
-            for (int64_t p = 0; p < g->P; p++)
+            for (; p < g->P; p++)
                 s += row[p];
-            db[f] += s;
+            for (int w = 8; w >= 1; w /= 2)
+                for (int j = 0; j < w; j++)
+                    lane[j] += lane[j + w];
+            db[f] += lane[0] + s;
         }
     }
 }
