@@ -175,4 +175,53 @@ lint:
 clean:
 	rm -rf build
 
+# --- hardening (fuzz/README.md): fuzzers, valgrind, ThreadSanitizer, soak ---------------
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_TARGETS := fuzz_codec fuzz_layer fuzz_request
+SOAK_MINUTES ?= 5
+
+# Libraries instrumented with fuzzer-no-link + ASan + UBSan, then one binary per target;
+# `fuzz` replays fuzz/regressions and runs each target FUZZ_SECONDS.
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
+	    SANITIZE=fuzzer-no-link,address,undefined $(FUZZ_BUILD)/libcvd.a $(FUZZ_BUILD)/libconvd_server.a
+	@for t in $(FUZZ_TARGETS); do \
+	    extra=; [ $$t = fuzz_layer ] && extra=tests/core/ref_conv.c; \
+	    echo "$(FUZZ_CC) -o $(FUZZ_BUILD)/$$t fuzz/$$t.c $$extra"; \
+	    $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(SRV_CFLAGS) $(BLAS_CFLAGS) \
+	        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	        -o $(FUZZ_BUILD)/$$t fuzz/$$t.c $$extra $(FUZZ_BUILD)/libconvd_server.a \
+	        $(FUZZ_BUILD)/libcvd.a $(SRV_LIBS) $(BLAS_LIBS) -lm -pthread || exit 1; \
+	done
+
+fuzz: fuzz-build
+	@fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The integration suite against the daemon under memcheck (scripts/valgrind-convd.sh).
+valgrind:
+	@$(MAKE) --no-print-directory BUILD=build/valgrind $(CONVD:$(BUILD)/%=build/valgrind/%) \
+	    $(integration_BINS:$(BUILD)/%=build/valgrind/%)
+	@scripts/valgrind-convd.sh --run-suite build/valgrind
+
+# Everything with -fsanitize=thread; the concurrency-relevant tests (scripts/tsan.sh).
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan SANITIZE=thread test-build
+	@scripts/tsan.sh build/tsan
+
+# Slow clients and limits first, then mixed traffic for SOAK_MINUTES (tests/soak/*.c).
+soak:
+	@$(MAKE) --no-print-directory BUILD=build/soak $(CONVD:$(BUILD)/%=build/soak/%) \
+	    build/soak/soak build/soak/slowloris
+	@build/soak/slowloris build/soak/convd
+	@build/soak/soak build/soak/convd $(SOAK_MINUTES) tests/fixtures
+
+SOAK_DEPS := tests/soak/soakutil.c tests/integration/client.c tests/integration/daemon.c
+build/soak/soak build/soak/slowloris: build/soak/%: tests/soak/%.c $(SOAK_DEPS) tests/soak/soakutil.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SRV_CFLAGS) -pthread -o $@ $< $(SOAK_DEPS) $(CURL_LIBS) $(CJSON_LIBS) -lm
+
+.PHONY: fuzz-build
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

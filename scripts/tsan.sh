@@ -1,0 +1,57 @@
+#!/bin/sh
+# tsan.sh BUILD — runs the concurrency-relevant tests of a -fsanitize=thread build (`make
+# tsan` builds BUILD=build/tsan): the session store unit test, then the integration suites
+# that run requests in parallel, on one session, across sessions, or during a drain, each
+# against BUILD/convd (instrumented too). ThreadSanitizer reports from every process go to
+# BUILD/logs/tsan.<pid>; any report fails the run, as does any failing test.
+# scripts/tsan.supp holds suppressions for OpenBLAS only (not instrumented; see the file).
+set -u
+build=${1:-build/tsan}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+logdir="$top/$build/logs"
+rm -rf "$logdir"
+mkdir -p "$logdir"
+export TSAN_OPTIONS="suppressions=$top/scripts/tsan.supp log_path=$logdir/tsan second_deadlock_stack=1 history_size=4 ${TSAN_EXTRA:-}"
+
+tests="tests/server/test_session"
+for s in concurrency sessions lifecycle limits; do
+    tests="$tests tests/integration/test_$s"
+done
+
+passed=0
+failed=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for t in $tests; do
+    bin=$build/$t
+    if [ ! -x "$bin" ]; then
+        echo "== $bin: not built, skipped"
+        continue
+    fi
+    echo "== $bin (ThreadSanitizer)"
+    start=$(date +%s)
+    CONVD_BIN="$top/$build/convd" CONVD_FIXTURES="$top/tests/fixtures" CMOCKA_MESSAGE_OUTPUT=stdout \
+        "$bin" >"$out" 2>&1
+    rc=$?
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test(s)\..*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test(s).*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    [ "$f" -gt 0 ] && tail -60 "$out"
+    echo "   $p passed, $f failed in $(($(date +%s) - start)) s"
+    passed=$((passed + p))
+    failed=$((failed + f))
+done
+
+reports=0
+for l in "$logdir"/tsan.*; do
+    [ -f "$l" ] || continue
+    n=$(grep -c '^WARNING: ThreadSanitizer' "$l")
+    [ "$n" -eq 0 ] && continue
+    reports=$((reports + n))
+    echo "== $l: $n ThreadSanitizer reports; the first:"
+    sed -n '/^WARNING: ThreadSanitizer/,/^SUMMARY/p' "$l" | head -60
+done
+echo "tsan: $reports ThreadSanitizer reports"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ] && [ "$reports" -eq 0 ]
