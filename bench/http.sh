@@ -28,10 +28,11 @@ trap cleanup EXIT INT TERM
 
 # start_daemon ARGS...: runs convd on a free port; sets pid and base.
 start_daemon() {
+    rm -f "$tmp/convd.log" # a previous daemon's line must not be mistaken for this one's
     "$convd" --port 0 --log-level warn "$@" 2>"$tmp/convd.log" &
     pid=$!
     i=0
-    while ! grep -q '^listening on ' "$tmp/convd.log"; do
+    while ! grep -q '^listening on ' "$tmp/convd.log" 2>/dev/null; do
         i=$((i + 1))
         if [ "$i" -gt 100 ] || ! kill -0 "$pid" 2>/dev/null; then
             cat "$tmp/convd.log" >&2
