@@ -208,6 +208,7 @@ valgrind:
 # Everything with -fsanitize=thread; the concurrency-relevant tests (scripts/tsan.sh).
 tsan:
 	@$(MAKE) --no-print-directory BUILD=build/tsan SANITIZE=thread test-build
+	@$(MAKE) --no-print-directory BUILD=build/soak build/soak/soak
 	@scripts/tsan.sh build/tsan
 
 # Slow clients and limits first, then mixed traffic for SOAK_MINUTES (tests/soak/*.c).

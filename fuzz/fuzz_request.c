@@ -11,7 +11,8 @@
  * Oracles (any failure aborts): handler status and error agree; no 500; every JSON answer
  * parses (no duplicate keys); an error body carries its code; a request that fails changes
  * no session, and one that succeeds changes no session but the one it names (both checked
- * by comparing GET /sessions/{id}?output=base64 before and after).
+ * by comparing GET /sessions/{id}?output=base64 before and after); once the sessions an
+ * input's answers named are deleted, the store is empty (nothing created on the quiet).
  */
 #include <stdatomic.h>
 #include <stdint.h>
@@ -427,5 +428,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         session_delete(store, s.t[i].id, NULL);
         free(s.t[i].snap);
     }
+    metrics_sessions ms;
+    session_store_stats(store, &ms);
+    if (ms.live != 0)
+        fail("a session no answer named was left in the store", NULL);
     return 0;
 }

@@ -2,7 +2,8 @@
 # tsan.sh BUILD — runs the concurrency-relevant tests of a -fsanitize=thread build (`make
 # tsan` builds BUILD=build/tsan): the session store unit test, then the integration suites
 # that run requests in parallel, on one session, across sessions, or during a drain, each
-# against BUILD/convd (instrumented too). ThreadSanitizer reports from every process go to
+# against BUILD/convd (instrumented too), then TSAN_SOAK_MINUTES (default 0.5) of the soak's
+# traffic (build/soak/soak) against that daemon. ThreadSanitizer reports from every process go to
 # BUILD/logs/tsan.<pid>; any report fails the run, as does any failing test.
 # scripts/tsan.supp holds suppressions for OpenBLAS only (not instrumented; see the file).
 set -u
@@ -42,6 +43,20 @@ for t in $tests; do
     passed=$((passed + p))
     failed=$((failed + f))
 done
+
+# The soak's mixed traffic (6 client threads: sessions, churn, expiry, bad requests)
+# against the instrumented daemon; RSS is not checked, TSan's shadow memory blurs it.
+soak=$top/build/soak/soak
+minutes=${TSAN_SOAK_MINUTES:-0.5}
+if [ -x "$soak" ] && [ "$minutes" != 0 ]; then
+    echo "== $soak $build/convd $minutes min (ThreadSanitizer daemon)"
+    if SOAK_RSS_MAX_GROWTH=-1 "$soak" "$top/$build/convd" "$minutes" tests/fixtures >"$out" 2>&1; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+    grep -E '^(requests|valid|soak)' "$out"
+fi
 
 reports=0
 for l in "$logdir"/tsan.*; do
