@@ -30,7 +30,7 @@ static int SFX(all_finite)(const T *a, size_t n)
     return acc != EXP_MASK;
 }
 
-/* im2col / col2im of images n0 .. n0+m-1 of group grp, split into row bands across parts. */
+/* im2col / col2im of images n0 .. n0+m-1 of group grp, split into row bands (tasks). */
 typedef struct SFX(cols_job) {
     const cvd_geom *g;
     const T *x_src; /* im2col input (x), or NULL for col2im */
@@ -39,7 +39,7 @@ typedef struct SFX(cols_job) {
     int64_t n0, m, grp;
 } SFX(cols_job);
 
-static void SFX(cols_part)(void *arg, int part, int nparts)
+static void SFX(cols_part)(void *arg, int task, int ntasks)
 {
     const SFX(cols_job) *j = arg;
     const cvd_geom *g = j->g;
@@ -47,10 +47,10 @@ static void SFX(cols_part)(void *arg, int part, int nparts)
     for (int64_t i = 0; i < j->m; i++) {
         const int64_t off = ((j->n0 + i) * g->C + j->grp * g->Cg) * g->HW;
         if (j->x_src) {
-            int64_t a = g->OH * part / nparts, b = g->OH * (part + 1) / nparts;
+            int64_t a = g->OH * task / ntasks, b = g->OH * (task + 1) / ntasks;
             SFX(cvd_im2col_band)(g, j->x_src + off, j->col + i * g->P, ldc, a, b);
         } else {
-            int64_t a = g->H * part / nparts, b = g->H * (part + 1) / nparts;
+            int64_t a = g->H * task / ntasks, b = g->H * (task + 1) / ntasks;
             SFX(cvd_col2im_band)(g, j->col + i * g->P, ldc, j->x_dst + off, a, b);
         }
     }
@@ -60,7 +60,11 @@ static void SFX(cols_run)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, i
                           int64_t m, int64_t grp)
 {
     SFX(cols_job) j = {g, x_src, x_dst, col, n0, m, grp};
-    cvd_parallel_run(cvd_parallel_parts((size_t)(g->K * g->P * m)), SFX(cols_part), &j);
+    const int threads = cvd_parallel_parts((size_t)(g->K * g->P * m));
+    /* Four bands per thread (fewer if the image has fewer rows) balance a slow helper. */
+    const int64_t rows = x_src ? g->OH : g->H;
+    const int tasks = threads == 1 ? 1 : rows < 4 * threads ? (int)rows : 4 * threads;
+    cvd_parallel_run(threads, tasks, SFX(cols_part), &j);
 }
 
 /* Moves the GEMM result of images n0 .. n0+m-1, group grp, into y adding the bias (src

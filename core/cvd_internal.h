@@ -100,13 +100,13 @@ void cvd_col2im_band_f32(const cvd_geom *g, const float *col, int64_t ldc, float
 void cvd_col2im_band_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g,
                          int64_t ih0, int64_t ih1);
 
-/* Fork-join: runs fn(arg, i, nparts) for i in 0 .. nparts-1, part 0 on the caller, the
- * others on short-lived threads (or on the caller if a thread cannot start). */
+/* Fork-join: runs fn(arg, t, ntasks) once for every t in 0 .. ntasks-1, on the caller and
+ * up to nthreads-1 short-lived helper threads, which take tasks as they free up. */
 #define CVD_MAX_PARTS 64
-typedef void (*cvd_task_fn)(void *arg, int part, int nparts);
-void cvd_parallel_run(int nparts, cvd_task_fn fn, void *arg);
+typedef void (*cvd_task_fn)(void *arg, int task, int ntasks);
+void cvd_parallel_run(int nthreads, int ntasks, cvd_task_fn fn, void *arg);
 
-/* How many parts a memory-bound loop over `work` elements should be split into: 1 below
+/* How many threads a memory-bound loop over `work` elements should use: 1 below
  * CVD_PARALLEL_MIN_WORK (a thread start costs more), else the BLAS thread count, since
  * BLAS's own threads are idle between GEMMs and together they should not exceed the cores. */
 #define CVD_PARALLEL_MIN_WORK ((size_t)1 << 18)

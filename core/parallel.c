@@ -1,48 +1,49 @@
 /*
  * parallel.c — a minimal fork-join for the memory-bound loops around the GEMMs (im2col,
- * col2im): the caller runs part 0 and up to CVD_MAX_PARTS-1 short-lived pthreads run the
- * rest. No pool and no global state, so distinct layers stay independent across threads;
- * if a thread cannot be started its part runs on the caller, so this never fails.
+ * col2im). The work is cut into more tasks than threads and handed out through an atomic
+ * counter, so a helper thread that the OS is slow to schedule (a busy machine) only delays
+ * the one task it holds: the caller takes the rest. Helpers are short-lived pthreads; there
+ * is no pool and no global state, so distinct layers stay independent across threads. If a
+ * helper cannot be started the caller does its share, so this never fails.
  */
 #include "cvd_internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
-typedef struct part {
+typedef struct job {
     cvd_task_fn fn;
     void *arg;
-    int index, count;
-} part;
+    int ntasks;
+    atomic_int next;
+} job;
 
-static void *run_part(void *p)
+static void *worker(void *p)
 {
-    const part *t = p;
-    t->fn(t->arg, t->index, t->count);
+    job *j = p;
+    for (int t; (t = atomic_fetch_add(&j->next, 1)) < j->ntasks;)
+        j->fn(j->arg, t, j->ntasks);
     return NULL;
 }
 
-void cvd_parallel_run(int nparts, cvd_task_fn fn, void *arg)
+void cvd_parallel_run(int nthreads, int ntasks, cvd_task_fn fn, void *arg)
 {
-    if (nparts > CVD_MAX_PARTS)
-        nparts = CVD_MAX_PARTS;
-    if (nparts <= 1) {
-        fn(arg, 0, 1);
-        return;
-    }
+    if (nthreads > CVD_MAX_PARTS)
+        nthreads = CVD_MAX_PARTS;
+    if (nthreads > ntasks)
+        nthreads = ntasks;
+    job j = {.fn = fn, .arg = arg, .ntasks = ntasks};
+    atomic_init(&j.next, 0);
     pthread_t th[CVD_MAX_PARTS];
-    part parts[CVD_MAX_PARTS];
-    int started[CVD_MAX_PARTS] = {0};
-    for (int i = 1; i < nparts; i++) {
-        parts[i] = (part){fn, arg, i, nparts};
-        started[i] = pthread_create(&th[i], NULL, run_part, &parts[i]) == 0;
+    int started = 0;
+    for (int i = 1; i < nthreads; i++) {
+        if (pthread_create(&th[started], NULL, worker, &j) != 0)
+            break;
+        started++;
     }
-    fn(arg, 0, nparts);
-    for (int i = 1; i < nparts; i++) {
-        if (started[i])
-            pthread_join(th[i], NULL);
-        else
-            fn(arg, i, nparts);
-    }
+    worker(&j);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
 }
 
 int cvd_parallel_parts(size_t work)
