@@ -323,6 +323,45 @@ static void test_padding_same_and_valid(void **state)
                       1, 6, 7, 3, 4);
 }
 
+/* A rank-3 W (F, kh, kw) is accepted whenever C/groups == 1: depthwise, groups = C. */
+static void test_rank3_W_depthwise(void **state)
+{
+    (void)state;
+    ref_conv g = {
+        .C = 2, .F = 4, .groups = 2, .kh = 2, .kw = 2, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+    int64_t ws3[3] = {4, 2, 2}, xs[4] = {1, 2, 3, 3}, ys[4] = {1, 4, 2, 2};
+    double wv[16], xv[18];
+    for (int i = 0; i < 16; i++)
+        wv[i] = i - 7;
+    for (int i = 0; i < 18; i++)
+        xv[i] = (i * 5) % 7;
+    ttensor y;
+    tt_make(&y, 4, ys, NULL);
+    ref_conv_forward(&g, xv, 1, 3, 3, wv, NULL, 2, 2, y.data);
+    char *Wj = tt_json(wv, 3, ws3, TT_NESTED, 64, 1), *xj = tt_json(xv, 4, xs, TT_NESTED, 64, 1);
+    char *body = strf("{\"layer\":{\"in_channels\":2,\"groups\":2,\"bias\":false,\"W\":%s},"
+                      "\"x\":%s}",
+                      Wj, xj);
+    http_res r;
+    req(dmn, "POST", "/forward", body, &r);
+    expect_status(&r, 200);
+    expect_tensor(jget(r.json, "y"), &y, TT_NESTED, 0, 0, "depthwise y");
+    char *path = strf("/sessions/%s", cJSON_GetStringValue(jget(r.json, "session")));
+    http_res_free(&r);
+    req(dmn, "GET", path, NULL, &r);
+    expect_status(&r, 200);
+    ttensor W;
+    tensor_read(jget(r.json, "W"), &W, "W");
+    assert_int_equal(W.rank, 3); /* returned as it was sent */
+    tt_free(&W);
+    http_res_free(&r);
+    free(path);
+    free(body);
+    free(Wj);
+    free(xj);
+    tt_free(&y);
+}
+
 /* y for x through a 1x1 layer with weight w, printed as text. */
 static char *y_text(const char *dtype, const char *w, const char *x)
 {
@@ -423,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_init_normal),
         cmocka_unit_test(test_normalised_layer),
         cmocka_unit_test(test_padding_same_and_valid),
+        cmocka_unit_test(test_rank3_W_depthwise),
         cmocka_unit_test(test_number_printing),
         cmocka_unit_test(test_daemon_exits_cleanly),
     };

@@ -349,9 +349,13 @@ static void test_settings_precedence(void **state)
 static void test_settings_from_environment(void **state)
 {
     (void)state;
-    static const char *const env[] = {
-        "CONVD_MAX_SESSIONS=1",  "CONVD_MAX_BODY_BYTES=2000", "CONVD_MAX_SESSION_BYTES=100000",
-        "CONVD_IDLE_TIMEOUT=11", "CONVD_THREADS=3",           NULL};
+    static const char *const env[] = {"CONVD_MAX_SESSIONS=1",
+                                      "CONVD_MAX_BODY_BYTES=2000",
+                                      "CONVD_MAX_SESSION_BYTES=100000",
+                                      "CONVD_IDLE_TIMEOUT=11",
+                                      "CONVD_THREADS=3",
+                                      "CONVD_LOG_LEVEL=debug",
+                                      NULL};
     test_daemon *d = start_or_fail(NULL, env);
     http_res r;
     req(d, "POST", "/sessions", "{\"in_channels\":64,\"out_channels\":64,\"kernel_size\":3}", &r);
@@ -369,6 +373,13 @@ static void test_settings_from_environment(void **state)
     req(d, "POST", "/sessions", body, &r);
     expect_error(&r, 413, "payload_too_large", "max_body_bytes");
     http_res_free(&r);
+    /* The harness's --log-level warn beats CONVD_LOG_LEVEL=debug: no info/debug lines. */
+    char *log = daemon_log(d);
+    int chatty = strstr(log, " info ") || strstr(log, " debug ");
+    if (chatty)
+        print_error("flag --log-level warn lost to CONVD_LOG_LEVEL=debug:\n%s\n", log);
+    free(log);
+    assert_false(chatty);
     stop_expect_clean(d);
 }
 
