@@ -98,8 +98,8 @@ static void test_garbage_and_odd_requests(void **state)
         "POST /forward HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
         "POST /forward HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
         "POST /forward HTTP/1.1\r\nContent-Length: 10\r\nContent-Length: 20\r\n\r\n{}",
-        "POST /forward HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ("POST /forward HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
     };
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
         send_and_close(odd[i], strlen(odd[i]), 1);
