@@ -392,6 +392,29 @@ static cvd_status check_exact(const cvd_conv2d *l, const cvd_tensor *t, const ch
                         exp);
 }
 
+/* memcpy split across threads: copying a large x into the cache is memory-bound, and a
+ * single core does not saturate the memory bus. */
+typedef struct copy_job {
+    char *dst;
+    const char *src;
+    size_t bytes;
+} copy_job;
+
+static void copy_part(void *arg, int task, int ntasks)
+{
+    const copy_job *j = arg;
+    size_t a = j->bytes / (size_t)ntasks * (size_t)task;
+    size_t b = task == ntasks - 1 ? j->bytes : j->bytes / (size_t)ntasks * (size_t)(task + 1);
+    memcpy(j->dst + a, j->src + a, b - a);
+}
+
+static void parallel_copy(void *dst, const void *src, size_t bytes)
+{
+    copy_job j = {dst, src, bytes};
+    int threads = cvd_parallel_parts(bytes / sizeof(float));
+    cvd_parallel_run(threads, threads, copy_part, &j);
+}
+
 /* Grows the workspace to at least `elems` elements (contents not kept). */
 static cvd_status ensure_ws(cvd_conv2d *l, size_t elems, cvd_err *err)
 {
@@ -465,7 +488,7 @@ cvd_status cvd_conv2d_forward(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y,
             l->cache = fresh;
             l->cache_numel = g.x_numel;
         }
-        memcpy(l->cache, x->data, (size_t)g.x_numel * l->es);
+        parallel_copy(l->cache, x->data, (size_t)g.x_numel * l->es);
         memcpy(l->cache_shape, x->shape, sizeof l->cache_shape);
         l->has_cache = 1;
     }
