@@ -30,41 +30,52 @@ static int SFX(all_finite)(const T *a, size_t n)
     return acc != EXP_MASK;
 }
 
-/* im2col / col2im of images n0 .. n0+m-1 of group grp, split into row bands (tasks). */
+/* im2col / col2im of images n0 .. n0+m-1 of group grp, split into tasks: blocks of whole
+ * channels when there are enough (each task then streams through its own rows of col),
+ * else bands of image rows. */
 typedef struct SFX(cols_job) {
     const cvd_geom *g;
     const T *x_src; /* im2col input (x), or NULL for col2im */
     T *x_dst;       /* col2im output (dx), or NULL for im2col */
     T *col;         /* [K, m*P] */
     int64_t n0, m, grp;
+    int by_channel;
 } SFX(cols_job);
 
 static void SFX(cols_part)(void *arg, int task, int ntasks)
 {
     const SFX(cols_job) *j = arg;
     const cvd_geom *g = j->g;
-    const int64_t ldc = j->m * g->P;
+    const int64_t ldc = j->m * g->P, rows = j->x_src ? g->OH : g->H;
+    int64_t c0 = 0, c1 = g->Cg, r0 = 0, r1 = rows;
+    if (j->by_channel) {
+        c0 = g->Cg * task / ntasks;
+        c1 = g->Cg * (task + 1) / ntasks;
+    } else {
+        r0 = rows * task / ntasks;
+        r1 = rows * (task + 1) / ntasks;
+    }
     for (int64_t i = 0; i < j->m; i++) {
         const int64_t off = ((j->n0 + i) * g->C + j->grp * g->Cg) * g->HW;
-        if (j->x_src) {
-            int64_t a = g->OH * task / ntasks, b = g->OH * (task + 1) / ntasks;
-            SFX(cvd_im2col_band)(g, j->x_src + off, j->col + i * g->P, ldc, a, b);
-        } else {
-            int64_t a = g->H * task / ntasks, b = g->H * (task + 1) / ntasks;
-            SFX(cvd_col2im_band)(g, j->col + i * g->P, ldc, j->x_dst + off, a, b);
-        }
+        if (j->x_src)
+            SFX(cvd_im2col_band)(g, j->x_src + off, j->col + i * g->P, ldc, c0, c1, r0, r1);
+        else
+            SFX(cvd_col2im_band)(g, j->col + i * g->P, ldc, j->x_dst + off, c0, c1, r0, r1);
     }
 }
 
 static void SFX(cols_run)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, int64_t n0,
                           int64_t m, int64_t grp)
 {
-    SFX(cols_job) j = {g, x_src, x_dst, col, n0, m, grp};
     const int threads = cvd_parallel_parts((size_t)(g->K * g->P * m));
-    /* Four bands per thread (fewer if the image has fewer rows) balance a slow helper. */
+    /* Four tasks per thread balance a helper that starts late or runs slow. */
+    const int64_t want = 4 * (int64_t)threads;
     const int64_t rows = x_src ? g->OH : g->H;
-    const int tasks = threads == 1 ? 1 : rows < 4 * threads ? (int)rows : 4 * threads;
-    cvd_parallel_run(threads, tasks, SFX(cols_part), &j);
+    const int by_channel = g->Cg >= want;
+    const int64_t span = by_channel ? g->Cg : rows;
+    SFX(cols_job) j = {g, x_src, x_dst, col, n0, m, grp, by_channel};
+    cvd_parallel_run(threads, threads == 1 ? 1 : (int)(span < want ? span : want), SFX(cols_part),
+                     &j);
 }
 
 /* Moves the GEMM result of images n0 .. n0+m-1, group grp, into y adding the bias (src

@@ -12,15 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Internal invariants only (our own bugs), never request data: data errors are statuses. */
-#define CVD_ASSERT(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: internal invariant failed: %s\n", __FILE__, __LINE__, #cond);  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 /* Largest value any single dimension, kernel, stride, pad or dilation may take. Keeping
  * every dim below 2^31 means sums like H + pt + pb can never overflow int64, and it is
  * also the bound BLAS's int arguments impose on M, N, K and the leading dimensions. */
@@ -88,17 +79,18 @@ cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t 
 cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, int64_t *nb,
                           size_t *ws_elems, cvd_err *err);
 
-/* The same on a band of rows: im2col writes output rows oh0 .. oh1-1 (columns
- * oh0*OW .. oh1*OW of the block); col2im zeroes and accumulates input rows ih0 .. ih1-1.
- * Disjoint bands touch disjoint memory, so they may run on different threads. */
-void cvd_im2col_band_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc, int64_t oh0,
-                         int64_t oh1);
-void cvd_im2col_band_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc,
-                         int64_t oh0, int64_t oh1);
-void cvd_col2im_band_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g, int64_t ih0,
-                         int64_t ih1);
-void cvd_col2im_band_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g,
-                         int64_t ih0, int64_t ih1);
+/* The same on a block: channels c0 .. c1-1 of the group and, for im2col, output rows
+ * oh0 .. oh1-1 (columns oh0*OW .. oh1*OW of the block), for col2im input rows ih0 .. ih1-1
+ * (zeroed, then accumulated). Disjoint blocks touch disjoint memory, so they may run on
+ * different threads. */
+void cvd_im2col_band_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc, int64_t c0,
+                         int64_t c1, int64_t oh0, int64_t oh1);
+void cvd_im2col_band_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc, int64_t c0,
+                         int64_t c1, int64_t oh0, int64_t oh1);
+void cvd_col2im_band_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g, int64_t c0,
+                         int64_t c1, int64_t ih0, int64_t ih1);
+void cvd_col2im_band_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g, int64_t c0,
+                         int64_t c1, int64_t ih0, int64_t ih1);
 
 /* Fork-join: runs fn(arg, t, ntasks) once for every t in 0 .. ntasks-1, on the caller and
  * up to nthreads-1 short-lived helper threads, which take tasks as they free up. */

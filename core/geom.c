@@ -188,7 +188,7 @@ cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t 
 cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, int64_t *nb,
                           size_t *ws_elems, cvd_err *err)
 {
-    size_t per_image, col1, ws;
+    size_t per_image, col1, ws, bytes;
     if (cvd_mul_size((size_t)g->K, (size_t)g->P, &col1) ||
         cvd_mul_size((size_t)(g->K + g->Fg), (size_t)g->P, &per_image) ||
         cvd_mul_size(per_image, elem_size, &per_image))
@@ -217,7 +217,7 @@ cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, in
     if (n == 1) {
         ws = g->is_1x1 ? 0 : col1; /* one 1x1 image is its own col: no workspace */
     } else if (cvd_mul_size((size_t)(g->K + g->Fg), (size_t)(n * g->P), &ws) ||
-               cvd_mul_size(ws, elem_size, &per_image)) {
+               cvd_mul_size(ws, elem_size, &bytes)) {
         return cvd_err_setf(err, CVD_ERR_TOO_LARGE, "the im2col workspace is too large");
     }
     *nb = n;

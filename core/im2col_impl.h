@@ -3,8 +3,8 @@
  * with T and SFX defined). Caffe's loop order: one row of col per (channel, kernel row,
  * kernel column), written front to back; padded input rows are written as zeros whole, and
  * within a row the valid output columns are computed once so the inner loop has no bounds
- * test (a memcpy when the stride is 1). The _band forms do a slice of rows so callers can
- * split one image across threads without two threads ever writing the same element.
+ * test (a memcpy when the stride is 1). The _band forms do a block of channels and rows so
+ * callers can split one image across threads without two threads writing the same element.
  */
 
 /* Output columns [lo, hi) of kernel column kj whose input column lies inside [0, W). */
@@ -23,12 +23,13 @@ static void SFX(col_range)(const cvd_geom *g, int64_t kj, int64_t *lo, int64_t *
     *hi = h;
 }
 
-void SFX(cvd_im2col_band)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, int64_t oh0,
-                          int64_t oh1)
+void SFX(cvd_im2col_band)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, int64_t c0,
+                          int64_t c1, int64_t oh0, int64_t oh1)
 {
     const int64_t OW = g->OW, H = g->H, W = g->W, sw = g->sw;
-    /* col: [Cg*kh*kw, P] with row stride ldc, columns oh0*OW .. oh1*OW; x_g: [Cg, H, W] */
-    for (int64_t c = 0; c < g->Cg; c++) {
+    /* col: [Cg*kh*kw, P] with row stride ldc, rows of channels c0 .. c1, columns
+     * oh0*OW .. oh1*OW; x_g: [Cg, H, W] */
+    for (int64_t c = c0; c < c1; c++) {
         const T *x_c = x_g + c * g->HW;
         for (int64_t ki = 0; ki < g->kh; ki++) {
             for (int64_t kj = 0; kj < g->kw; kj++) {
@@ -59,14 +60,15 @@ void SFX(cvd_im2col_band)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, 
     }
 }
 
-void SFX(cvd_col2im_band)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, int64_t ih0,
-                          int64_t ih1)
+void SFX(cvd_col2im_band)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, int64_t c0,
+                          int64_t c1, int64_t ih0, int64_t ih1)
 {
     const int64_t OH = g->OH, OW = g->OW, W = g->W, sw = g->sw;
-    for (int64_t c = 0; c < g->Cg; c++)
+    for (int64_t c = c0; c < c1; c++)
         memset(x_g + c * g->HW + ih0 * W, 0, (size_t)((ih1 - ih0) * W) * sizeof(T));
-    /* col: [Cg*kh*kw, P] with row stride ldc; x_g: [Cg, H, W], rows ih0 .. ih1 */
-    for (int64_t c = 0; c < g->Cg; c++) {
+    /* col: [Cg*kh*kw, P] with row stride ldc; x_g: [Cg, H, W], channels c0 .. c1, rows
+     * ih0 .. ih1 */
+    for (int64_t c = c0; c < c1; c++) {
         T *x_c = x_g + c * g->HW;
         for (int64_t ki = 0; ki < g->kh; ki++) {
             for (int64_t kj = 0; kj < g->kw; kj++) {
@@ -95,10 +97,10 @@ void SFX(cvd_col2im_band)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, 
 
 void SFX(cvd_im2col)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc)
 {
-    SFX(cvd_im2col_band)(g, x_g, col, ldc, 0, g->OH);
+    SFX(cvd_im2col_band)(g, x_g, col, ldc, 0, g->Cg, 0, g->OH);
 }
 
 void SFX(cvd_col2im)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g)
 {
-    SFX(cvd_col2im_band)(g, col, ldc, x_g, 0, g->H);
+    SFX(cvd_col2im_band)(g, col, ldc, x_g, 0, g->Cg, 0, g->H);
 }

@@ -269,7 +269,7 @@ static void test_parallel_bands(void **state)
             assert_int_equal(cvd_conv2d_forward(l, &tx, &ty, 0, &e), CVD_OK);
             cvd_backward_opts o = {.need = CVD_NEED_DX | CVD_NEED_DW};
             assert_int_equal(cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, NULL, &e), CVD_OK);
-            double b[4] = {0};
+            double b[8] = {0};
             if (p.bias)
                 tu_to_double(cvd_conv2d_bias(l), b);
             ref_forward(&rg, x, W, p.bias ? b : NULL, y);

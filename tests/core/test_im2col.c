@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../core/cvd_internal.h"
 #include "ref_conv.h"
@@ -129,7 +130,8 @@ static void test_col2im_adjoint(void **state)
     assert_true(checked >= 150);
 }
 
-/* Row bands (as threads use them) put together give exactly the whole-image result. */
+/* Row bands or channel blocks (as threads use them) put together give exactly the
+ * whole-image result. */
 static void test_bands_compose(void **state)
 {
     (void)state;
@@ -148,10 +150,20 @@ static void test_bands_compose(void **state)
         ref_fill(&r, c, cn);
         cvd_im2col_f64(&g, x, col1, g.P);
         cvd_col2im_f64(&g, c, g.P, x1);
+        /* Row bands, then channel blocks (as the threads of cols_run use them). */
         const int parts = (int)ref_int(&r, 2, 5);
         for (int k = 0; k < parts; k++) {
-            cvd_im2col_band_f64(&g, x, col2, g.P, g.OH * k / parts, g.OH * (k + 1) / parts);
-            cvd_col2im_band_f64(&g, c, g.P, x2, g.H * k / parts, g.H * (k + 1) / parts);
+            cvd_im2col_band_f64(&g, x, col2, g.P, 0, g.Cg, g.OH * k / parts,
+                                g.OH * (k + 1) / parts);
+            cvd_col2im_band_f64(&g, c, g.P, x2, 0, g.Cg, g.H * k / parts, g.H * (k + 1) / parts);
+        }
+        assert_memory_equal(col1, col2, (size_t)cn * sizeof *c);
+        assert_memory_equal(x1, x2, (size_t)xn * sizeof *x);
+        memset(col2, 0, (size_t)cn * sizeof *c);
+        for (int k = 0; k < parts; k++) {
+            int64_t c0 = g.Cg * k / parts, c1 = g.Cg * (k + 1) / parts;
+            cvd_im2col_band_f64(&g, x, col2, g.P, c0, c1, 0, g.OH);
+            cvd_col2im_band_f64(&g, c, g.P, x2, c0, c1, 0, g.H);
         }
         assert_memory_equal(col1, col2, (size_t)cn * sizeof *c);
         assert_memory_equal(x1, x2, (size_t)xn * sizeof *x);
