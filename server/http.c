@@ -46,7 +46,7 @@ typedef struct req {
     buf body;
     int too_large; /* the body outgrew max_body_bytes while streaming */
     apierr early;  /* a refusal decided before the body, answered on the next call */
-    int counted;   /* counted in inflight */
+    int counted;   /* counted in inflight (dispatched, answer not yet sent) */
     int responded;
     int status;
     size_t bytes_in, bytes_out;
@@ -247,6 +247,12 @@ static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q
         apierr_set(&r.err, APIERR_INTERNAL, "out of memory reading the request body");
         return respond(h, c, q, &r);
     }
+    /* In flight from here until MHD reports the answer sent: a client that vanished while
+     * uploading is not waited for at shutdown (MHD may only notice it at the timeout). */
+    if (!q->m.during_drain) {
+        atomic_fetch_add(&h->inflight, 1);
+        q->counted = 1;
+    }
     r.id = q->m.id[0] ? q->m.id : NULL;
     r.hdr_session = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Session-Id");
     r.q_output = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "output");
@@ -293,10 +299,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             if (sends_body(c))
                 return respond_error(h, c, q, &q->early);
             return MHD_YES;
-        }
-        if (!q->m.during_drain) {
-            atomic_fetch_add(&h->inflight, 1);
-            q->counted = 1;
         }
         return MHD_YES;
     }

@@ -26,7 +26,8 @@ uint16_t http_port(const http_server *h);
 
 /* From now on /readyz answers 503 and new work 503 shutting_down. */
 void http_begin_drain(http_server *h);
-/* Requests that started before the drain (or are not exempt from it) and are not yet done. */
+/* Requests being worked on (dispatched to a handler, answer not yet sent); uploads still
+ * arriving and /healthz, /readyz, /metrics are not counted. */
 int http_inflight(const http_server *h);
 /* Stops accepting connections (closes the listening socket); connections already open stay. */
 void http_quiesce(http_server *h);
