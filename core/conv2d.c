@@ -8,13 +8,18 @@
  *   sizeof(struct cvd_conv2d)
  *   + 2 * (F*(C/g)*kh*kw + (bias ? F : 0)) * es     W, b, and the same for SGD scratch
  *   + N*C*H*W * es                                  the cached forward input
- *   + ws * es                                       the chunk workspace, where
+ *   + ws * es                                       the workspace, where
+ *     on the shifted-GEMM path (stride 1, C/g >= 32, Wp*8 <= OW*9; cvd_geom_plan):
+ *       ws = (C/g)*(Hp*Wp + (kw-1)*dw) + (F/g)*OH*Wp + 2*(F/g)*K
+ *       (padded x or dx of one image and group, y or delta with rows of Wp, W_g and dW_g
+ *       by tap), with Hp = H + pad_top + pad_bottom, Wp = W + pad_left + pad_right;
+ *     otherwise (im2col) the chunk workspace:
  *       ws = (K + F/g) * nb*P    when nb > 1        col [K, nb*P] + staging [F/g, nb*P]
  *       ws = K*P                 when nb == 1       (0 on the 1x1 path: x is its own col)
  *     with K = (C/g)*kh*kw, P = OH*OW, per = (K + F/g)*P*es, and images per chunk
  *       nb = clamp(max(floor(8 MiB / per), ceil(2048 / P)), 1,
  *                  min(N, max(1, floor(32 MiB / per)), INT_MAX / P)).
- * So the workspace is at most max(32 MiB, K*P*es) and does not grow with N. 8 MiB keeps
+ * So the im2col workspace is at most max(32 MiB, K*P*es); neither grows with N. 8 MiB keeps
  * col in the last-level cache between im2col and the GEMM that reads it; the 2048-column
  * floor keeps GEMMs on small images wide enough for every BLAS thread. The workspace is
  * kept across calls and only grows; replacing a cache of a different size briefly holds
@@ -46,6 +51,7 @@ struct cvd_conv2d {
     void *ws; /* chunk workspace, ws_elems elements, grow-only */
     size_t ws_elems;
     size_t chunk_bytes; /* 0: default chunk policy; else a test's hard budget */
+    cvd_path path;      /* CVD_PATH_AUTO but in tests */
 };
 
 #define T        float
@@ -93,7 +99,8 @@ cvd_status cvd_conv2d_memory_need(const cvd_conv2d_params *p, const int64_t x_sh
         return s;
     size_t es = cvd_dtype_size(p->dtype), ws, params, total, tmp;
     int64_t nb;
-    s = cvd_geom_chunk(&g, es, 0, &nb, &ws, err);
+    int shifted;
+    s = cvd_geom_plan(&g, es, 0, CVD_PATH_AUTO, &shifted, &nb, &ws, err);
     if (s != CVD_OK)
         return s;
     /* wn fits: params_check verified F*K*8 fits size_t; x_numel likewise in geom_init. */
@@ -185,6 +192,11 @@ int cvd_conv2d_has_cache(const cvd_conv2d *l, int64_t x_shape[4])
 void cvd_conv2d_set_chunk_bytes(cvd_conv2d *l, size_t bytes)
 {
     l->chunk_bytes = bytes;
+}
+
+void cvd_conv2d_set_path(cvd_conv2d *l, cvd_path path)
+{
+    l->path = path;
 }
 
 static void store(cvd_dtype dt, void *a, int64_t i, double v)
@@ -430,10 +442,11 @@ static cvd_status ensure_ws(cvd_conv2d *l, size_t elems, cvd_err *err)
     return CVD_OK;
 }
 
-static cvd_status prepare_ws(cvd_conv2d *l, const cvd_geom *g, int64_t *nb, cvd_err *err)
+static cvd_status prepare_ws(cvd_conv2d *l, const cvd_geom *g, int *shifted, int64_t *nb,
+                             cvd_err *err)
 {
     size_t elems;
-    cvd_status s = cvd_geom_chunk(g, l->es, l->chunk_bytes, nb, &elems, err);
+    cvd_status s = cvd_geom_plan(g, l->es, l->chunk_bytes, l->path, shifted, nb, &elems, err);
     if (s == CVD_OK)
         s = ensure_ws(l, elems, err);
     return s;
@@ -455,7 +468,8 @@ cvd_status cvd_conv2d_forward(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y,
     if (s != CVD_OK)
         return s;
     int64_t nb;
-    s = prepare_ws(l, &g, &nb, err);
+    int shifted;
+    s = prepare_ws(l, &g, &shifted, &nb, err);
     if (s != CVD_OK)
         return s;
     /* A cache of a different size is allocated up front so a failure costs nothing. */
@@ -470,11 +484,12 @@ cvd_status cvd_conv2d_forward(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y,
                                 (long long)g.x_numel);
     }
     int finite;
-    if (l->p.dtype == CVD_F32) {
-        finite = forward_run_f32(&g, l->W, l->b, x->data, y->data, nb, l->ws);
-    } else {
-        finite = forward_run_f64(&g, l->W, l->b, x->data, y->data, nb, l->ws);
-    }
+    if (l->p.dtype == CVD_F32)
+        finite = shifted ? forward_shift_f32(&g, l->W, l->b, x->data, y->data, l->ws)
+                         : forward_run_f32(&g, l->W, l->b, x->data, y->data, nb, l->ws);
+    else
+        finite = shifted ? forward_shift_f64(&g, l->W, l->b, x->data, y->data, l->ws)
+                         : forward_run_f64(&g, l->W, l->b, x->data, y->data, nb, l->ws);
     if (!finite) {
         free(fresh);
         return cvd_err_setf(err, CVD_ERR_NONFINITE,
@@ -577,8 +592,9 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
     const int do_dw = (need & CVD_NEED_DW) || sgd;
     const int do_db = (need & CVD_NEED_DB) || (sgd && l->p.bias);
     int64_t nb = 1;
+    int shifted = 0;
     if ((need & CVD_NEED_DX) || do_dw)
-        s = prepare_ws(l, &g, &nb, err);
+        s = prepare_ws(l, &g, &shifted, &nb, err);
     if (s == CVD_OK && sgd)
         s = ensure_sgd_scratch(l, !(need & CVD_NEED_DW), do_db && !(need & CVD_NEED_DB), err);
     if (s != CVD_OK)
@@ -590,7 +606,9 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
     if (l->p.dtype == CVD_F32) {
         if (gb)
             bias_grad_f32(&g, delta->data, gb);
-        if (gx || gw)
+        if (shifted)
+            backward_shift_f32(&g, l->W, x->data, delta->data, gx, gw, l->ws);
+        else if (gx || gw)
             backward_run_f32(&g, l->W, x->data, delta->data, gx, gw, nb, l->ws);
         finite = (!gx || all_finite_f32(gx, (size_t)g.x_numel)) &&
                  (!gw || all_finite_f32(gw, (size_t)l->wn)) &&
@@ -601,7 +619,9 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
     } else {
         if (gb)
             bias_grad_f64(&g, delta->data, gb);
-        if (gx || gw)
+        if (shifted)
+            backward_shift_f64(&g, l->W, x->data, delta->data, gx, gw, l->ws);
+        else if (gx || gw)
             backward_run_f64(&g, l->W, x->data, delta->data, gx, gw, nb, l->ws);
         finite = (!gx || all_finite_f64(gx, (size_t)g.x_numel)) &&
                  (!gw || all_finite_f64(gw, (size_t)l->wn)) &&

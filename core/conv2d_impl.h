@@ -232,3 +232,133 @@ static void SFX(sgd_apply)(T *W, const T *dW, size_t n, double lr)
     for (size_t i = 0; i < n; i++)
         W[i] = W[i] - a * dW[i];
 }
+
+/* ---- Shifted GEMM (stride 1; see cvd_path in cvd_internal.h) -------------------------
+ * Per image n and group grp, with xp [Cg, cs] the zero-padded x[n,grp] (channel stride
+ * cs = Hp*Wp + (kw-1)*dw, so the slice a tap reads or writes never reaches the next
+ * channel), yp [Fg, OH*Wp] and tap t = (i, j) at offset o_t = i*dh*Wp + j*dw:
+ *   forward  yp  = sum_t Wr_t [Fg, Cg] · xp[:, o_t ..]           y[n,grp] <- yp + b
+ *   dW       dWr_t (+)= yp · xp[:, o_t ..]ᵀ   with yp = delta[n,grp], garbage columns 0
+ *   dx       dxp[:, o_t ..] += Wr_tᵀ · yp                       dx[n,grp] <- dxp
+ * Wr_t [Fg, Cg] is W_g regrouped by tap. A garbage column of yp multiplies pixels that
+ * wrap around from the next row; in dW and dx it is zero, so it adds nothing. */
+
+/* Wr[t][f][c] = W_g[f][c][t] (to_taps), or back: W_g[f][c][t] = Wr[t][f][c]. */
+static void SFX(regroup)(const cvd_geom *g, T *Wg, T *Wr, int to_taps)
+{
+    const int64_t taps = g->kh * g->kw, Fg = g->Fg, Cg = g->Cg;
+    for (int64_t f = 0; f < Fg; f++)
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t t = 0; t < taps; t++) {
+                T *w = Wg + (f * Cg + c) * taps + t, *r = Wr + (t * Fg + f) * Cg + c;
+                if (to_taps)
+                    *r = *w;
+                else
+                    *w = *r;
+            }
+}
+
+/* xp <- x_g [Cg, H, W] zero-padded (every element of xp is written). */
+static void SFX(pad_in)(const cvd_geom *g, const T *x_g, T *xp)
+{
+    const int64_t W = g->W, Wp = g->Wp, tail = g->cs - (g->pt + g->H) * Wp;
+    for (int64_t c = 0; c < g->Cg; c++) {
+        T *d = xp + c * g->cs;
+        const T *s = x_g + c * g->HW;
+        memset(d, 0, (size_t)(g->pt * Wp + g->pl) * sizeof(T));
+        d += g->pt * Wp + g->pl;
+        for (int64_t h = 0; h < g->H; h++, d += Wp, s += W) {
+            memcpy(d, s, (size_t)W * sizeof(T));
+            memset(d + W, 0, (size_t)(h + 1 < g->H ? g->pr + g->pl : g->pr) * sizeof(T));
+        }
+        memset(d - g->pl, 0, (size_t)tail * sizeof(T));
+    }
+}
+
+/* The kh*kw tap GEMMs of one image: dir 0 yp = conv(xp); 1 dWr (+)= yp · xpᵀ (beta0 0:
+ * overwrite); 2 xp += conv_transpose(yp). Wr is W_g by tap (dir 0, 2) or dW_g (dir 1). */
+static void SFX(shift_gemms)(const cvd_geom *g, T *Wr, T *xp, T *yp, int dir, T beta0)
+{
+    const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp;
+    const int n = (int)(g->OH * Wp), cs = (int)g->cs;
+    for (int64_t i = 0, t = 0; i < g->kh; i++) {
+        for (int64_t j = 0; j < g->kw; j++, t++) {
+            const int64_t o = i * g->dh * Wp + j * g->dw;
+            T *A = Wr + t * Fg * Cg;
+            if (dir == 0) /* y */
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, n, (int)Cg, 1, A, (int)Cg,
+                     xp + o, cs, t ? 1 : 0, yp, n);
+            else if (dir == 1) /* dW: Wr is dWr here */
+                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, n, 1, yp, n, xp + o,
+                     cs, beta0, A, (int)Cg);
+            else /* dx */
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Cg, n, (int)Fg, 1, A, (int)Cg,
+                     yp, n, 1, xp + o, cs);
+        }
+    }
+}
+
+/* y = conv(x, W) + b on the shifted path; returns whether y is finite. */
+static int SFX(forward_shift)(const cvd_geom *g, T *W, const T *b, const T *x, T *y, T *ws)
+{
+    const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp, OW = g->OW, P = g->P;
+    T *xp = ws, *yp = xp + Cg * g->cs, *Wr = yp + Fg * g->OH * Wp;
+    U acc = 0;
+    for (int64_t grp = 0; grp < g->G; grp++) {
+        SFX(regroup)(g, W + grp * Fg * g->K, Wr, 1);
+        for (int64_t n = 0; n < g->N; n++) {
+            SFX(pad_in)(g, x + (n * g->C + grp * Cg) * g->HW, xp);
+            SFX(shift_gemms)(g, Wr, xp, yp, 0, 0);
+            for (int64_t f = 0; f < Fg; f++) {
+                T *d = y + (n * g->F + grp * Fg + f) * P;
+                const T bf = b ? b[grp * Fg + f] : 0;
+                for (int64_t oh = 0; oh < g->OH; oh++, d += OW) {
+                    const T *s = yp + (f * g->OH + oh) * Wp;
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        d[ow] = s[ow] + bf;
+                        acc = SFX(exp_max)(acc, d[ow]);
+                    }
+                }
+            }
+        }
+    }
+    return acc != EXP_MASK;
+}
+
+/* dx and/or dW (either may be NULL) on the shifted path; db is done by bias_grad. */
+static void SFX(backward_shift)(const cvd_geom *g, T *W, const T *x, const T *delta, T *dx, T *dW,
+                                T *ws)
+{
+    const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp, OW = g->OW, P = g->P;
+    T *xp = ws, *yp = xp + Cg * g->cs, *Wr = yp + Fg * g->OH * Wp, *dWr = Wr + Fg * g->K;
+    for (int64_t grp = 0; grp < g->G; grp++) {
+        if (dx)
+            SFX(regroup)(g, W + grp * Fg * g->K, Wr, 1);
+        for (int64_t n = 0; n < g->N; n++) {
+            for (int64_t f = 0; f < Fg; f++) {
+                const T *s = delta + (n * g->F + grp * Fg + f) * P;
+                T *d = yp + f * g->OH * Wp;
+                for (int64_t oh = 0; oh < g->OH; oh++, d += Wp, s += OW) {
+                    memcpy(d, s, (size_t)OW * sizeof(T));
+                    memset(d + OW, 0, (size_t)(Wp - OW) * sizeof(T));
+                }
+            }
+            if (dW) {
+                SFX(pad_in)(g, x + (n * g->C + grp * Cg) * g->HW, xp);
+                SFX(shift_gemms)(g, dWr, xp, yp, 1, n ? 1 : 0);
+            }
+            if (dx) {
+                memset(xp, 0, (size_t)(Cg * g->cs) * sizeof(T));
+                SFX(shift_gemms)(g, Wr, xp, yp, 2, 0);
+                for (int64_t c = 0; c < Cg; c++) {
+                    T *d = dx + (n * g->C + grp * Cg + c) * g->HW;
+                    const T *s = xp + c * g->cs + g->pt * Wp + g->pl;
+                    for (int64_t h = 0; h < g->H; h++, d += g->W, s += Wp)
+                        memcpy(d, s, (size_t)g->W * sizeof(T));
+                }
+            }
+        }
+        if (dW)
+            SFX(regroup)(g, dW + grp * Fg * g->K, dWr, 0);
+    }
+}

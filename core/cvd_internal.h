@@ -62,6 +62,9 @@ typedef struct cvd_geom {
     int64_t HW;               /* H*W */
     int64_t x_numel, y_numel; /* N*C*H*W, N*F*P */
     int is_1x1;               /* 1x1 kernel, stride 1, no pad, no dilation: col == x */
+    int64_t Hp, Wp;           /* padded input: H + pt + pb, W + pl + pr */
+    int64_t cs;               /* shifted path: channel stride of padded x, Hp*Wp + (kw-1)*dw */
+    int shift_ok;             /* stride 1 and every shifted-path GEMM dimension fits int */
 } cvd_geom;
 
 /* Fills g for params p (already checked) and input x_shape (N, C, H, W). CVD_ERR_INVALID
@@ -70,6 +73,21 @@ typedef struct cvd_geom {
  * the dilated kernel. `what` names the tensor in messages ("x"). */
 cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t x_shape[4],
                          const char *what, cvd_err *err);
+
+/* How a layer computes: im2col + one GEMM per chunk, or (stride 1 only) the shifted GEMM:
+ * x is zero-padded once into xp [Cg, cs], and each kernel tap t = (i, j) is one GEMM with
+ * K = Cg over the contiguous slice xp + i*dh*Wp + j*dw (row stride cs), whose output rows
+ * have Wp columns, the last Wp-OW of them garbage and dropped. No im2col, no col2im, a
+ * workspace of one padded image; the price is Wp/OW more GEMM columns and K = Cg. */
+typedef enum { CVD_PATH_AUTO = 0, CVD_PATH_IM2COL, CVD_PATH_SHIFT } cvd_path;
+
+/* The path for g (AUTO: shifted when shift_ok and it pays, see geom.c) and its workspace:
+ * for im2col, nb and ws_elems as cvd_geom_chunk; for shifted, nb = 1 and
+ *   ws_elems = Cg*cs (xp, also dx's padded image) + Fg*OH*Wp (y or delta with rows of Wp)
+ *            + 2*Fg*K (W_g and dW_g regrouped by tap: [kh*kw, Fg, Cg]).
+ * CVD_PATH_SHIFT on a layer that is not shift_ok falls back to im2col. */
+cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+                         int *shifted, int64_t *nb, size_t *ws_elems, cvd_err *err);
 
 /* Images per chunk (at least 1, at most N, and small enough that nb*P fits in int) and the
  * workspace elements that chunk needs: col [K, nb*P] plus, when nb > 1, the staging
@@ -133,5 +151,7 @@ void cvd_rng_normal2(cvd_rng *r, double *z0, double *z1);
 /* Test-only: gives one layer a hard workspace budget (bytes; 0 restores the default
  * policy), so tests can force many small chunks. The daemon never calls it. */
 void cvd_conv2d_set_chunk_bytes(cvd_conv2d *l, size_t bytes);
+/* Test-only: forces a path (CVD_PATH_AUTO restores the default choice). */
+void cvd_conv2d_set_path(cvd_conv2d *l, cvd_path path);
 
 #endif /* CVD_INTERNAL_H */

@@ -2,7 +2,8 @@
  * test_conv_random.c — the fast path (im2col + BLAS, chunked batches, 1x1 shortcut)
  * against the plain-loop reference on 360 random layers (fixed seed): groups, dilation,
  * asymmetric stride and padding, "same"/"valid", N > 1, both dtypes, random need masks,
- * cached and explicit x, forced tiny chunks; larger layers split across threads; then
+ * cached and explicit x, forced tiny chunks, the shifted GEMM forced on stride-1 layers;
+ * larger layers split across threads and taking the shifted GEMM by default; then
  * finite-difference gradient checks.
  */
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 
 typedef struct stats {
     int one_by_one, grouped, dilated, same, valid, asym_stride, multi_chunk, f32, stateless;
+    int shifted, shifted_dilated, shifted_grouped, shifted_batch;
 } stats;
 
 static cvd_conv2d_params random_params(ref_rng *r, int iter)
@@ -100,6 +102,10 @@ static void run_config(ref_rng *r, int iter, stats *st)
                         (p.in_channels / p.groups * p.kh * p.kw + p.out_channels / p.groups) *
                         rg.OH * rg.OW) *
                    cvd_dtype_size(dt));
+    /* Three configs in five take the shifted-GEMM path wherever it applies (stride 1);
+     * AUTO would never pick it for so few channels. */
+    if (iter % 5 < 3)
+        cvd_conv2d_set_path(l, CVD_PATH_SHIFT);
 
     const int64_t Cg = p.in_channels / p.groups;
     const int64_t ws[4] = {p.out_channels, Cg, p.kh, p.kw};
@@ -176,6 +182,11 @@ static void run_config(ref_rng *r, int iter, stats *st)
     st->multi_chunk += xs[0] > 1 && chunk != 0 && !g.is_1x1;
     st->f32 += dt == CVD_F32;
     st->stateless += stateless;
+    const int shifted = iter % 5 < 3 && g.shift_ok;
+    st->shifted += shifted;
+    st->shifted_dilated += shifted && (p.dh > 1 || p.dw > 1);
+    st->shifted_grouped += shifted && p.groups > 1;
+    st->shifted_batch += shifted && xs[0] > 1;
 
     cvd_tensor *all[] = {&tW, &tb, &tx, &ty, &tdelta, &tdx, &tdW, &tdb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -195,6 +206,113 @@ static void test_random_vs_reference(void **state)
     assert_true(st.one_by_one >= 30 && st.grouped >= 60 && st.dilated >= 60 && st.same >= 30);
     assert_true(st.valid >= 30 && st.asym_stride >= 60 && st.multi_chunk >= 60);
     assert_true(st.f32 == N_CONFIGS / 2 && st.stateless >= 40);
+    assert_true(st.shifted >= 60 && st.shifted_dilated >= 15 && st.shifted_grouped >= 15);
+    assert_true(st.shifted_batch >= 30);
+}
+
+/* Layers wide enough that the default policy takes the shifted GEMM (asymmetric and "same"
+ * padding, dilation, groups, N > 1, several BLAS threads), against the reference. */
+static void test_shift_default(void **state)
+{
+    (void)state;
+    const cvd_conv2d_params cases[] = {
+        {.in_channels = 64,
+         .out_channels = 6,
+         .groups = 2,
+         .kh = 3,
+         .kw = 2,
+         .sh = 1,
+         .sw = 1,
+         .dh = 2,
+         .dw = 1,
+         .pad_mode = CVD_PAD_SAME,
+         .bias = 1},
+        {.in_channels = 32,
+         .out_channels = 5,
+         .groups = 1,
+         .kh = 2,
+         .kw = 3,
+         .sh = 1,
+         .sw = 1,
+         .dh = 1,
+         .dw = 2,
+         .pad_mode = CVD_PAD_EXPLICIT,
+         .ph = 0,
+         .pw = 1,
+         .bias = 0},
+    };
+    const int before = cvd_get_num_threads();
+    cvd_set_num_threads(2);
+    ref_rng r = {0x541f7};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int d = 0; d < 2; d++) {
+            cvd_conv2d_params p = cases[c];
+            p.dtype = d ? CVD_F32 : CVD_F64;
+            const int64_t xs[4] = {3, p.in_channels, 9, 40};
+            ref_geom rg;
+            assert_true(ref_geom_make(&rg, &p, xs));
+            const int64_t ys[4] = {3, p.out_channels, rg.OH, rg.OW};
+            cvd_geom g;
+            cvd_err e;
+            assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
+            int shifted;
+            int64_t nb;
+            size_t ws;
+            assert_int_equal(cvd_geom_plan(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_AUTO, &shifted,
+                                           &nb, &ws, &e),
+                             CVD_OK);
+            assert_true(shifted);
+            assert_int_equal(ws, (size_t)(g.Cg * (g.Hp * g.Wp + g.dw * (g.kw - 1)) +
+                                          g.Fg * g.OH * g.Wp + 2 * g.Fg * g.K));
+            cvd_conv2d *l;
+            assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+            assert_int_equal(cvd_conv2d_init(l, CVD_INIT_KAIMING_UNIFORM, 5 + c, &e), CVD_OK);
+            const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
+            const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l)), F = p.out_channels;
+            double *x = malloc((size_t)xn * sizeof *x), *delta = malloc((size_t)yn * sizeof *x);
+            double *y = malloc((size_t)yn * sizeof *x), *dx = malloc((size_t)xn * sizeof *x);
+            double *W = malloc((size_t)wn * sizeof *x), *dW = malloc((size_t)wn * sizeof *x);
+            double *got = malloc((size_t)(xn + yn) * sizeof *x), b[8] = {0}, db[8];
+            ref_fill(&r, x, xn);
+            ref_fill(&r, delta, yn);
+            if (d) {
+                tu_round_f32(x, xn);
+                tu_round_f32(delta, yn);
+            }
+            tu_to_double(cvd_conv2d_weight(l), W);
+            if (p.bias)
+                tu_to_double(cvd_conv2d_bias(l), b);
+            const int64_t bs[1] = {F};
+            cvd_tensor tx = tu_tensor(p.dtype, 4, xs, x), ty = tu_tensor(p.dtype, 4, ys, NULL);
+            cvd_tensor td = tu_tensor(p.dtype, 4, ys, delta), tdx = tu_tensor(p.dtype, 4, xs, NULL);
+            cvd_tensor tdW = tu_tensor(p.dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
+            cvd_tensor tdb = tu_tensor(p.dtype, 1, bs, NULL);
+            assert_int_equal(cvd_conv2d_forward(l, &tx, &ty, 0, &e), CVD_OK);
+            cvd_backward_opts o = {.need = p.bias ? CVD_NEED_ALL : CVD_NEED_DX | CVD_NEED_DW};
+            assert_int_equal(
+                cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, p.bias ? &tdb : NULL, &e),
+                CVD_OK);
+            ref_forward(&rg, x, W, p.bias ? b : NULL, y);
+            ref_backward(&rg, x, W, delta, dx, dW, db);
+            const double rel = d ? 1e-4 : 1e-11;
+            tu_to_double(&ty, got);
+            expect_close("y (shifted)", (int)c, got, y, yn, rel);
+            tu_to_double(&tdx, got);
+            expect_close("dx (shifted)", (int)c, got, dx, xn, rel);
+            tu_to_double(&tdW, got);
+            expect_close("dW (shifted)", (int)c, got, dW, wn, rel);
+            if (p.bias) {
+                tu_to_double(&tdb, got);
+                expect_close("db (shifted)", (int)c, got, db, F, rel);
+            }
+            cvd_tensor *all[] = {&tx, &ty, &td, &tdx, &tdW, &tdb};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                cvd_tensor_release(all[i]);
+            free(x), free(delta), free(y), free(dx), free(W), free(dW), free(got);
+            cvd_conv2d_free(l);
+        }
+    }
+    cvd_set_num_threads(before);
 }
 
 /* Layers big enough that im2col/col2im split images into row bands across threads
@@ -442,6 +560,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_vs_reference),
         cmocka_unit_test(test_parallel_bands),
+        cmocka_unit_test(test_shift_default),
         cmocka_unit_test(test_finite_differences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
