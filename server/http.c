@@ -9,14 +9,17 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +34,8 @@
 
 struct http_server {
     struct MHD_Daemon *d;
+    pthread_mutex_t up_mu; /* guards `uploads` */
+    struct req *uploads;   /* requests whose body is still arriving */
     const srv_config *cfg;
     api_ctx ctx;
     atomic_int draining;
@@ -40,6 +45,9 @@ struct http_server {
 };
 
 typedef struct req {
+    struct req *prev, *next; /* in h->uploads while uploading */
+    int uploading;
+    int fd; /* the connection's socket, to tell a slow uploader from a vanished one */
     double t0;
     route_result rr;
     route_match m;
@@ -228,6 +236,38 @@ static int early_checks(http_server *h, struct MHD_Connection *c, req *q, apierr
     return 0;
 }
 
+/* Uploads in progress count as in flight at shutdown (a slow client still gets its answer),
+ * unless the peer has closed: MHD may only notice that at the connection timeout. */
+static void upload_begin(http_server *h, struct MHD_Connection *c, req *q)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    q->fd = ci ? ci->connect_fd : -1;
+    pthread_mutex_lock(&h->up_mu);
+    q->prev = NULL;
+    q->next = h->uploads;
+    if (h->uploads)
+        h->uploads->prev = q;
+    h->uploads = q;
+    q->uploading = 1;
+    pthread_mutex_unlock(&h->up_mu);
+}
+
+static void upload_end(http_server *h, req *q)
+{
+    if (!q->uploading)
+        return;
+    pthread_mutex_lock(&h->up_mu);
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        h->uploads = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    q->uploading = 0;
+    pthread_mutex_unlock(&h->up_mu);
+}
+
 /* Whether the request announces a body (so answering early means not reading it). */
 static int sends_body(struct MHD_Connection *c)
 {
@@ -247,8 +287,8 @@ static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q
         apierr_set(&r.err, APIERR_INTERNAL, "out of memory reading the request body");
         return respond(h, c, q, &r);
     }
-    /* In flight from here until MHD reports the answer sent: a client that vanished while
-     * uploading is not waited for at shutdown (MHD may only notice it at the timeout). */
+    /* In flight from here until MHD reports the answer sent. */
+    upload_end(h, q);
     if (!q->m.during_drain) {
         atomic_fetch_add(&h->inflight, 1);
         q->counted = 1;
@@ -300,6 +340,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 return respond_error(h, c, q, &q->early);
             return MHD_YES;
         }
+        if (q->m.has_body && !q->m.during_drain)
+            upload_begin(h, c, q);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -324,6 +366,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (q->early.code != APIERR_NONE)
         return respond_error(h, c, q, &q->early);
     if (q->too_large) {
+        upload_end(h, q);
         apierr e = too_large(h);
         return respond_error(h, c, q, &e);
     }
@@ -347,6 +390,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     else
         log_info("%s %s %d in=%zu out=%zu %.3fms%s%s", q->method, q->path, status, q->bytes_in,
                  q->bytes_out, dt * 1e3, q->session[0] ? " session=" : "", q->session);
+    upload_end(h, q);
     if (q->counted)
         atomic_fetch_sub(&h->inflight, 1);
     buf_free(&q->body);
@@ -423,6 +467,7 @@ int http_start(const srv_config *cfg, session_store *st, http_server **out, char
         snprintf(err, n, "out of memory");
         return -1;
     }
+    pthread_mutex_init(&h->up_mu, NULL);
     h->cfg = cfg;
     h->ctx.store = st;
     h->ctx.cfg = cfg;
@@ -448,6 +493,7 @@ int http_start(const srv_config *cfg, session_store *st, http_server **out, char
                  "cannot listen on %s port %d (address in use, or not an address of "
                  "this host?)",
                  cfg->bind, cfg->port);
+        pthread_mutex_destroy(&h->up_mu);
         free(h);
         return -1;
     }
@@ -472,9 +518,20 @@ void http_begin_drain(http_server *h)
     atomic_store(&h->draining, 1);
 }
 
-int http_inflight(const http_server *h)
+int http_inflight(http_server *h)
 {
-    return atomic_load(&h->inflight);
+    int n = atomic_load(&h->inflight);
+    pthread_mutex_lock(&h->up_mu);
+    for (const req *q = h->uploads; q; q = q->next) {
+        /* EOF (0) or a reset means the client is gone; data or EAGAIN means it is there.
+         * The socket stays open until the completion callback has unlinked q. */
+        char ch;
+        ssize_t r = q->fd < 0 ? 1 : recv(q->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+            n++;
+    }
+    pthread_mutex_unlock(&h->up_mu);
+    return n;
 }
 
 void http_quiesce(http_server *h)
@@ -489,5 +546,6 @@ void http_stop(http_server *h)
     if (!h)
         return;
     MHD_stop_daemon(h->d);
+    pthread_mutex_destroy(&h->up_mu);
     free(h);
 }

@@ -26,9 +26,10 @@ uint16_t http_port(const http_server *h);
 
 /* From now on /readyz answers 503 and new work 503 shutting_down. */
 void http_begin_drain(http_server *h);
-/* Requests being worked on (dispatched to a handler, answer not yet sent); uploads still
- * arriving and /healthz, /readyz, /metrics are not counted. */
-int http_inflight(const http_server *h);
+/* Requests in flight: bodies still arriving from a client that is still connected, and
+ * requests dispatched whose answer is not yet sent. /healthz, /readyz and /metrics are not
+ * counted. Peeks at the upload sockets, so call it from one thread (main's drain loop). */
+int http_inflight(http_server *h);
 /* Stops accepting connections (closes the listening socket); connections already open stay. */
 void http_quiesce(http_server *h);
 /* Stops MHD (waits for its threads) and frees h. NULL is a no-op. */
