@@ -17,6 +17,7 @@
  *       ws = (K + F/g) * nb*P    when nb > 1        col [K, nb*P] + staging [F/g, nb*P]
  *       ws = K*P                 when nb == 1       (0 on the 1x1 path: x is its own col)
  *     with K = (C/g)*kh*kw, P = OH*OW, per = (K + F/g)*P*es, and images per chunk
+ *       nb = 1 for a 1x1 layer (stride 1, no pad) with P >= 512, else
  *       nb = clamp(max(floor(8 MiB / per), ceil(2048 / P)), 1,
  *                  min(N, max(1, floor(32 MiB / per)), INT_MAX / P)).
  * So the im2col workspace is at most max(32 MiB, K*P*es); neither grows with N. 8 MiB keeps

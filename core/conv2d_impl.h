@@ -9,7 +9,8 @@
  *             col = W_gᵀ · delta_g;  dx[n,g] = col2im(col)
  * With m == 1 the GEMMs read and write x, y, delta, dx in place (no staging); for a 1x1
  * kernel (stride 1, no pad) and m == 1, x[n,g] is its own col and nothing is copied (with
- * m > 1 its "im2col" is a plain row copy that buys one wide GEMM).
+ * m > 1 its "im2col" is a plain row copy that buys one wide GEMM, which only pays on
+ * small images: see cvd_geom_chunk).
  */
 
 /* The largest exponent field seen so far; all-ones exponent means inf or nan. Integer

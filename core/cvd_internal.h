@@ -24,6 +24,10 @@
 #define CVD_CHUNK_BYTES     ((size_t)8 << 20)
 #define CVD_CHUNK_MAX_BYTES ((size_t)32 << 20)
 #define CVD_CHUNK_MIN_COLS  2048
+/* A 1x1 layer (stride 1, no pad) whose images have at least this many pixels runs image
+ * by image on x, y, delta and dx in place: its GEMMs are wide enough, and copying images
+ * into a wide chunk costs more than it buys. */
+#define CVD_1X1_DIRECT_COLS 512
 
 /* Formats err->msg (truncated to fit); err may be NULL. Returns s so a caller can write
  * `return cvd_err_setf(err, CVD_ERR_SHAPE, "...")`. */
@@ -92,8 +96,8 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
 /* Images per chunk (at least 1, at most N, and small enough that nb*P fits in int) and the
  * workspace elements that chunk needs: col [K, nb*P] plus, when nb > 1, the staging
  * buffer [Fg, nb*P]; 0 for a single 1x1 image (x is its col). budget 0 is the default
- * policy above; a non-zero budget is a hard byte limit (tests use it to force chunks).
- * Fails (TOO_LARGE) only if a product overflows. */
+ * policy above (1 for a 1x1 layer of at least CVD_1X1_DIRECT_COLS pixels); a non-zero budget is a
+ * hard byte limit (tests use it to force chunks). Fails (TOO_LARGE) only if a product overflows. */
 cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, int64_t *nb,
                           size_t *ws_elems, cvd_err *err);
 

@@ -209,6 +209,8 @@ cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, in
     int64_t n;
     if (budget) {
         n = (int64_t)(budget / per_image);
+    } else if (g->is_1x1 && g->P >= CVD_1X1_DIRECT_COLS) {
+        n = 1;
     } else {
         /* Enough images for a cache-sized col, or failing that for a GEMM wide enough to
          * keep every BLAS thread busy, but never over the hard cap. */

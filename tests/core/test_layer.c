@@ -419,7 +419,7 @@ static void test_chunk_choice(void **state)
     assert_true(nb == 4 && ws == (size_t)(9216 + 64) * 400);
     assert_int_equal(cvd_geom_chunk(&g, 4, 0, &nb, &ws, &e), CVD_OK);
     assert_int_equal(nb, 9); /* float32: floor(32 MiB / 3.7 MB) */
-    /* 1x1: a single image is its own col; several are gathered into one wide GEMM. */
+    /* 1x1: a single image is its own col; small ones are gathered into one wide GEMM... */
     p.kh = p.kw = 1;
     const int64_t x1[4] = {10, 4, 12, 12};
     assert_int_equal(cvd_geom_init(&g, &p, x1, "x", &e), CVD_OK);
@@ -428,6 +428,11 @@ static void test_chunk_choice(void **state)
     assert_true(nb == 1 && ws == 0);
     assert_int_equal(cvd_geom_chunk(&g, 8, 0, &nb, &ws, &e), CVD_OK);
     assert_true(nb == 10 && ws == (size_t)(2 + 4) * 1440);
+    /* ...but from 512 pixels on, image by image in place, with no workspace at all. */
+    const int64_t x2[4] = {10, 4, 16, 32};
+    assert_int_equal(cvd_geom_init(&g, &p, x2, "x", &e), CVD_OK);
+    assert_int_equal(cvd_geom_chunk(&g, 8, 0, &nb, &ws, &e), CVD_OK);
+    assert_true(nb == 1 && ws == 0);
     /* A padded or strided 1x1 is not the shortcut. */
     p.sh = 2;
     assert_int_equal(cvd_geom_init(&g, &p, x1, "x", &e), CVD_OK);
