@@ -330,7 +330,7 @@ static void fill_session(session *s, cvd_conv2d *l, const codec_layer *cl)
     s->layer = l;
     s->W_rank = cl->has_W ? cl->W_rank : 4;
     s->b_rank = cl->has_b ? cl->b_rank : 1;
-    s->scheme = cl->scheme;
+    s->scheme = cl->has_W ? CODEC_INIT_GIVEN : (int)cl->scheme;
     s->seed = cl->seed;
     s->x_rank = 0;
 }

@@ -27,7 +27,7 @@ typedef struct session {
     cvd_conv2d *layer;           /* owned; freed with the session */
     int W_rank;                  /* rank W was sent with (3 or 4; 4 when generated) */
     int b_rank;                  /* rank b was sent with (1 or 2; 1 when never sent) */
-    cvd_init_scheme scheme;      /* reported back in the normalised layer */
+    int scheme;                  /* cvd_init_scheme, or CODEC_INIT_GIVEN when W was sent */
     uint64_t seed;
     int x_rank; /* rank of the cached forward's x as sent (3 or 4); 0: none */
     uint64_t forwards, backwards;
