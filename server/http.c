@@ -478,7 +478,11 @@ int http_start(const srv_config *cfg, session_store *st, http_server **out, char
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h->addr, sizeof h->addr);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO;
+    /* poll, not epoll: with a thread pool, 0.9.75's MHD_quiesce_daemon races a worker that
+     * takes the listening socket out of its own epoll set, and loses with MHD_PANIC ("Failed
+     * to remove listen FD from epoll set"). poll has no such set, and at our connection
+     * limit it costs nothing measurable. */
+    flags |= MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES ? MHD_USE_POLL : MHD_USE_AUTO;
     if (v6)
         flags |= MHD_USE_IPv6;
     /* the logger goes first, or MHD logs the options that precede it its own way */
