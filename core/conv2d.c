@@ -15,13 +15,15 @@
  *       by tap), with Hp = H + pad_top + pad_bottom, Wp = W + pad_left + pad_right;
  *     otherwise (im2col) the chunk workspace:
  *       ws = (K + F/g) * nb*P    when nb > 1        col [K, nb*P] + staging [F/g, nb*P]
- *       ws = K*P                 when nb == 1       (0 on the 1x1 path: x is its own col)
+ *       ws = K*rows*OW           when nb == 1       (0 on the 1x1 path: x is its own col)
  *     with K = (C/g)*kh*kw, P = OH*OW, per = (K + F/g)*P*es, and images per chunk
  *       nb = 1 for a 1x1 layer (stride 1, no pad) with P >= 512, else
  *       nb = clamp(max(floor(8 MiB / per), ceil(2048 / P)), 1,
- *                  min(N, max(1, floor(32 MiB / per)), INT_MAX / P)).
- * So the im2col workspace is at most max(32 MiB, K*P*es); neither grows with N. 8 MiB keeps
- * col in the last-level cache between im2col and the GEMM that reads it; the 2048-column
+ *                  min(N, max(1, floor(32 MiB / per)), INT_MAX / P)),
+ *     and, for one image, bands of output rows whose col fits 1 MiB (at least 768 columns):
+ *       rows = clamp(max(floor(1 MiB / (K*OW*es)), ceil(768 / OW)), 1, OH).
+ * So the im2col workspace is at most max(32 MiB, K*768*es + K*OW*es); neither grows with N. 8 MiB
+ * keeps col in the last-level cache between im2col and the GEMM that reads it; the 2048-column
  * floor keeps GEMMs on small images wide enough for every BLAS thread. The workspace is
  * kept across calls and only grows; replacing a cache of a different size briefly holds
  * both the old and the new copy.
@@ -485,12 +487,13 @@ cvd_status cvd_conv2d_forward(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y,
                                 (long long)g.x_numel);
     }
     int finite;
+    const int64_t rows = cvd_geom_band_rows(&g, l->es, l->chunk_bytes);
     if (l->p.dtype == CVD_F32)
         finite = shifted ? forward_shift_f32(&g, l->W, l->b, x->data, y->data, l->ws)
-                         : forward_run_f32(&g, l->W, l->b, x->data, y->data, nb, l->ws);
+                         : forward_run_f32(&g, l->W, l->b, x->data, y->data, nb, rows, l->ws);
     else
         finite = shifted ? forward_shift_f64(&g, l->W, l->b, x->data, y->data, l->ws)
-                         : forward_run_f64(&g, l->W, l->b, x->data, y->data, nb, l->ws);
+                         : forward_run_f64(&g, l->W, l->b, x->data, y->data, nb, rows, l->ws);
     if (!finite) {
         free(fresh);
         return cvd_err_setf(err, CVD_ERR_NONFINITE,
@@ -604,13 +607,14 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
     void *gw = !do_dw ? NULL : (need & CVD_NEED_DW) ? dW->data : l->gW;
     void *gb = !do_db ? NULL : (need & CVD_NEED_DB) ? db->data : l->gb;
     int finite = 1;
+    const int64_t rows = cvd_geom_band_rows(&g, l->es, l->chunk_bytes);
     if (l->p.dtype == CVD_F32) {
         if (gb)
             bias_grad_f32(&g, delta->data, gb);
         if (shifted)
             backward_shift_f32(&g, l->W, x->data, delta->data, gx, gw, l->ws);
         else if (gx || gw)
-            backward_run_f32(&g, l->W, x->data, delta->data, gx, gw, nb, l->ws);
+            backward_run_f32(&g, l->W, x->data, delta->data, gx, gw, nb, rows, l->ws);
         finite = (!gx || all_finite_f32(gx, (size_t)g.x_numel)) &&
                  (!gw || all_finite_f32(gw, (size_t)l->wn)) &&
                  (!gb || all_finite_f32(gb, (size_t)g.F));
@@ -623,7 +627,7 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
         if (shifted)
             backward_shift_f64(&g, l->W, x->data, delta->data, gx, gw, l->ws);
         else if (gx || gw)
-            backward_run_f64(&g, l->W, x->data, delta->data, gx, gw, nb, l->ws);
+            backward_run_f64(&g, l->W, x->data, delta->data, gx, gw, nb, rows, l->ws);
         finite = (!gx || all_finite_f64(gx, (size_t)g.x_numel)) &&
                  (!gw || all_finite_f64(gw, (size_t)l->wn)) &&
                  (!gb || all_finite_f64(gb, (size_t)g.F));

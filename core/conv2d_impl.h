@@ -7,7 +7,8 @@
  *   forward   col = im2col(x_chunk,g);  stage[Fg, m*P] = W_g · col;  y[n,g] <- stage
  *   backward  dW_g (+)= delta_g · colᵀ (β=0 on the first chunk, 1 after);
  *             col = W_gᵀ · delta_g;  dx[n,g] = col2im(col)
- * With m == 1 the GEMMs read and write x, y, delta, dx in place (no staging); for a 1x1
+ * With m == 1 the GEMMs read and write x, y, delta, dx in place (no staging), in bands of
+ * output rows so that col [K, rows*OW] stays in L2 between im2col and its GEMM; for a 1x1
  * kernel (stride 1, no pad) and m == 1, x[n,g] is its own col and nothing is copied (with
  * m > 1 its "im2col" is a plain row copy that buys one wide GEMM, which only pays on
  * small images: see cvd_geom_chunk).
@@ -109,7 +110,7 @@ static U SFX(emit)(const cvd_geom *g, const T *src, int64_t row_ld, int64_t img_
 
 /* y = conv(x, W) + b; returns whether every element of y is finite. */
 static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *x, T *y, int64_t nb,
-                            T *ws)
+                            int64_t rows, T *ws)
 {
     const int64_t K = g->K, P = g->P, Fg = g->Fg, Cg = g->Cg, C = g->C, F = g->F, HW = g->HW;
     U acc = 0, e;
@@ -125,11 +126,25 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                      (int)K, x + (n0 * C + grp * Cg) * HW, (int)P, 0, yg, (int)P);
                 e = SFX(emit)(g, yg, P, F * P, b, y, n0, 1, grp);
             } else if (m == 1) {
-                T *col = ws; /* [K, P] */
-                SFX(cols_run)(g, x, NULL, col, n0, m, grp);
-                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K,
-                     col, ldc, 0, yg, (int)P);
-                e = SFX(emit)(g, yg, P, F * P, b, y, n0, 1, grp);
+                /* Bands of output rows: col [K, rows*OW] stays in cache for the GEMM, which
+                 * writes y in place; bias and finiteness follow while y is still cached. */
+                const T *xg = x + (n0 * C + grp * Cg) * HW;
+                e = 0;
+                for (int64_t oh0 = 0; oh0 < g->OH; oh0 += rows) {
+                    const int64_t oh1 = oh0 + rows < g->OH ? oh0 + rows : g->OH;
+                    const int64_t cols = (oh1 - oh0) * g->OW;
+                    SFX(cvd_im2col_rows)(g, xg, ws, cols, oh0, oh1);
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols, (int)K, 1,
+                         Wg, (int)K, ws, (int)cols, 0, yg + oh0 * g->OW, (int)P);
+                    for (int64_t f = 0; f < Fg; f++) {
+                        T *d = yg + f * P + oh0 * g->OW;
+                        const T bf = b ? b[grp * Fg + f] : 0;
+                        for (int64_t q = 0; q < cols; q++) {
+                            d[q] += bf;
+                            e = SFX(exp_max)(e, d[q]);
+                        }
+                    }
+                }
             } else {
                 T *col = ws, *stage = ws + K * nb * P; /* [K, m*P], [Fg, m*P] */
                 SFX(cols_run)(g, x, NULL, col, n0, m, grp);
@@ -170,7 +185,7 @@ static void SFX(bias_grad)(const cvd_geom *g, const T *delta, T *db)
 
 /* dx and/or dW (either may be NULL) for delta at input x; db is done by bias_grad. */
 static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T *delta, T *dx,
-                              T *dW, int64_t nb, T *ws)
+                              T *dW, int64_t nb, int64_t rows, T *ws)
 {
     const int64_t K = g->K, P = g->P, Fg = g->Fg, Cg = g->Cg, C = g->C, F = g->F, HW = g->HW;
     for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
@@ -191,18 +206,35 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                          (int)K, dg, (int)P, 0, dx + (n0 * C + grp * Cg) * HW, (int)P);
                 continue;
             }
-            T *col = ws; /* [K, m*P] */
-            const T *dg; /* delta of the chunk and group: [Fg, m*P] */
             if (m == 1) {
-                dg = delta + (n0 * F + grp * Fg) * P;
-            } else {
-                T *stage = ws + K * nb * P;
-                for (int64_t i = 0; i < m; i++)
-                    for (int64_t f = 0; f < Fg; f++)
-                        memcpy(stage + f * ldc + i * P, delta + ((n0 + i) * F + grp * Fg + f) * P,
-                               (size_t)P * sizeof(T));
-                dg = stage;
+                /* Bands of output rows as in forward; dx is zeroed once, then accumulated. */
+                const T *xg = x + (n0 * C + grp * Cg) * HW, *dg = delta + (n0 * F + grp * Fg) * P;
+                T *dxg = dx ? dx + (n0 * C + grp * Cg) * HW : NULL;
+                if (dxg)
+                    memset(dxg, 0, (size_t)(Cg * HW) * sizeof(T));
+                for (int64_t oh0 = 0; oh0 < g->OH; oh0 += rows) {
+                    const int64_t oh1 = oh0 + rows < g->OH ? oh0 + rows : g->OH;
+                    const int cols = (int)((oh1 - oh0) * g->OW);
+                    const T *dband = dg + oh0 * g->OW; /* [Fg, cols], row stride P */
+                    if (dWg) {
+                        SFX(cvd_im2col_rows)(g, xg, ws, cols, oh0, oh1);
+                        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)K, cols, 1,
+                             dband, (int)P, ws, cols, oh0 ? 1 : beta, dWg, (int)K);
+                    }
+                    if (dxg) {
+                        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, cols, (int)Fg, 1, Wg,
+                             (int)K, dband, (int)P, 0, ws, cols);
+                        SFX(cvd_col2im_rows)(g, ws, cols, dxg, oh0, oh1);
+                    }
+                }
+                continue;
             }
+            T *col = ws, *stage = ws + K * nb * P; /* [K, m*P], [Fg, m*P] */
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t f = 0; f < Fg; f++)
+                    memcpy(stage + f * ldc + i * P, delta + ((n0 + i) * F + grp * Fg + f) * P,
+                           (size_t)P * sizeof(T));
+            const T *dg = stage; /* delta of the chunk and group: [Fg, m*P] */
             if (dWg) {
                 SFX(cols_run)(g, x, NULL, col, n0, m, grp);
                 GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)K, ldc, 1, dg, ldc, col,

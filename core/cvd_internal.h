@@ -114,6 +114,24 @@ void cvd_col2im_band_f32(const cvd_geom *g, const float *col, int64_t ldc, float
 void cvd_col2im_band_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g, int64_t c0,
                          int64_t c1, int64_t ih0, int64_t ih1);
 
+/* A band of output rows oh0 .. oh1 of all Cg channels, with col holding just that band
+ * (column 0 = first pixel of row oh0): im2col overwrites col [K, (oh1-oh0)*OW]; col2im_rows
+ * accumulates it into x_g without zeroing anything (the caller zeroes x_g once). */
+void cvd_im2col_rows_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc, int64_t oh0,
+                         int64_t oh1);
+void cvd_im2col_rows_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc,
+                         int64_t oh0, int64_t oh1);
+void cvd_col2im_rows_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g, int64_t oh0,
+                         int64_t oh1);
+void cvd_col2im_rows_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g,
+                         int64_t oh0, int64_t oh1);
+/* Output rows per band when a chunk is one image (nb == 1): col [K, rows*OW] should stay
+ * in the L2 cache between im2col and the GEMM (CVD_BAND_BYTES), but give the GEMM at least
+ * CVD_BAND_MIN_COLS columns; a non-zero budget (tests) is a hard byte limit instead. */
+#define CVD_BAND_BYTES    ((size_t)1 << 20)
+#define CVD_BAND_MIN_COLS 768
+int64_t cvd_geom_band_rows(const cvd_geom *g, size_t elem_size, size_t budget);
+
 /* Fork-join: runs fn(arg, t, ntasks) once for every t in 0 .. ntasks-1, on the caller and
  * up to nthreads-1 short-lived helper threads, which take tasks as they free up. */
 #define CVD_MAX_PARTS 64

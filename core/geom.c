@@ -196,6 +196,15 @@ cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t 
     return CVD_OK;
 }
 
+int64_t cvd_geom_band_rows(const cvd_geom *g, size_t elem_size, size_t budget)
+{
+    const size_t row = (size_t)g->K * (size_t)g->OW * elem_size; /* <= K*P*es: no overflow */
+    int64_t rows = (int64_t)((budget ? budget : CVD_BAND_BYTES) / row);
+    if (!budget && rows * g->OW < CVD_BAND_MIN_COLS)
+        rows = (CVD_BAND_MIN_COLS + g->OW - 1) / g->OW;
+    return rows < 1 ? 1 : rows > g->OH ? g->OH : rows;
+}
+
 cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, int64_t *nb,
                           size_t *ws_elems, cvd_err *err)
 {
@@ -228,7 +237,9 @@ cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, in
     if (n < 1)
         n = 1;
     if (n == 1) {
-        ws = g->is_1x1 ? 0 : col1; /* one 1x1 image is its own col: no workspace */
+        /* one 1x1 image is its own col: no workspace; else a band of output rows */
+        ws = g->is_1x1 ? 0
+                       : (size_t)g->K * (size_t)(cvd_geom_band_rows(g, elem_size, budget) * g->OW);
     } else if (cvd_mul_size((size_t)(g->K + g->Fg), (size_t)(n * g->P), &ws) ||
                cvd_mul_size(ws, elem_size, &bytes)) {
         return cvd_err_setf(err, CVD_ERR_TOO_LARGE, "the im2col workspace is too large");

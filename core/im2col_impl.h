@@ -23,8 +23,10 @@ static void SFX(col_range)(const cvd_geom *g, int64_t kj, int64_t *lo, int64_t *
     *hi = h;
 }
 
-void SFX(cvd_im2col_band)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, int64_t c0,
-                          int64_t c1, int64_t oh0, int64_t oh1)
+/* im2col of channels c0 .. c1, output rows oh0 .. oh1, where col's column 0 is the first
+ * pixel of output row base (base 0: col spans the image; base oh0: col holds the band). */
+static void SFX(im2col_core)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, int64_t c0,
+                             int64_t c1, int64_t oh0, int64_t oh1, int64_t base)
 {
     const int64_t OW = g->OW, H = g->H, W = g->W, sw = g->sw;
     /* col: [Cg*kh*kw, P] with row stride ldc, rows of channels c0 .. c1, columns
@@ -36,7 +38,7 @@ void SFX(cvd_im2col_band)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, 
                 int64_t lo, hi;
                 SFX(col_range)(g, kj, &lo, &hi);
                 const int64_t iw0 = kj * g->dw - g->pl;
-                T *dst = col + ((c * g->kh + ki) * g->kw + kj) * ldc + oh0 * OW;
+                T *dst = col + ((c * g->kh + ki) * g->kw + kj) * ldc + (oh0 - base) * OW;
                 int64_t ih = ki * g->dh - g->pt + oh0 * g->sh;
                 for (int64_t oh = oh0; oh < oh1; oh++, ih += g->sh, dst += OW) {
                     if ((uint64_t)ih >= (uint64_t)H) {
@@ -54,6 +56,49 @@ void SFX(cvd_im2col_band)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, 
                     }
                     for (int64_t ow = hi; ow < OW; ow++)
                         dst[ow] = 0;
+                }
+            }
+        }
+    }
+}
+
+void SFX(cvd_im2col_band)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, int64_t c0,
+                          int64_t c1, int64_t oh0, int64_t oh1)
+{
+    SFX(im2col_core)(g, x_g, col, ldc, c0, c1, oh0, oh1, 0);
+}
+
+void SFX(cvd_im2col_rows)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, int64_t oh0,
+                          int64_t oh1)
+{
+    SFX(im2col_core)(g, x_g, col, ldc, 0, g->Cg, oh0, oh1, oh0);
+}
+
+void SFX(cvd_col2im_rows)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, int64_t oh0,
+                          int64_t oh1)
+{
+    const int64_t OW = g->OW, W = g->W, H = g->H, sw = g->sw;
+    for (int64_t c = 0; c < g->Cg; c++) {
+        T *x_c = x_g + c * g->HW;
+        for (int64_t ki = 0; ki < g->kh; ki++) {
+            for (int64_t kj = 0; kj < g->kw; kj++) {
+                int64_t lo, hi;
+                SFX(col_range)(g, kj, &lo, &hi);
+                const int64_t iw0 = kj * g->dw - g->pl;
+                const T *src = col + ((c * g->kh + ki) * g->kw + kj) * ldc;
+                int64_t ih = ki * g->dh - g->pt + oh0 * g->sh;
+                for (int64_t oh = oh0; oh < oh1; oh++, ih += g->sh, src += OW) {
+                    if ((uint64_t)ih >= (uint64_t)H)
+                        continue;
+                    T *row = x_c + ih * W;
+                    if (sw == 1) {
+                        T *dst = row + iw0 + lo;
+                        for (int64_t i = 0; i < hi - lo; i++)
+                            dst[i] += src[lo + i];
+                    } else {
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            row[iw0 + ow * sw] += src[ow];
+                    }
                 }
             }
         }

@@ -362,11 +362,16 @@ static void test_parallel_bands(void **state)
             assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
             int64_t nb;
             size_t ws;
-            assert_int_equal(cvd_geom_chunk(&g, cvd_dtype_size(p.dtype), 0, &nb, &ws, &e), CVD_OK);
-            /* Each im2col/col2im call spans a chunk: K*P*nb elements. */
+            /* Chunks of all three images (one image alone would go by bands of rows, on
+             * one thread); each im2col/col2im call spans a chunk: K*P*nb elements. */
+            const size_t budget = (size_t)((g.K + g.Fg) * g.P * 3) * cvd_dtype_size(p.dtype);
+            assert_int_equal(cvd_geom_chunk(&g, cvd_dtype_size(p.dtype), budget, &nb, &ws, &e),
+                             CVD_OK);
+            assert_int_equal(nb, 3);
             assert_int_equal(cvd_parallel_parts((size_t)(g.K * g.P * nb)), cvd_get_num_threads());
             cvd_conv2d *l;
             assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+            cvd_conv2d_set_chunk_bytes(l, budget);
             assert_int_equal(cvd_conv2d_init(l, CVD_INIT_NORMAL, 11, &e), CVD_OK);
             const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
             const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l));

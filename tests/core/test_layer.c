@@ -401,7 +401,7 @@ static void test_chunk_choice(void **state)
     assert_int_equal(cvd_geom_chunk(&g, 8, 3 * per + 7, &nb, &ws, &e), CVD_OK);
     assert_true(nb == 3 && ws == (size_t)(18 + 4) * 300);
     assert_int_equal(cvd_geom_chunk(&g, 8, 1, &nb, &ws, &e), CVD_OK);
-    assert_true(nb == 1 && ws == 18 * 100); /* one image needs no staging */
+    assert_true(nb == 1 && ws == 18 * 10); /* one image: no staging, col of one output row */
     assert_int_equal(cvd_geom_chunk(&g, 8, (size_t)1 << 40, &nb, &ws, &e), CVD_OK);
     assert_int_equal(nb, 10); /* never more than N */
     /* Default policy: what fits 8 MiB (here the whole batch). */
@@ -419,6 +419,17 @@ static void test_chunk_choice(void **state)
     assert_true(nb == 4 && ws == (size_t)(9216 + 64) * 400);
     assert_int_equal(cvd_geom_chunk(&g, 4, 0, &nb, &ws, &e), CVD_OK);
     assert_int_equal(nb, 9); /* float32: floor(32 MiB / 3.7 MB) */
+    /* One big image: col holds a band of output rows, ~1 MiB but >= 768 columns. */
+    const int64_t xw[4] = {1, 1024, 40, 40};
+    assert_int_equal(cvd_geom_init(&g, &big, xw, "x", &e), CVD_OK);
+    assert_int_equal(cvd_geom_chunk(&g, 8, 0, &nb, &ws, &e), CVD_OK);
+    assert_int_equal(cvd_geom_band_rows(&g, 8, 0), 21); /* ceil(768 / 38) */
+    assert_true(nb == 1 && ws == (size_t)9216 * 21 * 38);
+    big.in_channels = 2;
+    const int64_t xn[4] = {1, 2, 40, 40};
+    assert_int_equal(cvd_geom_init(&g, &big, xn, "x", &e), CVD_OK);
+    assert_int_equal(cvd_geom_band_rows(&g, 8, 0), 38); /* 18*38*8 bytes a row: all fit */
+    assert_int_equal(cvd_geom_band_rows(&g, 8, 18 * 38 * 8 * 3 + 5), 3);
     /* 1x1: a single image is its own col; small ones are gathered into one wide GEMM... */
     p.kh = p.kw = 1;
     const int64_t x1[4] = {10, 4, 12, 12};
