@@ -33,8 +33,10 @@ for t in "$@"; do
         # shellcheck disable=SC2086
         if ! "$bin" -rss_limit_mb=2048 $regs >"$build/$t.replay.log" 2>&1; then
             echo "fuzz: $t FAILED replaying fuzz/regressions/$t:"
-            tail -40 "$build/$t.replay.log"
+            grep -a -v '^    #' "$build/$t.replay.log" | tail -20
             status=1
+            summary="$summary$t: FAILED replaying fuzz/regressions/$t (log $build/$t.replay.log)
+"
             continue
         fi
     fi
