@@ -7,7 +7,9 @@
  *     METHOD PATH[?output=...]\n  Header: value\n ...  \n\n  body
  * "@S@" anywhere is replaced by the id of the last session an answer named, so one input
  * can create, forward, backward, get and delete. A pseudo-header "X-Fuzz: auth" turns the
- * API key on for the input, "X-Fuzz: drain" makes the daemon draining.
+ * API key on for the input, "X-Fuzz: drain" makes the daemon draining, and "X-Fuzz: small"
+ * anywhere runs the whole input on a second store of 2 sessions, where creating a third
+ * evicts the least recently used (which must then answer 410).
  * Oracles (any failure aborts): handler status and error agree; no 500; every JSON answer
  * parses (no duplicate keys); an error body carries its code; a request that fails changes
  * no session, and one that succeeds changes no session but the one it names (both checked
@@ -31,18 +33,20 @@
 #include "../server/router.h"
 #include "../server/session.h"
 
-#define MAX_REQS    8
-#define MAX_HEADERS 16
-#define MAX_TRACKED 16
-#define API_KEY     "fuzzkey"
-#define SEP         "\n%%\n"
-#define PLACEHOLDER "@S@"
+#define MAX_REQS       8
+#define MAX_HEADERS    16
+#define MAX_TRACKED    16
+#define API_KEY        "fuzzkey"
+#define SEP            "\n%%\n"
+#define PLACEHOLDER    "@S@"
+#define SMALL_SESSIONS 2
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static srv_config cfg_open, cfg_auth;
-static session_store *store;
+static session_store *big_store, *small_store;
+static session_store *store; /* the one this input uses */
 static atomic_int draining;
 
 typedef struct hdr {
@@ -92,8 +96,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     session_opts_default(&o, cfg_open.max_sessions, cfg_open.idle_timeout);
     o.reaper = 0;
     o.remember_max = 1000;
-    if (session_store_new(&o, &store) != 0)
-        fail("cannot create the session store", NULL);
+    /* small: 2 sessions, any of them evictable at once, so creating a third evicts (410) */
+    session_opts so = o;
+    so.max_sessions = SMALL_SESSIONS;
+    so.evict_min_idle_s = 0;
+    so.remember_max = 16;
+    if (session_store_new(&o, &big_store) != 0 || session_store_new(&so, &small_store) != 0)
+        fail("cannot create the session stores", NULL);
     return 0;
 }
 
@@ -331,7 +340,7 @@ static void track(state *s, const char *id)
 
 /* Every tracked session but `changed` must read as before; `changed` is re-read (or
  * dropped from tracking once gone). */
-static void verify_sessions(state *s, const char *changed, const char *what)
+static void verify_sessions(state *s, const char *changed, int may_evict, const char *what)
 {
     for (int i = 0; i < s->n; i++) {
         int st;
@@ -343,6 +352,13 @@ static void verify_sessions(state *s, const char *changed, const char *what)
                 s->t[i] = s->t[--s->n];
                 i--;
             }
+            continue;
+        }
+        if (!now && st == 410 && may_evict) {
+            /* evicted to make room for a new session: it answers 410 from now on */
+            free(s->t[i].snap);
+            s->t[i] = s->t[--s->n];
+            i--;
             continue;
         }
         if (!now || strcmp(now, s->t[i].snap) != 0) {
@@ -398,7 +414,11 @@ static void serve(state *s, request *q)
     atomic_store(&draining, 0);
 
     int ok = r.err.code == APIERR_NONE;
-    verify_sessions(s, ok && r.session[0] ? r.session : NULL, q->path);
+    /* in the small store, a request that creates a session may evict another, even when it
+     * then fails (session_create runs before x is checked) */
+    int creates = m.handler == api_session_create || m.handler == api_forward;
+    verify_sessions(s, ok && r.session[0] ? r.session : NULL, store == small_store && creates,
+                    q->path);
     if (ok && r.session[0]) {
         memcpy(s->last, r.session, sizeof s->last);
         if (status != 204)
@@ -411,6 +431,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     state s = {0};
     memset(s.last, '0', SESSION_ID_LEN);
+    store = memmem(data, size, "X-Fuzz: small", 13) ? small_store : big_store;
     const char *p = (const char *)data, *end = p + size;
     for (int k = 0; k < MAX_REQS && p < end; k++) {
         const char *sep = memmem(p, (size_t)(end - p), SEP, strlen(SEP));

@@ -166,6 +166,9 @@ def main():
         "need": "POST /forward\n\n" + nb_fwd + "\n%%\nPOST /backward\n\n" + dump({"session": "@S@", "delta": nb["delta"], "need": ["dx", "dx"]}) +
         "\n%%\nPOST /backward\n\n" + dump({"session": "@S@", "delta": nb["delta"], "need": []}) +
         "\n%%\nPOST /backward\n\n" + dump({"session": "@S@", "delta": nb["delta"], "need": ["db"]}),
+        "evict": "POST /sessions\nX-Fuzz: small\n\n{\"W\":[[[1]]]}\n%%\nGET /sessions/@S@\n\n%%\n"
+        "POST /sessions\n\n{\"W\":[[[2]]]}\n%%\nPOST /forward\n\n" + nb_fwd +
+        "\n%%\nPOST /forward\n\n{\"layer\":{\"W\":[[[3]]]},\"x\":[[[1,2]]]}\n",
         "too_large": "POST /forward\n\n" + dump({"layer": {"in_channels": 1, "out_channels": 1, "kernel_size": 1}, "x": {"shape": [100000, 1, 1000, 1000], "dtype": "float32", "base64": "AAAA"}}),
     }
     for c in small[:3]:
