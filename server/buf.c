@@ -52,6 +52,24 @@ int buf_reserve(buf *b, size_t extra)
     return 0;
 }
 
+int buf_presize(buf *b, size_t extra)
+{
+    size_t need;
+    if (__builtin_add_overflow(b->len, extra, &need) || need == SIZE_MAX)
+        return -1;
+    need += 1;
+    if (need <= b->cap)
+        return 0;
+    char *p = realloc(b->data, need);
+    if (!p)
+        return -1;
+    if (!b->data)
+        p[0] = '\0';
+    b->data = p;
+    b->cap = need;
+    return 0;
+}
+
 int buf_append(buf *b, const void *p, size_t n)
 {
     if (buf_reserve(b, n) < 0)

@@ -21,6 +21,10 @@ void buf_init(buf *b);
 void buf_free(buf *b);
 /* Makes room for `extra` more bytes (+ NUL). 0 or -1 (and oom set). */
 int buf_reserve(buf *b, size_t extra);
+/* Best effort: grows the capacity to exactly `extra` more bytes (+ NUL) when it is smaller,
+ * so a buffer whose final size is known is allocated once. On failure nothing changes and
+ * oom stays clear (appends then grow as usual). 0 or -1. */
+int buf_presize(buf *b, size_t extra);
 int buf_append(buf *b, const void *p, size_t n);
 int buf_puts(buf *b, const char *s);
 int buf_putc(buf *b, char c);

@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "base64.h"
 #include "jsoncheck.h"
@@ -222,21 +225,118 @@ static int find_duplicate_key(const cJSON *root, const char **dup)
     return 0;
 }
 
+/* Long base64 strings stay in the body: cJSON parses a copy of the rest of the body in which
+ * each span from jsoncheck_spans is replaced by a marker, "\xFF" then the span's address and
+ * length as 16 hex digits each, and decode_base64 reads the span through it. cJSON would
+ * otherwise copy the string byte by byte (most of a base64 request's parse time). No client
+ * string can hold the byte 0xFF (jsoncheck admits only valid UTF-8, and escapes decode to
+ * valid UTF-8), so every marker in a tree from codec_parse was put there by codec_parse. */
+#define MARK_LEN  33
+#define MAX_SPANS 16
+
+static void put_hex64(char *out, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        out[i] = hex[v & 15];
+}
+
+/* The bytes of a string node: its span in the body for a marker, else valuestring. */
+static void string_bytes(const cJSON *n, const char **text, size_t *len)
+{
+    const char *v = n->valuestring;
+    if ((unsigned char)v[0] == 0xFF && strlen(v) == MARK_LEN) {
+        uint64_t a = 0, l = 0;
+        for (int i = 1; i <= 16; i++) {
+            a = a << 4 | (uint64_t)(v[i] <= '9' ? v[i] - '0' : v[i] - 'a' + 10);
+            l = l << 4 | (uint64_t)(v[i + 16] <= '9' ? v[i + 16] - '0' : v[i + 16] - 'a' + 10);
+        }
+        *text = (const char *)(uintptr_t)a;
+        *len = (size_t)l;
+        return;
+    }
+    *text = v;
+    *len = strlen(v);
+}
+
+/* The body with every span replaced by its marker (malloc'd, NUL-terminated), or NULL. */
+static char *mark_spans(const char *body, size_t from, size_t len, const jsoncheck_span *sp,
+                        size_t n, size_t *out_len)
+{
+    size_t cut = 0;
+    for (size_t k = 0; k < n; k++)
+        cut += sp[k].len;
+    size_t total = len - from - cut + n * MARK_LEN; /* spans never exceed the body */
+    char *text = malloc(total + 1);
+    if (!text)
+        return NULL;
+    char *o = text;
+    size_t at = from;
+    for (size_t k = 0; k < n; k++) {
+        memcpy(o, body + at, sp[k].off - at);
+        o += sp[k].off - at;
+        *o++ = (char)0xFF;
+        put_hex64(o, (uint64_t)(uintptr_t)(body + sp[k].off));
+        put_hex64(o + 16, (uint64_t)sp[k].len);
+        o += 32;
+        at = sp[k].off + sp[k].len;
+    }
+    memcpy(o, body + at, len - at);
+    o += len - at;
+    *o = '\0';
+    *out_len = (size_t)(o - text);
+    return text;
+}
+
+/* Offset `off` of the marked text (which starts at body offset `from`) in the body. */
+static size_t unmark_offset(size_t off, size_t from, const jsoncheck_span *sp, size_t n)
+{
+    size_t shrunk = 0; /* bytes the markers before this point saved (spans are > MARK_LEN) */
+    for (size_t k = 0; k < n; k++) {
+        size_t mark_at = sp[k].off - from - shrunk;
+        if (off <= mark_at)
+            break;
+        if (off < mark_at + MARK_LEN)
+            return sp[k].off;
+        shrunk += sp[k].len - MARK_LEN;
+    }
+    return from + off + shrunk;
+}
+
 cJSON *codec_parse(const char *body, size_t len, apierr *e)
 {
     if (!body)
         len = 0;
-    if (jsoncheck(body ? body : "", len, e) < 0)
+    jsoncheck_span spans[MAX_SPANS];
+    size_t nspans = 0;
+    if (jsoncheck_spans(body ? body : "", len, spans, MAX_SPANS, &nspans, e) < 0)
         return NULL;
     size_t skip = len >= 3 && !memcmp(body, "\xEF\xBB\xBF", 3) ? 3 : 0;
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(body + skip, len - skip, &end, 0);
+    cJSON *root;
+    size_t stop = 0;
+    if (nspans) {
+        size_t tlen;
+        char *text = mark_spans(body, skip, len, spans, nspans, &tlen);
+        if (!text) {
+            apierr_set(e, APIERR_INTERNAL, "out of memory while parsing a %zu-byte body", len);
+            return NULL;
+        }
+        root = cJSON_ParseWithLengthOpts(text, tlen, &end, 0);
+        if (!root && end)
+            stop = unmark_offset((size_t)(end - text), skip, spans, nspans);
+        free(text);
+    } else {
+        root = cJSON_ParseWithLengthOpts(body + skip, len - skip, &end, 0);
+        if (!root && end)
+            stop = (size_t)(end - body);
+    }
     if (!root) {
         /* The text is valid JSON, so cJSON has run out of memory (or hit a limit of its own). */
         apierr_set(e, APIERR_INTERNAL,
                    "could not build the JSON tree of a %zu-byte body (stopped at byte %zu): out "
                    "of memory",
-                   len, end ? (size_t)(end - body) : 0);
+                   len, stop);
         return NULL;
     }
     const char *dup;
@@ -599,21 +699,51 @@ static int64_t first_non_finite(const void *p, int64_t n, cvd_dtype dt)
 {
     for (int64_t i = 0; i < n; i += 256) {
         int64_t m = n - i < 256 ? n - i : 256;
-        int bad = 0;
+        /* Adding one exponent step carries into the sign bit exactly when the exponent is
+         * all ones: an OR of those sums vectorises. */
+        int bad;
         if (dt == CVD_F64) {
             const unsigned char *q = (const unsigned char *)p + (size_t)i * 8;
-            for (int64_t j = 0; j < m; j++) {
+            uint64_t acc = 0;
+            int64_t j = 0;
+#ifdef __SSE2__
+            const __m128i mask = _mm_set1_epi64x(0x7FF0000000000000LL);
+            const __m128i step = _mm_set1_epi64x(0x0010000000000000LL);
+            __m128i va = _mm_setzero_si128();
+            for (; j + 2 <= m; j += 2) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(q + (size_t)j * 8));
+                va = _mm_or_si128(va, _mm_add_epi64(_mm_and_si128(v, mask), step));
+            }
+            acc = (uint64_t)(_mm_movemask_pd(_mm_castsi128_pd(va)) != 0) << 63;
+#endif
+            for (; j < m; j++) {
                 uint64_t u;
                 memcpy(&u, q + (size_t)j * 8, 8);
-                bad |= (u & UINT64_C(0x7FF0000000000000)) == UINT64_C(0x7FF0000000000000);
+                acc |= (u & UINT64_C(0x7FF0000000000000)) + UINT64_C(0x0010000000000000);
             }
+            bad = (acc >> 63) != 0;
         } else {
             const unsigned char *q = (const unsigned char *)p + (size_t)i * 4;
-            for (int64_t j = 0; j < m; j++) {
+            uint32_t acc = 0;
+            int64_t j = 0;
+#ifdef __SSE2__
+            const __m128i mask = _mm_set1_epi32(0x7F800000), step = _mm_set1_epi32(0x00800000);
+            __m128i va = _mm_setzero_si128(), vb = _mm_setzero_si128();
+            for (; j + 8 <= m; j += 8) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(q + (size_t)j * 4));
+                __m128i w =
+                    _mm_loadu_si128((const __m128i *)(const void *)(q + (size_t)j * 4 + 16));
+                va = _mm_or_si128(va, _mm_add_epi32(_mm_and_si128(v, mask), step));
+                vb = _mm_or_si128(vb, _mm_add_epi32(_mm_and_si128(w, mask), step));
+            }
+            acc = (uint32_t)(_mm_movemask_ps(_mm_castsi128_ps(_mm_or_si128(va, vb))) != 0) << 31;
+#endif
+            for (; j < m; j++) {
                 uint32_t u;
                 memcpy(&u, q + (size_t)j * 4, 4);
-                bad |= (u & 0x7F800000u) == 0x7F800000u;
+                acc |= (u & 0x7F800000u) + 0x00800000u;
             }
+            bad = (acc >> 31) != 0;
         }
         if (!bad)
             continue;
@@ -657,8 +787,9 @@ static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, i
         return apierr_set(e, APIERR_INVALID_TENSOR,
                           "%s.base64 is %s; send the raw little-endian bytes as a base64 string",
                           field, codec_json_type_name(s));
-    const char *text = s->valuestring;
-    size_t tlen = strlen(text);
+    const char *text;
+    size_t tlen;
+    string_bytes(s, &text, &tlen);
     size_t nbytes, bad_at;
     const char *why;
     if (base64_decoded_len(text, tlen, &nbytes, &bad_at, &why) < 0)

@@ -29,7 +29,10 @@ int codec_form_parse(const char *s, codec_form *form);
  * garbage rejected; a leading UTF-8 byte order mark is skipped). Returns the tree (caller
  * cJSON_Delete's it) or NULL with invalid_json and a message saying where (byte offset,
  * line, column) parsing stopped. A key that appears twice in one object is
- * invalid_argument naming it (a client never means that). Out of memory: internal. */
+ * invalid_argument naming it (a client never means that). Out of memory: internal.
+ * Long base64 strings (see jsoncheck_spans) are not copied into the tree: their nodes hold a
+ * marker that codec_tensor_decode reads the bytes through, so `body` must stay alive and
+ * unchanged until the tree is deleted, and such a node's valuestring is not the text. */
 cJSON *codec_parse(const char *body, size_t len, apierr *e);
 
 /* "a number", "a string", "a boolean", "null", "an array", "an object"; "missing" for NULL. */
@@ -44,7 +47,8 @@ int codec_check_fields(const cJSON *obj, const char *const *known, const char *w
  * "weight" for "W"), or NULL when none is close. */
 const char *codec_suggest(const char *key, const char *const *known);
 
-/* Decodes the tensor at `node` (any of the three forms) into dtype `want`.
+/* Decodes the tensor at `node` (any of the three forms; a node of a codec_parse tree) into
+ * dtype `want`.
  * `field` names it in messages ("x", "delta", "layer.W"). Ranks 1..4 are accepted; the
  * caller checks rank for its use. A tensor with more than max_elems elements (max_elems
  * <= 0: no limit) is payload_too_large (checked before allocating; the message names

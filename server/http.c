@@ -279,6 +279,21 @@ static int sends_body(struct MHD_Connection *c)
            NULL;
 }
 
+/* With the first bytes of a body, reserves all its declared Content-Length (early_checks
+ * refused more than max_body_bytes), so a large upload is allocated once instead of being
+ * copied through a series of reallocations. */
+static void presize_body(const http_server *h, struct MHD_Connection *c, req *q)
+{
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (!cl || *cl < '0' || *cl > '9')
+        return;
+    char *end;
+    unsigned long long n = strtoull(cl, &end, 10);
+    if (!*end && n <= h->cfg->max_body_bytes)
+        buf_presize(&q->body, (size_t)n);
+}
+
 static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q)
 {
     api_req r = {0};
@@ -358,6 +373,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             buf_init(&q->body);
             return MHD_YES;
         }
+        if (!q->body.data)
+            presize_body(h, c, q);
         buf_append(&q->body, upload_data, n);
         return MHD_YES;
     }

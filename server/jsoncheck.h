@@ -20,4 +20,19 @@
  * (1-based, in bytes) and a printable excerpt of the text there. */
 int jsoncheck(const char *body, size_t len, apierr *e);
 
+/* A string value inside a body: its bytes between the quotes, body[off .. off+len). */
+typedef struct jsoncheck_span {
+    size_t off, len;
+} jsoncheck_span;
+
+/* The shortest string jsoncheck_spans reports: long enough that skipping cJSON's copy pays. */
+#define JSONCHECK_SPAN_MIN 1024
+
+/* jsoncheck, also recording (in body order, up to `max`) the strings that are the value of
+ * a key written exactly "base64", contain no escape and are at least JSONCHECK_SPAN_MIN
+ * bytes long: base64 tensors, which codec_parse keeps out of cJSON. *nspans gets the count
+ * (0 on failure); spans and nspans may be NULL when max is 0. */
+int jsoncheck_spans(const char *body, size_t len, jsoncheck_span *spans, size_t max, size_t *nspans,
+                    apierr *e);
+
 #endif /* SERVER_JSONCHECK_H */

@@ -1,7 +1,9 @@
 /*
  * test_base64.c — strict RFC 4648 base64 (server/base64.c): the §10 test vectors both
  * ways, random round trips of every length up to 300 bytes, chunked decoding, and every
- * rejection (length, padding placement, alphabet, non-zero padding bits).
+ * rejection (length, padding placement, alphabet, non-zero padding bits); the table-driven
+ * fast paths against a plain one-character-at-a-time reference on random bytes and on
+ * texts with one character damaged anywhere (same bytes, same rejection, same offset).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,12 +120,143 @@ static void test_rejections(void **state)
     assert_int_equal(bad, 2);
 }
 
+/* ---- a plain reference: one character at a time ---- */
+
+static const char REF_ALPHABET[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int ref_value(unsigned char c)
+{
+    const char *p = c ? strchr(REF_ALPHABET, c) : NULL;
+    return p ? (int)(p - REF_ALPHABET) : -1;
+}
+
+static void ref_encode(char *out, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        *out++ = REF_ALPHABET[v >> 18];
+        *out++ = REF_ALPHABET[(v >> 12) & 63];
+        *out++ = i + 1 < n ? REF_ALPHABET[(v >> 6) & 63] : '=';
+        *out++ = i + 2 < n ? REF_ALPHABET[v & 63] : '=';
+    }
+}
+
+/* Offset of the first character the strict decoder must refuse, or -1 (len % 4 == 0). */
+static long ref_first_bad(const char *t, size_t len)
+{
+    size_t pad = len >= 1 && t[len - 1] == '=' ? (len >= 2 && t[len - 2] == '=' ? 2 : 1) : 0;
+    for (size_t i = 0; i < len - pad; i++)
+        if (ref_value((unsigned char)t[i]) < 0)
+            return (long)i;
+    if (pad == 1 && (ref_value((unsigned char)t[len - 2]) & 3))
+        return (long)len - 1;
+    if (pad == 2 && (ref_value((unsigned char)t[len - 3]) & 15))
+        return (long)len - 1;
+    return -1;
+}
+
+static size_t ref_decode(unsigned char *out, const char *t, size_t len)
+{
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len && t[i] != '='; i++) {
+        acc = acc << 6 | (uint32_t)ref_value((unsigned char)t[i]);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return n;
+}
+
+static void test_fast_paths_match_reference(void **state)
+{
+    (void)state;
+    unsigned char raw[101], back[112], want[112];
+    char text[140], ref[140];
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    for (int iter = 0; iter < 20000; iter++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t n = (size_t)(x % 101);
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            raw[i] = (unsigned char)x;
+        }
+        size_t tl = base64_encoded_len(n);
+        memset(text, 0, sizeof text);
+        base64_encode(text, raw, n);
+        ref_encode(ref, raw, n);
+        assert_memory_equal(text, ref, tl);
+        assert_int_equal(text[tl], '\0'); /* nothing written past the text */
+
+        /* damage one character (sometimes), then decode both ways */
+        if (tl && iter % 3) {
+            static const char pool[] = "=-_ \n*A/+\xC3\xFF";
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            text[(x >> 8) % tl] = pool[x % (sizeof pool - 1)];
+        }
+        size_t dn, bad = 0;
+        const char *why = NULL;
+        assert_int_equal(base64_decoded_len(text, tl, &dn, &bad, &why), 0);
+        long ref_bad = ref_first_bad(text, tl);
+        memset(back, 0xAA, sizeof back);
+        int rc = base64_decode(back, text, tl, 1, &bad, &why);
+        if (ref_bad >= 0) {
+            if (rc == 0)
+                fail_msg("accepted '%.*s' (bad at %ld)", (int)tl, text, ref_bad);
+            assert_int_equal(bad, (size_t)ref_bad);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_int_equal(ref_decode(want, text, tl), dn);
+        assert_memory_equal(back, want, dn);
+        for (size_t i = dn; i < sizeof back; i++)
+            assert_int_equal(back[i], 0xAA); /* nothing written past the bytes */
+    }
+}
+
+/* A long text (the fast loops' steady state) with a bad character at every position in
+ * turn: the offset is exact wherever it falls in a two-group step. */
+static void test_long_text_rejections_at_every_offset(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    unsigned char raw[N], back[N];
+    char text[4 * N / 3 + 4];
+    for (size_t i = 0; i < N; i++)
+        raw[i] = (unsigned char)(i * 37 + 11);
+    size_t tl = base64_encoded_len(N);
+    base64_encode(text, raw, N);
+    size_t bad;
+    const char *why;
+    assert_int_equal(base64_decode(back, text, tl, 1, &bad, &why), 0);
+    assert_memory_equal(back, raw, N);
+    for (size_t k = 0; k < tl; k++) {
+        char keep = text[k];
+        text[k] = '*';
+        bad = 0;
+        assert_int_equal(base64_decode(back, text, tl, 1, &bad, &why), -1);
+        assert_int_equal(bad, k);
+        assert_non_null(strstr(why, "outside the base64 alphabet"));
+        text[k] = keep;
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc4648_vectors),
         cmocka_unit_test(test_random_round_trips),
         cmocka_unit_test(test_rejections),
+        cmocka_unit_test(test_fast_paths_match_reference),
+        cmocka_unit_test(test_long_text_rejections_at_every_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

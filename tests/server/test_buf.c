@@ -70,6 +70,33 @@ static void test_growth(void **state)
     buf_free(&b); /* freeing twice is harmless */
 }
 
+/* buf_presize allocates exactly once for a known size, and failing leaves no oom behind. */
+static void test_presize(void **state)
+{
+    (void)state;
+    buf b;
+    buf_init(&b);
+    assert_int_equal(buf_presize(&b, 1000), 0);
+    assert_int_equal(b.cap, 1001);
+    assert_string_equal(b.data, "");
+    char *before = b.data;
+    char chunk[100];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(buf_append(&b, chunk, sizeof chunk), 0);
+    assert_ptr_equal(b.data, before); /* no reallocation */
+    assert_int_equal(b.len, 1000);
+    assert_int_equal(buf_presize(&b, 0), 0); /* already room: nothing changes */
+    assert_int_equal(b.cap, 1001);
+    assert_int_equal(buf_presize(&b, SIZE_MAX - 10), -1);
+    assert_int_equal(b.oom, 0);
+    assert_int_equal(buf_append(&b, "y", 1), 0); /* still usable, grows as usual */
+    assert_int_equal(b.len, 1001);
+    assert_int_equal(b.data[1000], 'y');
+    assert_int_equal(b.data[1001], '\0');
+    buf_free(&b);
+}
+
 static void test_overflow_fails_cleanly(void **state)
 {
     (void)state;
@@ -177,9 +204,10 @@ static void test_from_cvd(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_append_and_steal),       cmocka_unit_test(test_growth),
-        cmocka_unit_test(test_overflow_fails_cleanly), cmocka_unit_test(test_contract_table),
-        cmocka_unit_test(test_set_and_truncate),       cmocka_unit_test(test_from_cvd),
+        cmocka_unit_test(test_append_and_steal), cmocka_unit_test(test_growth),
+        cmocka_unit_test(test_presize),          cmocka_unit_test(test_overflow_fails_cleanly),
+        cmocka_unit_test(test_contract_table),   cmocka_unit_test(test_set_and_truncate),
+        cmocka_unit_test(test_from_cvd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /*
  * test_parse.c — codec_parse: strict UTF-8 (RFC 3629) and JSON (RFC 8259) with byte
  * offsets in the message, what cJSON alone would accept (NaN, Infinity, '+1', '01', '1.',
- * '.5', hex), nesting limits, long numbers, byte order mark, and duplicate keys.
+ * '.5', hex), nesting limits, long numbers, byte order mark, and duplicate keys; long
+ * base64 strings kept out of cJSON (jsoncheck_spans + markers): same values and the same
+ * rejections at the same offsets as short ones, escapes, forged markers, many tensors.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,11 +11,14 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../server/base64.h"
 #include "../../server/codec.h"
+#include "../../server/jsoncheck.h"
 
 /* Parses text (len from strlen unless given) and expects failure with `code` and a
  * message containing each of the NULL-terminated `parts`. */
@@ -296,6 +301,262 @@ static void test_mutated_bodies_never_crash(void **state)
     assert_true(parsed > 1000);
 }
 
+/* ---- long base64 strings ---- */
+
+enum { BIG_N = 1000 }; /* floats: 5336 base64 characters, well over JSONCHECK_SPAN_MIN */
+
+static void big_values(float *v)
+{
+    for (int i = 0; i < BIG_N; i++)
+        v[i] = (float)(i % 97) * 0.25f - 7.5f;
+}
+
+/* A tensor object {"shape":[BIG_N],"dtype":"float32","base64":"..."} of big_values, with
+ * key written as `key` (already JSON text); malloc'd. *text_at gets the string's offset. */
+static char *big_tensor(const char *key, size_t *text_at)
+{
+    float v[BIG_N];
+    big_values(v);
+    size_t tl = base64_encoded_len(sizeof v);
+    char *out = malloc(tl + 128);
+    assert_non_null(out);
+    int n = sprintf(out, "{\"shape\":[%d],\"dtype\":\"float32\",\"%s\":\"", BIG_N, key);
+    *text_at = (size_t)n;
+    base64_encode(out + n, v, sizeof v);
+    strcpy(out + n + tl, "\"}");
+    return out;
+}
+
+/* Parses body and decodes member `field` of the root (or the root when field is NULL);
+ * returns 0 with *t set, or -1 with *e set. */
+static int parse_decode(const char *body, size_t len, const char *field, cvd_tensor *t, apierr *e)
+{
+    cJSON *root = codec_parse(body, len, e);
+    if (!root)
+        return -1;
+    const cJSON *n = field ? cJSON_GetObjectItemCaseSensitive(root, field) : root;
+    int rc = codec_tensor_decode(n, field ? field : "x", CVD_F32, 0, "limit", t, NULL, e);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static void expect_big_values(const cvd_tensor *t)
+{
+    float v[BIG_N];
+    big_values(v);
+    assert_int_equal(t->rank, 1);
+    assert_int_equal(t->shape[0], BIG_N);
+    assert_memory_equal(t->data, v, sizeof v);
+}
+
+static void expect_big_decodes(const char *body, size_t len)
+{
+    cvd_tensor t;
+    apierr e = {0};
+    if (parse_decode(body, len, NULL, &t, &e) != 0)
+        fail_msg("rejected: %s", e.msg);
+    expect_big_values(&t);
+    cvd_tensor_release(&t);
+}
+
+static void expect_big_rejected(const char *body, apierr_code code, const char *part1,
+                                const char *part2)
+{
+    cvd_tensor t = {0};
+    apierr e = {0};
+    if (parse_decode(body, strlen(body), NULL, &t, &e) == 0) {
+        cvd_tensor_release(&t);
+        fail_msg("accepted a damaged big tensor (want '%s')", part1);
+    }
+    if (e.code != code)
+        fail_msg("code %s, want %s (%s)", apierr_name(e.code), apierr_name(code), e.msg);
+    if (part1 && !strstr(e.msg, part1))
+        fail_msg("message lacks '%s': %s", part1, e.msg);
+    if (part2 && !strstr(e.msg, part2))
+        fail_msg("message lacks '%s': %s", part2, e.msg);
+    assert_null(t.data);
+}
+
+static void test_big_base64_strings(void **state)
+{
+    (void)state;
+    size_t at;
+    char *body = big_tensor("base64", &at);
+    size_t len = strlen(body);
+
+    /* the span is found, and the tensor decodes through it */
+    jsoncheck_span sp[2];
+    size_t ns = 9;
+    apierr e = {0};
+    assert_int_equal(jsoncheck_spans(body, len, sp, 2, &ns, &e), 0);
+    assert_int_equal(ns, 1);
+    assert_int_equal(sp[0].off, at);
+    assert_int_equal(sp[0].len, len - at - 2);
+    expect_big_decodes(body, len);
+
+    /* behind a byte order mark */
+    char *bom = malloc(len + 4);
+    assert_non_null(bom);
+    memcpy(bom, "\xEF\xBB\xBF", 3);
+    memcpy(bom + 3, body, len + 1);
+    expect_big_decodes(bom, len + 3);
+    free(bom);
+
+    /* one character as a \u escape: not a span (cJSON decodes it), same values */
+    char *esc = malloc(len + 8);
+    assert_non_null(esc);
+    size_t k = at + 1000;
+    memcpy(esc, body, k);
+    sprintf(esc + k, "\\u%04x", (unsigned char)body[k]);
+    strcpy(esc + k + 6, body + k + 1);
+    assert_int_equal(jsoncheck_spans(esc, strlen(esc), sp, 2, &ns, &e), 0);
+    assert_int_equal(ns, 0);
+    expect_big_decodes(esc, strlen(esc));
+    free(esc);
+
+    /* the key spelt with escapes: not a span either, same values */
+    size_t kat;
+    char *ekey = big_tensor("base\\u0036\\u0034", &kat);
+    assert_int_equal(jsoncheck_spans(ekey, strlen(ekey), sp, 2, &ns, &e), 0);
+    assert_int_equal(ns, 0);
+    expect_big_decodes(ekey, strlen(ekey));
+    free(ekey);
+
+    /* rejections inside a span: the same messages and character offsets as without one */
+    char keep = body[at + 2001];
+    body[at + 2001] = '*';
+    expect_big_rejected(body, APIERR_INVALID_TENSOR, "outside the base64 alphabet",
+                        "(character 2001)");
+    body[at + 2001] = '-';
+    expect_big_rejected(body, APIERR_INVALID_TENSOR, "URL-safe", "(character 2001)");
+    body[at + 2001] = keep;
+    body[at + 100] = '=';
+    expect_big_rejected(body, APIERR_INVALID_TENSOR, "padding may only end", "(character 100)");
+    free(body);
+
+    /* a non-finite value is named by index */
+    float v[BIG_N];
+    big_values(v);
+    v[517] = 1.0f / 0.0f;
+    char *inf = malloc(base64_encoded_len(sizeof v) + 128);
+    assert_non_null(inf);
+    int n = sprintf(inf, "{\"shape\":[%d],\"dtype\":\"float32\",\"base64\":\"", BIG_N);
+    base64_encode(inf + n, v, sizeof v);
+    strcpy(inf + n + base64_encoded_len(sizeof v), "\"}");
+    expect_big_rejected(inf, APIERR_INVALID_TENSOR, "x[517] is inf", NULL);
+    /* the length check: one group short */
+    strcpy(inf + n + base64_encoded_len(sizeof v) - 4, "\"}");
+    expect_big_rejected(inf, APIERR_INVALID_TENSOR, "decodes to 3999 bytes", "needs 4000");
+    /* a JSON error after a span is found at its byte offset */
+    size_t il = strlen(inf);
+    strcpy(inf + il - 1, ",}");
+    expect_fail_n(inf, il + 1, APIERR_INVALID_JSON, "trailing comma", NULL);
+    free(inf);
+}
+
+/* The vectorised finiteness check names the first bad element wherever it sits. */
+static void test_non_finite_at_every_index(void **state)
+{
+    (void)state;
+    enum { N = 37 };
+    unsigned char raw[N * 8];
+    char body[1024];
+    for (int dt = 0; dt < 2; dt++) {
+        size_t es = dt ? 8 : 4;
+        for (int bad = 0; bad < N; bad++) {
+            for (int i = 0; i < N; i++) {
+                if (dt) {
+                    double d = i == bad ? (i % 2 ? INFINITY : NAN) : i * 0.5;
+                    memcpy(raw + (size_t)i * es, &d, es);
+                } else {
+                    float f = i == bad ? (i % 2 ? INFINITY : NAN) : (float)i * 0.5f;
+                    memcpy(raw + (size_t)i * es, &f, es);
+                }
+            }
+            int n = sprintf(body, "{\"shape\":[%d],\"dtype\":\"%s\",\"base64\":\"", N,
+                            dt ? "float64" : "float32");
+            base64_encode(body + n, raw, N * es);
+            strcpy(body + n + base64_encoded_len(N * es), "\"}");
+            char want[32];
+            snprintf(want, sizeof want, "x[%d] is %s", bad, bad % 2 ? "inf" : "nan");
+            expect_big_rejected(body, APIERR_INVALID_TENSOR, want, NULL);
+        }
+    }
+}
+
+/* A marker is "\xFF" + 32 hex digits: a client cannot send the byte 0xFF (not UTF-8), and
+ * the escape \u00ff decodes to two bytes, so marker-like text is only ever base64 text. */
+static void test_forged_markers_are_text(void **state)
+{
+    (void)state;
+    static float target[4] = {1, 2, 3, 4};
+    char hex[64];
+    snprintf(hex, sizeof hex, "%016llx%016llx", (unsigned long long)(uintptr_t)target, 12ULL);
+    char body[256];
+    snprintf(body, sizeof body, "{\"shape\":[3],\"dtype\":\"float32\",\"base64\":\"\\u00ff%s\"}",
+             hex);
+    expect_big_rejected(body, APIERR_INVALID_TENSOR, "not valid base64", NULL);
+    snprintf(body, sizeof body, "{\"shape\":[3],\"dtype\":\"float32\",\"base64\":\"\xFF%s\"}", hex);
+    expect_big_rejected(body, APIERR_INVALID_JSON, "not valid UTF-8", "0xFF");
+}
+
+/* Bodies with more long strings than codec_parse marks, and long strings that are not
+ * base64 values (kept as cJSON strings, byte for byte). */
+static void test_many_and_other_long_strings(void **state)
+{
+    (void)state;
+    size_t at;
+    char *one = big_tensor("base64", &at);
+    size_t ol = strlen(one);
+    enum { M = 20 };
+    char *body = malloc(M * (ol + 16) + 8192);
+    assert_non_null(body);
+    size_t n = 0;
+    body[n++] = '{';
+    for (int i = 0; i < M; i++)
+        n += (size_t)sprintf(body + n, "\"t%d\":%s,", i, one);
+    /* a long session-like string and a long string in an array under a "base64" key */
+    n += (size_t)sprintf(body + n, "\"s\":\"");
+    memset(body + n, 'a', 3000);
+    n += 3000;
+    n += (size_t)sprintf(body + n, "\",\"base64\":[\"");
+    memcpy(body + n, one + at, 2000);
+    n += 2000;
+    n += (size_t)sprintf(body + n, "\"]}");
+    free(one);
+
+    jsoncheck_span sp[4];
+    size_t ns;
+    apierr e = {0};
+    assert_int_equal(jsoncheck_spans(body, n, sp, 4, &ns, &e), 0);
+    assert_int_equal(ns, 4); /* capped at max */
+    assert_int_equal(jsoncheck_spans(body, n, NULL, 0, &ns, &e), 0);
+    assert_int_equal(ns, 0);
+
+    cJSON *root = codec_parse(body, n, &e);
+    if (!root)
+        fail_msg("rejected: %s", e.msg);
+    for (int i = 0; i < M; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "t%d", i);
+        cvd_tensor t;
+        const cJSON *node = cJSON_GetObjectItemCaseSensitive(root, name);
+        if (codec_tensor_decode(node, name, CVD_F32, 0, "limit", &t, NULL, &e) != 0)
+            fail_msg("%s: %s", name, e.msg);
+        expect_big_values(&t);
+        cvd_tensor_release(&t);
+    }
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "s");
+    assert_true(cJSON_IsString(s));
+    assert_int_equal(strlen(s->valuestring), 3000);
+    assert_int_equal(strspn(s->valuestring, "a"), 3000);
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "base64");
+    assert_true(cJSON_IsString(arr->child));
+    assert_int_equal(strlen(arr->child->valuestring), 2000);
+    cJSON_Delete(root);
+    free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +569,10 @@ int main(void)
         cmocka_unit_test(test_numbers_reach_the_tree),
         cmocka_unit_test(test_null_body),
         cmocka_unit_test(test_mutated_bodies_never_crash),
+        cmocka_unit_test(test_big_base64_strings),
+        cmocka_unit_test(test_forged_markers_are_text),
+        cmocka_unit_test(test_non_finite_at_every_index),
+        cmocka_unit_test(test_many_and_other_long_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
