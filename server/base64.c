@@ -34,7 +34,7 @@
 
 static const char ALPHABET[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-#define VAL_ENTRY(c) B64V(c),
+#define VAL_ENTRY(c) (unsigned char)B64V(c),
 static const unsigned char VALUE[256] = {R256(VAL_ENTRY, 0)};
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
