@@ -501,12 +501,12 @@ cvd_status cvd_conv2d_forward(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y,
                             "and weights are unchanged",
                             cvd_dtype_name(l->p.dtype));
     }
+    if (fresh) {
+        free(l->cache);
+        l->cache = fresh;
+        l->cache_numel = g.x_numel;
+    }
     if (caching) {
-        if (fresh) {
-            free(l->cache);
-            l->cache = fresh;
-            l->cache_numel = g.x_numel;
-        }
         parallel_copy(l->cache, x->data, (size_t)g.x_numel * l->es);
         memcpy(l->cache_shape, x->shape, sizeof l->cache_shape);
         l->has_cache = 1;

@@ -805,10 +805,10 @@ static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, i
         fmt_shape(sh, sizeof sh, rank, shape);
         if (st == CVD_OK)
             return apierr_set(e, APIERR_INVALID_TENSOR,
-                              "%s.base64 decodes to %zu bytes but shape %s in %s needs %lld "
+                              "%s.base64 decodes to %zu bytes but shape %s in %s needs %llu "
                               "(%lld elements x %zu bytes)",
                               field, nbytes, sh, cvd_dtype_name(src),
-                              (long long)numel * (long long)es, (long long)numel, es);
+                              (unsigned long long)numel * es, (long long)numel, es);
         return apierr_set(e, APIERR_PAYLOAD_TOO_LARGE, "%s.shape %s is too large: %s", field, sh,
                           ce.msg);
     }
@@ -844,7 +844,15 @@ static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, i
         if (direct) {
             bad = first_non_finite(dst, n, src);
             if (bad >= 0) {
-                bad_value = src == CVD_F64 ? ((double *)dst)[bad] : ((float *)dst)[bad];
+                if (src == CVD_F64) {
+                    double v;
+                    memcpy(&v, (const char *)dst + (size_t)bad * sizeof v, sizeof v);
+                    bad_value = v;
+                } else {
+                    float v;
+                    memcpy(&v, (const char *)dst + (size_t)bad * sizeof v, sizeof v);
+                    bad_value = v;
+                }
                 bad += at;
             }
         } else {

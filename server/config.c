@@ -217,7 +217,7 @@ static int set_value(srv_config *c, const setting *st, const char *v, const char
         if (parse_seconds(v, &x) || x < st->min || x > st->max)
             return fail(err, n, "%s: %s must be a number of seconds from %g to %g, not \"%s\"",
                         where, st->flag, st->min, st->max, v);
-        *(double *)field = x;
+        memcpy(field, &x, sizeof x);
         return 0;
     }
     case K_LEVEL: {
