@@ -494,7 +494,7 @@ int api_forward(const api_ctx *ctx, api_req *r)
     codec_layer cl = {0};
     cvd_conv2d *l = NULL;
     session *s = NULL;
-    int created = 0, rc = -1, out_form;
+    int rc = -1, out_form;
     cvd_tensor x = {0}, y = {0};
     codec_form x_form = CODEC_NESTED;
     const char *id;
@@ -529,22 +529,24 @@ int api_forward(const api_ctx *ctx, api_req *r)
     }
     int keep_cache = !cn || cJSON_IsTrue(cn);
 
+    /* An inline layer is built and run before its session exists, so a request that fails
+     * (bad x, too big, non-finite y) never takes a session slot nor evicts an idle one. */
+    cvd_conv2d *run;
     if (ln) {
         if (decode_layer(ctx, ln, &cl, e) || precheck_x(ctx, &cl.p, xn, e) ||
-            build_layer(ctx, &cl, &l, e) || session_create(ctx->store, &s, e))
+            build_layer(ctx, &cl, &l, e))
             goto done;
-        fill_session(s, l, &cl);
-        l = NULL;
-        created = 1;
+        run = l;
     } else {
         note_session(r, id);
         if (session_acquire(ctx->store, id, &s, e))
             goto done;
+        note_session(r, s->id);
+        run = s->layer;
+        if (precheck_x(ctx, cvd_conv2d_get_params(run), xn, e))
+            goto done;
     }
-    note_session(r, s->id);
-    const cvd_conv2d_params *p = cvd_conv2d_get_params(s->layer);
-    if (!created && precheck_x(ctx, p, xn, e))
-        goto done;
+    const cvd_conv2d_params *p = cvd_conv2d_get_params(run);
     if (codec_tensor_decode(xn, "x", p->dtype, max_elems(ctx, p->dtype), LIMIT, &x, &x_form, e))
         goto done;
     cvd_tensor x4;
@@ -562,11 +564,18 @@ int api_forward(const api_ctx *ctx, api_req *r)
     st = cvd_tensor_alloc(&y, p->dtype, 4, ys, &ce);
     double t0 = mono();
     if (st == CVD_OK)
-        st = cvd_conv2d_forward(s->layer, &x4, &y, keep_cache ? 0 : CVD_FWD_NO_CACHE, &ce);
+        st = cvd_conv2d_forward(run, &x4, &y, keep_cache ? 0 : CVD_FWD_NO_CACHE, &ce);
     metrics_compute(mono() - t0);
     if (st != CVD_OK) {
         apierr_from_cvd(e, st, &ce, 0);
         goto done;
+    }
+    if (ln) {
+        if (session_create(ctx->store, &s, e))
+            goto done;
+        fill_session(s, l, &cl);
+        l = NULL;
+        note_session(r, s->id);
     }
     s->forwards++;
     if (keep_cache)
@@ -575,7 +584,6 @@ int api_forward(const api_ctx *ctx, api_req *r)
     memcpy(sid, s->id, sizeof sid);
     session_release(ctx->store, s);
     s = NULL;
-    created = 0;
 
     buf *b = &r->out;
     put_session_field(b, sid);
@@ -587,14 +595,8 @@ int api_forward(const api_ctx *ctx, api_req *r)
     r->status = 200;
     rc = 0;
 done:
-    if (s) {
-        if (created) {
-            session_discard(ctx->store, s);
-            r->session[0] = '\0'; /* a failed inline forward leaves no session behind */
-        } else {
-            session_release(ctx->store, s);
-        }
-    }
+    if (s)
+        session_release(ctx->store, s);
     cvd_tensor_release(&x);
     cvd_tensor_release(&y);
     cvd_conv2d_free(l);

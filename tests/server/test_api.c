@@ -295,6 +295,44 @@ static void test_failed_inline_forward_leaves_no_session(void **state)
     assert_int_equal(after.created, before.created);
 }
 
+/* At the session limit, a failing inline forward must not evict an idle session to make
+ * room for a session it then throws away: the idle one stays, and a good request may
+ * still evict it. */
+static void test_failed_inline_forward_evicts_nothing(void **state)
+{
+    (void)state;
+    session_opts o;
+    session_opts_default(&o, 1, 100);
+    o.reaper = 0;
+    o.evict_min_idle_s = 0; /* every idle session is evictable at once */
+    session_store *small;
+    assert_int_equal(session_store_new(&o, &small), 0);
+    api_ctx saved = ctx;
+    ctx.store = small;
+    answer first = call(api_session_create, NULL, NULL, "{\"W\":" NB_W "}");
+    assert_int_equal(first.status, 201);
+    cJSON_Delete(first.json);
+    char id[SESSION_ID_LEN + 1];
+    memcpy(id, first.session, sizeof id);
+
+    expect_error(
+        call(api_forward, NULL, NULL, "{\"layer\":{\"W\":" NB_W "},\"x\":[[[[1,2],[3,4]]]]}"), 400,
+        "shape_mismatch");
+    expect_error(
+        call(api_forward, NULL, NULL, "{\"layer\":{\"W\":" NB_W "},\"x\":[[[[1,2],[3]]]]}"), 400,
+        "invalid_tensor");
+    answer still = call(api_session_get, id, NULL, NULL);
+    assert_int_equal(still.status, 200);
+    cJSON_Delete(still.json);
+
+    answer good = call(api_forward, NULL, NULL, "{\"layer\":{\"W\":" NB_W "},\"x\":" NB_X "}");
+    assert_int_equal(good.status, 200);
+    cJSON_Delete(good.json);
+    expect_error(call(api_session_get, id, NULL, NULL), 410, "session_expired");
+    ctx = saved;
+    session_store_free(small);
+}
+
 static void test_stateless_backward(void **state)
 {
     (void)state;
@@ -385,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_bad_input_never_changes_a_session),
         cmocka_unit_test(test_sgd_step_and_db_shape),
         cmocka_unit_test(test_failed_inline_forward_leaves_no_session),
+        cmocka_unit_test(test_failed_inline_forward_evicts_nothing),
         cmocka_unit_test(test_stateless_backward),
         cmocka_unit_test(test_no_cache_and_lookup_errors),
         cmocka_unit_test(test_memory_limit_is_checked_first),
