@@ -185,6 +185,7 @@ SOAK_MINUTES ?= 5
 # Libraries instrumented with fuzzer-no-link + ASan + UBSan, then one binary per target;
 # `fuzz` replays fuzz/regressions and runs each target FUZZ_SECONDS.
 fuzz-build:
+	@scripts/deps.sh fuzz
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
 	    SANITIZE=fuzzer-no-link,address,undefined $(FUZZ_BUILD)/libcvd.a $(FUZZ_BUILD)/libconvd_server.a
 	@for t in $(FUZZ_TARGETS); do \
@@ -201,18 +202,21 @@ fuzz: fuzz-build
 
 # The integration suite against the daemon under memcheck (scripts/valgrind-convd.sh).
 valgrind:
+	@scripts/deps.sh fuzz
 	@$(MAKE) --no-print-directory BUILD=build/valgrind $(CONVD:$(BUILD)/%=build/valgrind/%) \
 	    $(integration_BINS:$(BUILD)/%=build/valgrind/%)
 	@scripts/valgrind-convd.sh --run-suite build/valgrind
 
 # Everything with -fsanitize=thread; the concurrency-relevant tests (scripts/tsan.sh).
 tsan:
+	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory BUILD=build/tsan SANITIZE=thread test-build
 	@$(MAKE) --no-print-directory BUILD=build/soak build/soak/soak
 	@scripts/tsan.sh build/tsan
 
 # Slow clients and limits first, then mixed traffic for SOAK_MINUTES (tests/soak/*.c).
 soak:
+	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory BUILD=build/soak $(CONVD:$(BUILD)/%=build/soak/%) \
 	    build/soak/soak build/soak/slowloris
 	@build/soak/slowloris build/soak/convd
