@@ -1,7 +1,7 @@
 /*
  * fuzz_request.c — libFuzzer target for the whole request path without sockets: method,
- * path, headers and body go through router_match, the checks http.c makes before reading a
- * body (drain, auth, 404/405, 415, Content-Length 413), the streaming body limit, and the
+ * path, headers and body go through router_match, the daemon's own pre-body checks (gate.c:
+ * drain, auth, 404/405, 415, Content-Length 413), the streaming body limit, and the
  * api handler, against one session store that lives across inputs. Input format, up to
  * MAX_REQS requests separated by a line "%%":
  *     METHOD PATH[?output=...]\n  Header: value\n ...  \n\n  body
@@ -29,6 +29,7 @@
 #include "../server/api.h"
 #include "../server/codec.h"
 #include "../server/config.h"
+#include "../server/gate.h"
 #include "../server/log.h"
 #include "../server/router.h"
 #include "../server/session.h"
@@ -216,67 +217,26 @@ static const char *query_output(request *q)
     return NULL;
 }
 
-/* http.c's authorized(): "Bearer <key>", spaces around the key ignored. */
-static int authorized(const request *q, const srv_config *cfg)
-{
-    const char *v = header(q, "Authorization");
-    if (!v || strncasecmp(v, "Bearer ", 7) != 0)
-        return 0;
-    v += 7;
-    while (*v == ' ')
-        v++;
-    size_t len = strlen(v);
-    while (len && v[len - 1] == ' ')
-        len--;
-    return len == strlen(cfg->api_key) && memcmp(v, cfg->api_key, len) == 0;
-}
-
-/* http.c's json_content_type(). */
-static int json_content_type(const char *ct)
-{
-    if (!ct)
-        return 1;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    size_t n = strcspn(ct, ";");
-    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-        n--;
-    if (n == 0)
-        return 1;
-    static const char *const ok[] = {"application/json", "application/x-www-form-urlencoded"};
-    for (size_t i = 0; i < 2; i++)
-        if (strlen(ok[i]) == n && strncasecmp(ct, ok[i], n) == 0)
-            return 1;
-    return 0;
-}
-
-/* http.c's early_checks(), in its order. 0: go on; -1: answer e. */
+/* The daemon's pre-body checks (gate.c), then the streaming body limit http.c applies
+ * while the body arrives. 0: go on; -1: answer e. */
 static int early_checks(const request *q, const srv_config *cfg, route_result rr,
                         const route_match *m, apierr *e)
 {
-    if (atomic_load(&draining) && !m->during_drain)
-        return apierr_set(e, APIERR_SHUTTING_DOWN, "shutting down");
-    if (cfg->api_key[0] && !m->open && !authorized(q, cfg))
-        return apierr_set(e, APIERR_UNAUTHORIZED, "unauthorized");
-    if (rr == ROUTE_NOT_FOUND)
-        return apierr_set(e, APIERR_NOT_FOUND, "no endpoint %.80s", q->path);
-    if (rr == ROUTE_METHOD_NOT_ALLOWED) {
-        if (!m->allow[0])
-            fail("405 without an Allow list", q->path);
-        return apierr_set(e, APIERR_METHOD_NOT_ALLOWED, "use %s", m->allow);
-    }
-    if (!m->has_body)
-        return 0;
-    if (!json_content_type(header(q, "Content-Type")))
-        return apierr_set(e, APIERR_UNSUPPORTED_MEDIA_TYPE, "not JSON");
-    const char *cl = header(q, "Content-Length");
-    if (cl) {
-        char *end;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (*cl >= '0' && *cl <= '9' && !*end && n > cfg->max_body_bytes)
-            return apierr_set(e, APIERR_PAYLOAD_TOO_LARGE, "over max_body_bytes");
-    }
-    if (q->body_len > cfg->max_body_bytes)
+    if (rr == ROUTE_METHOD_NOT_ALLOWED && !m->allow[0])
+        fail("405 without an Allow list", q->path);
+    const gate_request g = {
+        .method = q->method,
+        .path = q->path,
+        .rr = rr,
+        .m = m,
+        .draining = atomic_load(&draining),
+        .authorization = header(q, "Authorization"),
+        .content_type = header(q, "Content-Type"),
+        .content_length = header(q, "Content-Length"),
+    };
+    if (gate_check(cfg, &g, e))
+        return -1;
+    if (m->has_body && q->body_len > cfg->max_body_bytes)
         return apierr_set(e, APIERR_PAYLOAD_TOO_LARGE, "over max_body_bytes");
     return 0;
 }

@@ -18,12 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "api.h"
+#include "gate.h"
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
@@ -153,87 +153,25 @@ static enum MHD_Result respond_error(http_server *h, struct MHD_Connection *c, r
     return respond(h, c, q, &r);
 }
 
-/* Compares without an early exit, so response time says nothing about the key. */
-static int key_matches(const char *sent, size_t sent_len, const char *key)
+static const char *header(struct MHD_Connection *c, const char *name)
 {
-    size_t klen = strlen(key);
-    unsigned char diff = (unsigned char)(sent_len != klen);
-    for (size_t i = 0; i < klen; i++)
-        diff |= (unsigned char)(key[i] ^ (i < sent_len ? sent[i] : 0));
-    return diff == 0;
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-static int authorized(const http_server *h, struct MHD_Connection *c)
-{
-    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!v || strncasecmp(v, "Bearer ", 7) != 0)
-        return 0;
-    v += 7;
-    while (*v == ' ')
-        v++;
-    size_t len = strlen(v);
-    while (len && v[len - 1] == ' ')
-        len--;
-    return key_matches(v, len, h->cfg->api_key);
-}
-
-/* The 415 rule: JSON (any parameters, any case), no Content-Type, or curl's default form
- * type are all read as JSON; anything else is refused. */
-static int json_content_type(const char *ct)
-{
-    if (!ct)
-        return 1;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    size_t n = strcspn(ct, ";");
-    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-        n--;
-    if (n == 0)
-        return 1;
-    static const char *const ok[] = {"application/json", "application/x-www-form-urlencoded"};
-    for (size_t i = 0; i < 2; i++)
-        if (strlen(ok[i]) == n && strncasecmp(ct, ok[i], n) == 0)
-            return 1;
-    return 0;
-}
-
-/* Every check that needs no body. 0: go on; -1: answer e now. */
+/* Every check that needs no body (gate.c). 0: go on; -1: answer e now. */
 static int early_checks(http_server *h, struct MHD_Connection *c, req *q, apierr *e)
 {
-    if (atomic_load(&h->draining) && !q->m.during_drain)
-        return apierr_set(e, APIERR_SHUTTING_DOWN,
-                          "convd is shutting down and takes no new work; retry on another "
-                          "instance or after it restarts");
-    if (h->cfg->api_key[0] && !q->m.open && !authorized(h, c))
-        return apierr_set(e, APIERR_UNAUTHORIZED,
-                          "this daemon requires an API key: send `Authorization: Bearer <key>`");
-    if (q->rr == ROUTE_NOT_FOUND)
-        return apierr_set(e, APIERR_NOT_FOUND, "no endpoint %.80s; GET / lists the endpoints",
-                          q->path);
-    if (q->rr == ROUTE_METHOD_NOT_ALLOWED)
-        return apierr_set(e, APIERR_METHOD_NOT_ALLOWED, "%s is not allowed on %.80s; use %s",
-                          q->method, q->path, q->m.allow);
-    if (!q->m.has_body)
-        return 0;
-    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!json_content_type(ct))
-        return apierr_set(e, APIERR_UNSUPPORTED_MEDIA_TYPE,
-                          "the body is declared as \"%.60s\"; send JSON with Content-Type: "
-                          "application/json",
-                          ct);
-    const char *cl =
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl) {
-        char *end;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (*cl >= '0' && *cl <= '9' && !*end && n > h->cfg->max_body_bytes)
-            return apierr_set(e, APIERR_PAYLOAD_TOO_LARGE,
-                              "the body is %llu bytes, over max_body_bytes = %llu; send a "
-                              "smaller body (base64 tensors are about 3x smaller than JSON "
-                              "numbers) or raise max_body_bytes",
-                              n, (unsigned long long)h->cfg->max_body_bytes);
-    }
-    return 0;
+    const gate_request g = {
+        .method = q->method,
+        .path = q->path,
+        .rr = q->rr,
+        .m = &q->m,
+        .draining = atomic_load(&h->draining),
+        .authorization = header(c, MHD_HTTP_HEADER_AUTHORIZATION),
+        .content_type = header(c, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .content_length = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH),
+    };
+    return gate_check(h->cfg, &g, e);
 }
 
 /* Uploads in progress count as in flight at shutdown (a slow client still gets its answer),
@@ -271,12 +209,10 @@ static void upload_end(http_server *h, req *q)
 /* Whether the request announces a body (so answering early means not reading it). */
 static int sends_body(struct MHD_Connection *c)
 {
-    const char *cl =
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strcmp(cl, "0") != 0)
         return 1;
-    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
-           NULL;
+    return header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 }
 
 /* With the first bytes of a body, reserves all its declared Content-Length (early_checks
@@ -284,8 +220,7 @@ static int sends_body(struct MHD_Connection *c)
  * copied through a series of reallocations. */
 static void presize_body(const http_server *h, struct MHD_Connection *c, req *q)
 {
-    const char *cl =
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (!cl || *cl < '0' || *cl > '9')
         return;
     char *end;
@@ -309,7 +244,7 @@ static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q
         q->counted = 1;
     }
     r.id = q->m.id[0] ? q->m.id : NULL;
-    r.hdr_session = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Session-Id");
+    r.hdr_session = header(c, "X-Session-Id");
     r.q_output = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "output");
     r.body = q->body.data;
     r.body_len = q->body.len;
