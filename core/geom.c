@@ -280,7 +280,7 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
 cvd_status cvd_conv2d_output_shape(const cvd_conv2d_params *p, const int64_t x_shape[4],
                                    int64_t y_shape[4], cvd_err *err)
 {
-    cvd_geom g;
+    cvd_geom g = {0};
     cvd_status s = cvd_conv2d_params_check(p, err);
     if (s == CVD_OK)
         s = cvd_geom_init(&g, p, x_shape, "x", err);

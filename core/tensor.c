@@ -38,10 +38,13 @@ cvd_status cvd_tensor_alloc(cvd_tensor *t, cvd_dtype dt, int rank, const int64_t
     size_t es = cvd_dtype_size(dt);
     if (es == 0)
         return cvd_err_setf(err, CVD_ERR_INVALID, "unknown dtype %d", (int)dt);
-    int64_t n;
+    int64_t n = 0;
     cvd_status s = cvd_shape_numel(rank, shape, &n, err);
     if (s != CVD_OK)
         return s;
+    /* n >= 1: the analyzer cannot see that cvd_err_setf (variadic, so never inlined by it)
+     * returns its non-OK status, and follows a failed cvd_shape_numel as if it succeeded. */
+    /* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI) */
     void *data = malloc((size_t)n * es);
     if (!data)
         return cvd_err_setf(err, CVD_ERR_NOMEM, "cannot allocate a tensor of %lld elements",

@@ -64,8 +64,7 @@ static void clip(char out[64], const char *s)
     n = 48;
     while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
         n--;
-    memcpy(out, s, n);
-    memcpy(out + n, "...", 4);
+    snprintf(out, 64, "%.*s...", (int)n, s);
 }
 
 static int lower(int c)
@@ -149,7 +148,7 @@ int codec_check_fields(const cJSON *obj, const char *const *known, const char *w
     for (const cJSON *c = obj ? obj->child : NULL; c; c = c->next) {
         const char *k = c->string ? c->string : "";
         size_t i = 0;
-        while (known[i] && strcmp(k, known[i]))
+        while (known[i] && strcmp(k, known[i]) != 0)
             i++;
         if (known[i])
             continue;
@@ -305,11 +304,13 @@ static size_t unmark_offset(size_t off, size_t from, const jsoncheck_span *sp, s
 
 cJSON *codec_parse(const char *body, size_t len, apierr *e)
 {
-    if (!body)
+    if (!body) {
+        body = "";
         len = 0;
+    }
     jsoncheck_span spans[MAX_SPANS];
     size_t nspans = 0;
-    if (jsoncheck_spans(body ? body : "", len, spans, MAX_SPANS, &nspans, e) < 0)
+    if (jsoncheck_spans(body, len, spans, MAX_SPANS, &nspans, e) < 0)
         return NULL;
     size_t skip = len >= 3 && !memcmp(body, "\xEF\xBB\xBF", 3) ? 3 : 0;
     const char *end = NULL;
@@ -439,8 +440,10 @@ static int decode_nested(const cJSON *node, const char *field, cvd_dtype want, i
     int64_t shape[CVD_MAX_RANK], k[CVD_MAX_RANK] = {0};
     int rank = 0;
 
-    /* The shape comes from the first element at every depth. */
-    for (const cJSON *n = node; cJSON_IsArray(n); n = n->child) {
+    /* The shape comes from the first element at every depth. node is an array (the caller
+     * checked), so the loop runs at least once and rank ends >= 1. */
+    const cJSON *n = node;
+    do {
         fmt_path(path, sizeof path, field, k, rank);
         if (rank == CVD_MAX_RANK)
             return apierr_set(e, APIERR_INVALID_TENSOR,
@@ -454,7 +457,8 @@ static int decode_nested(const cJSON *node, const char *field, cvd_dtype want, i
         for (const cJSON *c = n->child; c; c = c->next)
             cnt++;
         shape[rank++] = cnt;
-    }
+        n = n->child;
+    } while (cJSON_IsArray(n));
     if (alloc_checked(out, want, rank, shape, field, max_elems, limit_setting, e) < 0)
         return -1;
 
@@ -618,7 +622,7 @@ static int decode_flat(const cJSON *node, const char *field, cvd_dtype want, int
     snprintf(where, sizeof where, "%s (a flat tensor: shape, data)", field);
     if (codec_check_fields(node, FLAT_FIELDS, where, e) < 0)
         return -1;
-    int rank;
+    int rank = 0;
     int64_t shape[CVD_MAX_RANK];
     if (read_shape(node, field, &rank, shape, e) < 0)
         return -1;
@@ -763,7 +767,7 @@ static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, i
     snprintf(where, sizeof where, "%s (a base64 tensor: shape, dtype, base64)", field);
     if (codec_check_fields(node, B64_FIELDS, where, e) < 0)
         return -1;
-    int rank;
+    int rank = 0;
     int64_t shape[CVD_MAX_RANK];
     if (read_shape(node, field, &rank, shape, e) < 0)
         return -1;
@@ -1068,7 +1072,10 @@ int codec_string_encode(buf *b, const char *s)
         if (c >= 0x80) {
             /* Pass well-formed UTF-8 through; anything else (a message cut mid-character)
              * becomes U+FFFD so the output stays valid JSON. */
-            int n = c >= 0xF0 && c <= 0xF4 ? 3 : c >= 0xE0 ? 2 : c >= 0xC2 && c <= 0xDF ? 1 : -1;
+            int n = c >= 0xF0 && c <= 0xF4   ? 3
+                    : c >= 0xE0 && c <= 0xEF ? 2
+                    : c >= 0xC2 && c <= 0xDF ? 1
+                                             : -1;
             int ok = n > 0;
             for (int k = 1; ok && k <= n; k++)
                 ok = (p[k] & 0xC0) == 0x80;
@@ -1107,7 +1114,9 @@ int codec_string_encode(buf *b, const char *s)
             esc[1] = 't';
             break;
         default:
-            memcpy(esc + 1, "u00", 3);
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
             esc[4] = hex[c >> 4];
             esc[5] = hex[c & 15];
             break;

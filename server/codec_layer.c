@@ -128,7 +128,7 @@ static int read_padding(const cJSON *obj, cvd_conv2d_params *p, apierr *e)
                           "padding must be an integer >= 0, [h, w], \"valid\" or \"same\", got %s",
                           got);
     }
-    int64_t hw[2];
+    int64_t hw[2] = {0, 0};
     int given;
     if (read_pair(obj, "padding", 0, hw, &given, e) < 0) {
         if (!cJSON_IsArray(n)) {
@@ -294,11 +294,11 @@ static int decode_layer(const cJSON *obj, int64_t max_elems, const char *limit_s
     if (read_int(obj, "in_channels", 1, &p->in_channels, &given, e) < 0)
         return -1;
     if (l->has_W) {
-        int64_t cg = r4 ? W->shape[1] : 1;
-        if (given && p->in_channels != cg * p->groups) {
+        const int64_t cg = r4 ? W->shape[1] : 1, in = cg * p->groups;
+        if (given && p->in_channels != in) {
             if (r4)
-                snprintf(want, sizeof want, "in_channels %lld with groups %lld",
-                         (long long)(cg * p->groups), (long long)p->groups);
+                snprintf(want, sizeof want, "in_channels %lld with groups %lld", (long long)in,
+                         (long long)p->groups);
             else
                 snprintf(want, sizeof want,
                          "a rank-3 W means in_channels/groups = 1, so in_channels %lld; send W "
@@ -308,13 +308,13 @@ static int decode_layer(const cJSON *obj, int64_t max_elems, const char *limit_s
                               "in_channels is %lld but W has shape %s (%s)",
                               (long long)p->in_channels, ws, want);
         }
-        p->in_channels = cg * p->groups;
+        p->in_channels = in;
     } else if (!given) {
         return apierr_set(e, APIERR_INVALID_LAYER,
                           "in_channels is missing; give in_channels, or W (its shape sets it)");
     }
 
-    int64_t k[2];
+    int64_t k[2] = {0, 0};
     if (read_pair(obj, "kernel_size", 1, k, &given, e) < 0)
         return -1;
     if (l->has_W) {

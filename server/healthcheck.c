@@ -37,6 +37,25 @@ static int wait_fd(int fd, short ev, double deadline)
     return r == 1 ? 0 : -1;
 }
 
+/* A run of 1+ ASCII digits at p followed by `after`: the byte past `after`, or NULL. */
+static const char *digits_then(const char *p, char after)
+{
+    size_t n = strspn(p, "0123456789");
+    return n > 0 && p[n] == after ? p + n + 1 : NULL;
+}
+
+int healthcheck_status(const char *resp)
+{
+    /* HTTP/x.y SP 3DIGIT (RFC 9112 §4). Exactly three digits, so an odd peer's long number
+     * is rejected rather than overflowing an int. */
+    const char *p = strncmp(resp, "HTTP/", 5) == 0 ? digits_then(resp + 5, '.') : NULL;
+    if (p)
+        p = digits_then(p, ' ');
+    if (!p || strspn(p, "0123456789") != 3)
+        return -1;
+    return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+}
+
 int healthcheck_get(const char *url, double timeout_s, char *err, size_t n)
 {
     if (strncasecmp(url, "http://", 7) != 0) {
@@ -142,8 +161,8 @@ int healthcheck_get(const char *url, double timeout_s, char *err, size_t n)
     }
     close(fd);
     resp[got] = '\0';
-    int status;
-    if (sscanf(resp, "HTTP/%*d.%*d %d", &status) != 1) {
+    int status = healthcheck_status(resp);
+    if (status < 0) {
         snprintf(err, n, "no HTTP answer from %s:%s within %g s", host, port, timeout_s);
         return -1;
     }

@@ -11,4 +11,8 @@
  * seconds. Returns the HTTP status (200 = healthy), or -1 with a message in err. */
 int healthcheck_get(const char *url, double timeout_s, char *err, size_t err_size);
 
+/* The status code of the HTTP status line resp starts with ("HTTP/1.1 200 OK" → 200), or
+ * -1 when resp does not start with one. */
+int healthcheck_status(const char *resp);
+
 #endif /* SERVER_HEALTHCHECK_H */

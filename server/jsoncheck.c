@@ -421,12 +421,11 @@ int jsoncheck_spans(const char *body, size_t len, jsoncheck_span *spans, size_t 
             } else if (c == '-' || is_digit(c)) {
                 if (scan_number(s, len, &i, &why, &at) < 0)
                     return fail(e, body, len, at, why);
-            } else if (c == 't' && len - i >= 4 && !memcmp(s + i, "true", 4)) {
+            } else if ((c == 't' && len - i >= 4 && !memcmp(s + i, "true", 4)) ||
+                       (c == 'n' && len - i >= 4 && !memcmp(s + i, "null", 4))) {
                 i += 4;
             } else if (c == 'f' && len - i >= 5 && !memcmp(s + i, "false", 5)) {
                 i += 5;
-            } else if (c == 'n' && len - i >= 4 && !memcmp(s + i, "null", 4)) {
-                i += 4;
             } else {
                 return fail(e, body, len, i, bad_value_reason(c));
             }

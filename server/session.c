@@ -279,7 +279,7 @@ int session_store_new(const session_opts *o, session_store **out)
         return -1;
     st->o = *o;
     st->nbuckets = pow2_at_least((size_t)o->max_sessions * 2);
-    st->buckets = calloc(st->nbuckets, sizeof *st->buckets);
+    st->buckets = calloc(st->nbuckets, sizeof(entry *)); /* chain heads */
     if (!st->buckets) {
         free(st);
         return -1;
