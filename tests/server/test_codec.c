@@ -499,6 +499,9 @@ static void test_string_encode(void **state)
     expect_json_string("ab\xC3", "\"ab\\ufffd\"");
     expect_json_string("\xED\xA0\x80x", "\"\\ufffd\\ufffd\\ufffdx\"");
     expect_json_string("\xC0\xAF", "\"\\ufffd\\ufffd\"");
+    /* lead bytes 0xF5..0xFF start no character, however many continuation bytes follow */
+    expect_json_string("\xF5\x80\x80", "\"\\ufffd\\ufffd\\ufffd\"");
+    expect_json_string("\xFF\x80\x80x", "\"\\ufffd\\ufffd\\ufffdx\"");
 }
 
 static void test_form_parse(void **state)
