@@ -478,23 +478,6 @@ void session_release(session_store *st, session *s)
         entry_free(n);
 }
 
-void session_discard(session_store *st, session *s)
-{
-    if (!s)
-        return;
-    entry *n = (entry *)s;
-    pthread_mutex_unlock(&n->lock);
-    pthread_mutex_lock(&st->mu);
-    if (!n->dead) {
-        unlink_entry(st, n);
-        st->created--;
-    }
-    int last = --n->refs == 0;
-    pthread_mutex_unlock(&st->mu);
-    if (last)
-        entry_free(n);
-}
-
 int session_delete(session_store *st, const char *id, apierr *e)
 {
     entry *dead = NULL;

@@ -54,7 +54,7 @@ int session_store_new(const session_opts *o, session_store **out);
 void session_store_free(session_store *st);
 
 /* Creates an empty session (layer NULL) and returns it held: the caller fills it, then
- * session_release()s it, or session_discard()s it if building it failed. At the session
+ * session_release()s it (build the layer first, so a failure never takes a slot). At the session
  * limit, evicts the least recently used session idle for >= evict_min_idle_s, else fails
  * with too_many_sessions. 0 or -1 with e set. */
 int session_create(session_store *st, session **out, apierr *e);
@@ -66,10 +66,6 @@ int session_acquire(session_store *st, const char *id, session **out, apierr *e)
 
 /* Ends a hold: unlocks, marks the session used now, and frees it if it was dropped. */
 void session_release(session_store *st, session *s);
-
-/* Ends the hold on a session returned by session_create and removes it as if it had never
- * been issued (its id then answers 404); for requests that fail after creating one. */
-void session_discard(session_store *st, session *s);
 
 /* Deletes a session (its id then answers 404). If it is in use, it is freed when released.
  * 0, or -1 with e set as session_acquire would. */

@@ -1,7 +1,7 @@
 /*
  * test_session.c — the session store: ids, acquire/release/delete, idle expiry (on access
  * and by the reaper), 410 for remembered dropped ids vs 404 for never-issued or deleted
- * ones, the remembered-id ring's bounds, the eviction rule and 429, discard, and refcount
+ * ones, the remembered-id ring's bounds, the eviction rule and 429, and refcount
  * safety when a session is deleted while other threads hold or wait for it.
  */
 #include <stdarg.h>
@@ -269,27 +269,6 @@ static void test_held_session_is_not_evicted(void **state)
     session_store_free(st);
 }
 
-static void test_discard_leaves_nothing(void **state)
-{
-    (void)state;
-    session_store *st = store_with(1, 100, 60, 100, 100, 0);
-    session *s = NULL;
-    apierr e = {0};
-    assert_int_equal(session_create(st, &s, &e), 0);
-    char id[SESSION_ID_LEN + 1];
-    memcpy(id, s->id, sizeof id);
-    session_discard(st, s);
-    assert_int_equal(acquire_code(st, id), APIERR_SESSION_NOT_FOUND);
-    metrics_sessions ms;
-    session_store_stats(st, &ms);
-    assert_int_equal(ms.live, 0);
-    assert_int_equal(ms.created, 0);
-    /* the slot is free again: the limit of 1 is not hit */
-    assert_int_equal(session_create(st, &s, &e), 0);
-    session_release(st, s);
-    session_store_free(st);
-}
-
 /* ---- threads ---- */
 
 typedef struct shared {
@@ -419,7 +398,6 @@ int main(void)
         cmocka_unit_test(test_remembered_ids_are_bounded),
         cmocka_unit_test(test_eviction_and_429),
         cmocka_unit_test(test_held_session_is_not_evicted),
-        cmocka_unit_test(test_discard_leaves_nothing),
         cmocka_unit_test(test_requests_on_one_session_are_serialised),
         cmocka_unit_test(test_delete_while_held_frees_on_last_release),
         cmocka_unit_test(test_concurrent_churn),
