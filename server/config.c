@@ -59,8 +59,8 @@ static const setting settings[] = {
     {"threads", "threads", "CONVD_THREADS", K_INT, OFF(threads), 0, 1024, "N",
      "worker threads serving requests (default 0 = the CPU count)"},
     {"blas_threads", "blas-threads", "CONVD_BLAS_THREADS", K_INT, OFF(blas_threads), 0, 1024, "N",
-     "OpenBLAS threads per GEMM (default 0 = max(1, CPUs / threads), so busy workers never "
-     "oversubscribe the cores; raise it when few large requests run at a time)"},
+     "OpenBLAS threads per GEMM (default 0 = the CPU count: one large request uses every "
+     "core; small GEMMs never start threads)"},
     {"max_body_bytes", "max-body-bytes", "CONVD_MAX_BODY_BYTES", K_BYTES, OFF(max_body_bytes), 1, 0,
      "BYTES", "largest request body accepted (default 67108864 = 64 MiB)"},
     {"max_sessions", "max-sessions", "CONVD_MAX_SESSIONS", K_INT, OFF(max_sessions), 1, 10000000,
@@ -477,8 +477,11 @@ int config_load(srv_config *c, int argc, char *const argv[], config_action *acti
     int cores = cpu_count();
     if (c->threads == 0)
         c->threads = cores;
+    /* A large request should have every core; OpenBLAS threads only GEMMs big enough to
+     * pay and queues concurrent callers on its own pool, so busy workers do not multiply
+     * threads (tests/core/test_layer.c checks layers computed in parallel this way). */
     if (c->blas_threads == 0)
-        c->blas_threads = cores / c->threads > 1 ? cores / c->threads : 1;
+        c->blas_threads = cores;
     if (c->api_key_file[0] && read_key_file(c, err, n))
         return -1;
 

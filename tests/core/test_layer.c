@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -463,6 +464,114 @@ static void test_threads(void **state)
     assert_int_equal(cvd_get_num_threads(), before);
 }
 
+/* Two layers used from two threads at once, each call free to use 2 BLAS threads (the
+ * daemon's default on this machine), give bit-for-bit what the same calls give one at a
+ * time: OpenBLAS and the core's own helper threads share nothing between layers. */
+typedef struct job {
+    cvd_conv2d *l;
+    cvd_tensor x, y, delta, dx, dW, db;
+    int rounds;
+    cvd_status st;
+} job;
+
+static void *run_job(void *arg)
+{
+    job *j = arg;
+    const cvd_backward_opts o = {.need = CVD_NEED_ALL};
+    for (int r = 0; r < j->rounds && j->st == CVD_OK; r++) {
+        j->st = cvd_conv2d_forward(j->l, &j->x, &j->y, 0, NULL);
+        if (j->st == CVD_OK)
+            j->st = cvd_conv2d_backward(j->l, NULL, &j->delta, &o, &j->dx, &j->dW, &j->db, NULL);
+    }
+    return NULL;
+}
+
+static void job_make(job *j, cvd_dtype dt, uint64_t seed)
+{
+    const cvd_conv2d_params p = {.in_channels = 32,
+                                 .out_channels = 32,
+                                 .groups = 1,
+                                 .kh = 3,
+                                 .kw = 3,
+                                 .sh = 1,
+                                 .sw = 1,
+                                 .dh = 1,
+                                 .dw = 1,
+                                 .pad_mode = CVD_PAD_EXPLICIT,
+                                 .ph = 1,
+                                 .pw = 1,
+                                 .bias = 1,
+                                 .dtype = dt};
+    const int64_t xs[4] = {4, 32, 28, 28}, ws[4] = {32, 32, 3, 3}, bs[1] = {32};
+    int64_t ys[4];
+    assert_int_equal(cvd_conv2d_output_shape(&p, xs, ys, NULL), CVD_OK);
+    memset(j, 0, sizeof *j);
+    assert_int_equal(cvd_conv2d_create(&p, &j->l, NULL), CVD_OK);
+    assert_int_equal(cvd_conv2d_init(j->l, CVD_INIT_KAIMING_UNIFORM, seed, NULL), CVD_OK);
+    int64_t nx = 4 * 32 * 28 * 28, ny = ys[0] * ys[1] * ys[2] * ys[3];
+    double *v = malloc((size_t)(nx > ny ? nx : ny) * sizeof *v);
+    assert_non_null(v);
+    for (int64_t i = 0; i < nx; i++)
+        v[i] = sin((double)(i + 1) * (double)(seed + 1) * 0.001);
+    j->x = tu_tensor(dt, 4, xs, v);
+    for (int64_t i = 0; i < ny; i++)
+        v[i] = cos((double)(i + 1) * (double)(seed + 3) * 0.002);
+    j->delta = tu_tensor(dt, 4, ys, v);
+    free(v);
+    j->y = tu_tensor(dt, 4, ys, NULL);
+    j->dx = tu_tensor(dt, 4, xs, NULL);
+    j->dW = tu_tensor(dt, 4, ws, NULL);
+    j->db = tu_tensor(dt, 1, bs, NULL);
+    j->rounds = 3;
+}
+
+static void job_free(job *j)
+{
+    cvd_conv2d_free(j->l);
+    cvd_tensor *t[] = {&j->x, &j->y, &j->delta, &j->dx, &j->dW, &j->db};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        cvd_tensor_release(t[i]);
+}
+
+static void expect_same_bits(const cvd_tensor *a, const cvd_tensor *b)
+{
+    size_t n = (size_t)cvd_tensor_numel(a) * cvd_dtype_size(a->dtype);
+    assert_int_equal(cvd_tensor_numel(a), cvd_tensor_numel(b));
+    assert_memory_equal(a->data, b->data, n);
+}
+
+static void test_layers_in_parallel(void **state)
+{
+    (void)state;
+    int before = cvd_get_num_threads();
+    cvd_set_num_threads(2);
+    for (int d = 0; d < 2; d++) {
+        cvd_dtype dt = d ? CVD_F64 : CVD_F32;
+        job alone[2], together[2];
+        for (int k = 0; k < 2; k++) {
+            job_make(&alone[k], dt, 11 + (uint64_t)k);
+            job_make(&together[k], dt, 11 + (uint64_t)k);
+            run_job(&alone[k]);
+            assert_int_equal(alone[k].st, CVD_OK);
+        }
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(pthread_create(&th[k], NULL, run_job, &together[k]), 0);
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(pthread_join(th[k], NULL), 0);
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(together[k].st, CVD_OK);
+            expect_same_bits(&together[k].y, &alone[k].y);
+            expect_same_bits(&together[k].dx, &alone[k].dx);
+            expect_same_bits(&together[k].dW, &alone[k].dW);
+            expect_same_bits(&together[k].db, &alone[k].db);
+            job_free(&alone[k]);
+            job_free(&together[k]);
+        }
+    }
+    cvd_set_num_threads(before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,7 +579,7 @@ int main(void)
         cmocka_unit_test(test_init_normal_zeros), cmocka_unit_test(test_sgd_step),
         cmocka_unit_test(test_nonfinite),         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_memory_need),       cmocka_unit_test(test_chunk_choice),
-        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_threads),           cmocka_unit_test(test_layers_in_parallel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
