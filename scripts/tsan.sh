@@ -5,7 +5,7 @@
 # against BUILD/convd (instrumented too), then TSAN_SOAK_MINUTES (default 0.5) of the soak's
 # traffic (build/soak/soak) against that daemon. ThreadSanitizer reports from every process go to
 # BUILD/logs/tsan.<pid>; any report fails the run, as does any failing test.
-# scripts/tsan.supp holds suppressions for OpenBLAS only (not instrumented; see the file).
+# scripts/tsan.supp ignores libc calls made from inside OpenBLAS (not instrumented; see the file).
 set -u
 build=${1:-build/tsan}
 top=$(cd "$(dirname "$0")/.." && pwd)
