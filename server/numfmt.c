@@ -529,14 +529,33 @@ static int put_int(char *out, int neg, uint64_t m)
     return (int)(p - out) + n;
 }
 
+/* The non-integer path shared by both precisions: t is the stored fraction, be the biased
+ * exponent, mbits the fraction's width and qmin the exponent of a subnormal's unit. */
+static int fmt_finite(char *out, int neg, uint64_t t, int be, int mbits, int qmin)
+{
+    uint64_t c;
+    int q;
+    int closer = 0;
+    if (be == 0) {
+        c = t;
+        q = qmin;
+    } else {
+        c = t | (UINT64_C(1) << mbits);
+        q = be - 1 + qmin;
+        closer = t == 0 && be > 1;
+    }
+    uint64_t d;
+    int e;
+    shortest(c, q, closer, &d, &e);
+    return layout(out, neg, d, e);
+}
+
 int numfmt_f64(char *out, double v)
 {
     uint64_t bits;
     memcpy(&bits, &v, sizeof bits);
     int neg = (int)(bits >> 63);
-    uint64_t t = bits & ((UINT64_C(1) << 52) - 1);
     int be = (int)((bits >> 52) & 0x7ff);
-
     if (be == 0x7ff) {
         memcpy(out, "null", 5);
         return 4;
@@ -547,21 +566,7 @@ int numfmt_f64(char *out, double v)
         if ((double)m == a)
             return put_int(out, neg, m);
     }
-    uint64_t c;
-    int q;
-    int closer = 0;
-    if (be == 0) {
-        c = t;
-        q = -1074;
-    } else {
-        c = t | (UINT64_C(1) << 52);
-        q = be - 1075;
-        closer = t == 0 && be > 1;
-    }
-    uint64_t d;
-    int e;
-    shortest(c, q, closer, &d, &e);
-    return layout(out, neg, d, e);
+    return fmt_finite(out, neg, bits & ((UINT64_C(1) << 52) - 1), be, 52, -1074);
 }
 
 int numfmt_f32(char *out, float v)
@@ -569,9 +574,7 @@ int numfmt_f32(char *out, float v)
     uint32_t bits;
     memcpy(&bits, &v, sizeof bits);
     int neg = (int)(bits >> 31);
-    uint32_t t = bits & ((UINT32_C(1) << 23) - 1);
     int be = (int)((bits >> 23) & 0xff);
-
     if (be == 0xff) {
         memcpy(out, "null", 5);
         return 4;
@@ -582,19 +585,5 @@ int numfmt_f32(char *out, float v)
         if ((float)m == a)
             return put_int(out, neg, m);
     }
-    uint64_t c;
-    int q;
-    int closer = 0;
-    if (be == 0) {
-        c = t;
-        q = -149;
-    } else {
-        c = t | (UINT32_C(1) << 23);
-        q = be - 150;
-        closer = t == 0 && be > 1;
-    }
-    uint64_t d;
-    int e;
-    shortest(c, q, closer, &d, &e);
-    return layout(out, neg, d, e);
+    return fmt_finite(out, neg, bits & ((UINT32_C(1) << 23) - 1), be, 23, -149);
 }
