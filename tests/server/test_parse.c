@@ -247,13 +247,13 @@ static void test_mutated_bodies_never_crash(void **state)
     (void)state;
     static const char *const seeds[] = {
         ("{\"layer\": {\"W\": [[[0, 0, 0], [0, 1, 0], [0, -1, 0]], [[0, 0, 0], [0, -1, 1], "
-        "[0, 0, 0]]], \"b\": [1, 2]}, \"x\": [[[[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], "
-        "[13, 14, 15, 16]]]]}"),
+         "[0, 0, 0]]], \"b\": [1, 2]}, \"x\": [[[[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], "
+         "[13, 14, 15, 16]]]]}"),
         ("{\"layer\": {\"in_channels\": 1, \"out_channels\": 2, \"kernel_size\": [3, 3], "
-        "\"padding\": \"same\", \"init\": {\"scheme\": \"normal\", \"seed\": 42}}, \"x\": "
-        "{\"shape\": [1, 1, 2, 2], \"data\": [1.5, -2e-3, 3E+2, 0]}}"),
+         "\"padding\": \"same\", \"init\": {\"scheme\": \"normal\", \"seed\": 42}}, \"x\": "
+         "{\"shape\": [1, 1, 2, 2], \"data\": [1.5, -2e-3, 3E+2, 0]}}"),
         ("{\"x\": {\"shape\": [2, 1], \"dtype\": \"float32\", \"base64\": \"AACAPwAAIMA=\"}, "
-        "\"s\": \"caf\u00e9 \\ud834\\udd1e\\n\"}"),
+         "\"s\": \"caf\u00e9 \\ud834\\udd1e\\n\"}"),
     };
     uint64_t r = 0x6A09E667F3BCC909u;
     char text[512];
