@@ -164,6 +164,11 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/convd $(DESTDIR)$(PREFIX)/etc/convd/convd.conf \
 	      $(DESTDIR)$(PREFIX)/share/man/man1/convd.1
 
+# Builds the image with podman (../shared/tools/docker-check.sh), runs it, probes /healthz
+# and runs the notebook flow against the container (as root).
+docker-check:
+	scripts/docker-verify.sh
+
 format:
 	clang-format -i core/*.[ch] server/*.[ch] tests/*/*.[ch] bench/*.c
 
