@@ -10,9 +10,10 @@
  *   + N*C*H*W * es                                  the cached forward input
  *   + ws * es                                       the workspace, where
  *     on the shifted-GEMM path (stride 1, C/g >= 32, Wp*8 <= OW*9; cvd_geom_plan):
- *       ws = (C/g)*(Hp*Wp + (kw-1)*dw) + (F/g)*OH*Wp + 2*(F/g)*K
- *       (padded x or dx of one image and group, y or delta with rows of Wp, W_g and dW_g
- *       by tap), with Hp = H + pad_top + pad_bottom, Wp = W + pad_left + pad_right;
+ *       ws = kw*(C/g)*(Hp*Wp + (kw-1)*dw) + (F/g)*OH*Wp + 2*(F/g)*K
+ *       (kw shifted copies of the padded x of one image and group for dW, the first also
+ *       dx's padded image; y or delta with rows of Wp; W_g and dW_g by tap), with
+ *       Hp = H + pad_top + pad_bottom, Wp = W + pad_left + pad_right;
  *     otherwise (im2col) the chunk workspace:
  *       ws = (K + F/g) * nb*P    when nb > 1        col [K, nb*P] + staging [F/g, nb*P]
  *       ws = K*rows*OW           when nb == 1       (0 on the 1x1 path: x is its own col)

@@ -335,7 +335,7 @@ static void SFX(shift_gemms)(const cvd_geom *g, T *Wr, T *xp, T *yp, int dir, T 
 static int SFX(forward_shift)(const cvd_geom *g, T *W, const T *b, const T *x, T *y, T *ws)
 {
     const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp, OW = g->OW, P = g->P;
-    T *xp = ws, *yp = xp + Cg * g->cs, *Wr = yp + Fg * g->OH * Wp;
+    T *xp = ws, *yp = xp + g->kw * Cg * g->cs, *Wr = yp + Fg * g->OH * Wp;
     U acc = 0;
     for (int64_t grp = 0; grp < g->G; grp++) {
         SFX(regroup)(g, W + grp * Fg * g->K, Wr, 1);
@@ -358,12 +358,42 @@ static int SFX(forward_shift)(const cvd_geom *g, T *W, const T *b, const T *x, T
     return acc != EXP_MASK;
 }
 
+/* dW_g[f][c][i*kw + j] = dWr[i][f][j*Cg + c]: dW by kernel row, as dW_gemms writes it. */
+static void SFX(regroup_dw)(const cvd_geom *g, T *dWg, const T *dWr)
+{
+    const int64_t kh = g->kh, kw = g->kw, Fg = g->Fg, Cg = g->Cg;
+    for (int64_t f = 0; f < Fg; f++)
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++)
+                    dWg[(f * Cg + c) * kh * kw + i * kw + j] = dWr[((i * Fg + f) * kw + j) * Cg + c];
+}
+
+/* dW of one image with one GEMM per kernel row instead of one per tap: xp holds kw copies
+ * of the padded image, copy j shifted left by j*dw ([kw*Cg, cs]; copy 0 is pad_in's), so
+ * the taps (i, 0 .. kw-1) read rows of one matrix at offset i*dh*Wp and
+ *   dWr[i] [Fg, kw*Cg] (+)= yp [Fg, n] · xp3[:, i*dh*Wp ..]ᵀ.
+ * A GEMM kw times wider keeps both BLAS threads busier than kw thin ones. Each copy
+ * needs Hp*Wp elements (the last tap row reads up to Hp*Wp - 1), inside cs. */
+static void SFX(dw_gemms)(const cvd_geom *g, T *dWr, T *xp, const T *yp, T beta0)
+{
+    const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp, cs = g->cs, kw = g->kw;
+    const int n = (int)(g->OH * Wp), nc = (int)(kw * Cg);
+    for (int64_t j = 1; j < kw; j++)
+        for (int64_t c = 0; c < Cg; c++)
+            memcpy(xp + (j * Cg + c) * cs, xp + c * cs + j * g->dw,
+                   (size_t)(g->Hp * Wp) * sizeof(T));
+    for (int64_t i = 0; i < g->kh; i++)
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n,
+             xp + i * g->dh * Wp, (int)cs, beta0, dWr + i * Fg * nc, nc);
+}
+
 /* dx and/or dW (either may be NULL) on the shifted path; db is done by bias_grad. */
 static void SFX(backward_shift)(const cvd_geom *g, T *W, const T *x, const T *delta, T *dx, T *dW,
                                 T *ws)
 {
     const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp, OW = g->OW, P = g->P;
-    T *xp = ws, *yp = xp + Cg * g->cs, *Wr = yp + Fg * g->OH * Wp, *dWr = Wr + Fg * g->K;
+    T *xp = ws, *yp = xp + g->kw * Cg * g->cs, *Wr = yp + Fg * g->OH * Wp, *dWr = Wr + Fg * g->K;
     for (int64_t grp = 0; grp < g->G; grp++) {
         if (dx)
             SFX(regroup)(g, W + grp * Fg * g->K, Wr, 1);
@@ -378,7 +408,7 @@ static void SFX(backward_shift)(const cvd_geom *g, T *W, const T *x, const T *de
             }
             if (dW) {
                 SFX(pad_in)(g, x + (n * g->C + grp * Cg) * g->HW, xp);
-                SFX(shift_gemms)(g, dWr, xp, yp, 1, n ? 1 : 0);
+                SFX(dw_gemms)(g, dWr, xp, yp, n ? 1 : 0);
             }
             if (dx) {
                 memset(xp, 0, (size_t)(Cg * g->cs) * sizeof(T));
@@ -392,6 +422,6 @@ static void SFX(backward_shift)(const cvd_geom *g, T *W, const T *x, const T *de
             }
         }
         if (dW)
-            SFX(regroup)(g, dW + grp * Fg * g->K, dWr, 0);
+            SFX(regroup_dw)(g, dW + grp * Fg * g->K, dWr);
     }
 }

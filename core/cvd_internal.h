@@ -87,7 +87,8 @@ typedef enum { CVD_PATH_AUTO = 0, CVD_PATH_IM2COL, CVD_PATH_SHIFT } cvd_path;
 
 /* The path for g (AUTO: shifted when shift_ok and it pays, see geom.c) and its workspace:
  * for im2col, nb and ws_elems as cvd_geom_chunk; for shifted, nb = 1 and
- *   ws_elems = Cg*cs (xp, also dx's padded image) + Fg*OH*Wp (y or delta with rows of Wp)
+ *   ws_elems = kw*Cg*cs (xp and, for dW, kw-1 copies shifted by j*dw; xp is also dx's
+ *              padded image) + Fg*OH*Wp (y or delta with rows of Wp)
  *            + 2*Fg*K (W_g and dW_g regrouped by tap: [kh*kw, Fg, Cg]).
  * CVD_PATH_SHIFT on a layer that is not shift_ok falls back to im2col. */
 cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,

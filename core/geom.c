@@ -264,7 +264,7 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     if (!*shifted)
         return cvd_geom_chunk(g, elem_size, budget, nb, ws_elems, err);
     size_t xp, yp, wr, ws, bytes;
-    if (cvd_mul_size((size_t)g->Cg, (size_t)g->cs, &xp) ||
+    if (cvd_mul_size((size_t)g->Cg, (size_t)g->cs, &xp) || cvd_mul_size(xp, (size_t)g->kw, &xp) ||
         cvd_mul_size((size_t)g->Fg, (size_t)(g->OH * g->Wp), &yp) ||
         cvd_mul_size((size_t)g->Fg, (size_t)g->K, &wr) || cvd_mul_size(wr, 2, &wr) ||
         cvd_add_size(xp, yp, &ws) || cvd_add_size(ws, wr, &ws) ||

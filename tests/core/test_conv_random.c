@@ -262,7 +262,7 @@ static void test_shift_default(void **state)
                                            &nb, &ws, &e),
                              CVD_OK);
             assert_true(shifted);
-            assert_int_equal(ws, (size_t)(g.Cg * (g.Hp * g.Wp + g.dw * (g.kw - 1)) +
+            assert_int_equal(ws, (size_t)(g.kw * g.Cg * (g.Hp * g.Wp + g.dw * (g.kw - 1)) +
                                           g.Fg * g.OH * g.Wp + 2 * g.Fg * g.K));
             cvd_conv2d *l;
             assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
