@@ -447,3 +447,40 @@ int itest_main(const struct CMUnitTest *tests, size_t n, const char *group, CMFi
     curl_global_cleanup();
     return rc;
 }
+
+test_daemon *dmn;
+static const char *const *shared_args;
+static CMFixtureFunction shared_more, shared_less;
+
+static int shared_setup(void **state)
+{
+    dmn = daemon_start(shared_args, NULL);
+    if (!dmn)
+        return -1;
+    return shared_more ? shared_more(state) : 0;
+}
+
+static int shared_teardown(void **state)
+{
+    int rc = shared_less ? shared_less(state) : 0;
+    daemon_kill(dmn);
+    dmn = NULL;
+    return rc;
+}
+
+int itest_shared_main(const struct CMUnitTest *tests, size_t n, const char *group,
+                      const char *const *args, CMFixtureFunction more, CMFixtureFunction less)
+{
+    shared_args = args;
+    shared_more = more;
+    shared_less = less;
+    return itest_main(tests, n, group, shared_setup, shared_teardown);
+}
+
+void itest_daemon_exits_cleanly(void **state)
+{
+    (void)state;
+    test_daemon *d = dmn;
+    dmn = NULL;
+    stop_expect_clean(d);
+}

@@ -127,4 +127,19 @@ int itest_main(const struct CMUnitTest *tests, size_t n, const char *group, CMFi
 #define ITEST_MAIN(tests, setup, teardown)                                                         \
     itest_main((tests), sizeof(tests) / sizeof((tests)[0]), __FILE__, (setup), (teardown))
 
+/* The daemon shared by the tests of a binary run through ITEST_SHARED_MAIN. */
+extern test_daemon *dmn;
+
+/* itest_main for binaries whose tests share `dmn`: starts it with args (NULL: defaults)
+ * before the first test, then runs `more` (may be NULL) for whatever else the group needs;
+ * after the last test runs `less` (may be NULL), then kills dmn if it is still running. */
+int itest_shared_main(const struct CMUnitTest *tests, size_t n, const char *group,
+                      const char *const *args, CMFixtureFunction more, CMFixtureFunction less);
+#define ITEST_SHARED_MAIN(tests, args, more, less)                                                 \
+    itest_shared_main((tests), sizeof(tests) / sizeof((tests)[0]), __FILE__, (args), (more), (less))
+
+/* A test for the end of such a binary: stops dmn and asserts it exits 0 (no leak under ASan,
+ * no request left hanging). */
+void itest_daemon_exits_cleanly(void **state);
+
 #endif /* ITEST_ITEST_H */

@@ -12,8 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static test_daemon *dmn;
-
 static void still_serves(void)
 {
     const notebook *nb = notebook_get();
@@ -202,30 +200,8 @@ static void test_vanished_clients_do_not_hold_the_drain(void **state)
         fail();
 }
 
-static void test_daemon_exits_cleanly(void **state)
-{
-    (void)state;
-    test_daemon *d = dmn;
-    dmn = NULL;
-    stop_expect_clean(d);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    /* Nothing should be in flight at the end; a short drain bounds the damage if it is. */
-    static const char *const args[] = {"--drain-timeout", "2", NULL};
-    dmn = daemon_start(args, NULL);
-    return dmn ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    daemon_kill(dmn);
-    dmn = NULL;
-    return 0;
-}
+/* Nothing should be in flight at the end; a short drain bounds the damage if it is. */
+static const char *const daemon_args[] = {"--drain-timeout", "2", NULL};
 
 int main(void)
 {
@@ -235,8 +211,8 @@ int main(void)
         cmocka_unit_test(test_garbage_and_odd_requests),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_many_idle_connections),
-        cmocka_unit_test(test_daemon_exits_cleanly),
+        cmocka_unit_test(itest_daemon_exits_cleanly),
         cmocka_unit_test(test_vanished_clients_do_not_hold_the_drain),
     };
-    return ITEST_MAIN(tests, setup, teardown);
+    return ITEST_SHARED_MAIN(tests, daemon_args, NULL, NULL);
 }

@@ -17,8 +17,6 @@
 
 enum { OWN_THREADS = 16, SHARED_THREADS = 4, ITERS = 100 };
 
-static test_daemon *dmn;
-
 typedef struct worker {
     pthread_t th;
     int index;
@@ -167,35 +165,13 @@ static void test_many_clients(void **state)
     free(W);
 }
 
-static void test_daemon_exits_cleanly(void **state)
-{
-    (void)state;
-    test_daemon *d = dmn;
-    dmn = NULL;
-    stop_expect_clean(d);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    static const char *const args[] = {"--threads", "4", NULL};
-    dmn = daemon_start(args, NULL);
-    return dmn ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    daemon_kill(dmn);
-    dmn = NULL;
-    return 0;
-}
+static const char *const daemon_args[] = {"--threads", "4", NULL};
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_clients),
-        cmocka_unit_test(test_daemon_exits_cleanly),
+        cmocka_unit_test(itest_daemon_exits_cleanly),
     };
-    return ITEST_MAIN(tests, setup, teardown);
+    return ITEST_SHARED_MAIN(tests, daemon_args, NULL, NULL);
 }

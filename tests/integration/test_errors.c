@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static test_daemon *dmn;
-
 /* $S: notebook session with b, forwarded and backwarded once; $T: notebook, bias off,
  * forwarded; $U: notebook, never forwarded; $F: float32 notebook, forwarded. $W, $X, $D:
  * the notebook's W, x, delta (nested). */
@@ -613,20 +611,9 @@ static void test_error_carries_session_header(void **state)
     http_res_free(&r);
 }
 
-static void test_daemon_exits_cleanly(void **state)
+static int make_fixture_sessions(void **state)
 {
     (void)state;
-    test_daemon *d = dmn;
-    dmn = NULL;
-    stop_expect_clean(d);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    dmn = daemon_start(NULL, NULL);
-    if (!dmn)
-        return -1;
     const notebook *nb = notebook_get();
     char *W = tt_json(nb->W.data, nb->W.rank, nb->W.shape, TT_NESTED, 64, 1);
     char *X = tt_json(nb->x.data, nb->x.rank, nb->x.shape, TT_NESTED, 64, 1);
@@ -660,11 +647,9 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
+static int free_fixture_sessions(void **state)
 {
     (void)state;
-    daemon_kill(dmn);
-    dmn = NULL;
     for (int i = 0; i < NSESS; i++) {
         free(sid[i]);
         snap_free(&snaps[i]);
@@ -679,7 +664,7 @@ int main(void)
         cmocka_unit_test(test_method_not_allowed),
         cmocka_unit_test(test_content_types_accepted),
         cmocka_unit_test(test_error_carries_session_header),
-        cmocka_unit_test(test_daemon_exits_cleanly),
+        cmocka_unit_test(itest_daemon_exits_cleanly),
     };
-    return ITEST_MAIN(tests, setup, teardown);
+    return ITEST_SHARED_MAIN(tests, NULL, make_fixture_sessions, free_fixture_sessions);
 }

@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static test_daemon *dmn;
-
 /* POST /sessions, then GET ?output=flat: the created layer echo and W, b. */
 static void create_and_get(const char *layer, cJSON **created, ttensor *W, ttensor *b)
 {
@@ -463,29 +461,6 @@ static void test_number_printing(void **state)
     }
 }
 
-static void test_daemon_exits_cleanly(void **state)
-{
-    (void)state;
-    test_daemon *d = dmn;
-    dmn = NULL;
-    stop_expect_clean(d);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    dmn = daemon_start(NULL, NULL);
-    return dmn ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    daemon_kill(dmn);
-    dmn = NULL;
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -499,7 +474,7 @@ int main(void)
         cmocka_unit_test(test_padding_same_and_valid),
         cmocka_unit_test(test_rank3_W_depthwise),
         cmocka_unit_test(test_number_printing),
-        cmocka_unit_test(test_daemon_exits_cleanly),
+        cmocka_unit_test(itest_daemon_exits_cleanly),
     };
-    return ITEST_MAIN(tests, setup, teardown);
+    return ITEST_SHARED_MAIN(tests, NULL, NULL, NULL);
 }

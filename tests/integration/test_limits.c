@@ -14,8 +14,6 @@
 
 #define BODY_LIMIT 4096
 
-static test_daemon *dmn; /* --max-body-bytes 4096 */
-
 static const char *err_message(const http_res *r)
 {
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
@@ -321,29 +319,7 @@ static void test_failed_inline_forward_leaves_nothing(void **state)
     stop_expect_clean(d);
 }
 
-static void test_daemon_exits_cleanly(void **state)
-{
-    (void)state;
-    test_daemon *d = dmn;
-    dmn = NULL;
-    stop_expect_clean(d);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    static const char *const args[] = {"--max-body-bytes", "4096", NULL};
-    dmn = daemon_start(args, NULL);
-    return dmn ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    daemon_kill(dmn);
-    dmn = NULL;
-    return 0;
-}
+static const char *const daemon_args[] = {"--max-body-bytes", "4096", NULL};
 
 int main(void)
 {
@@ -354,9 +330,9 @@ int main(void)
         cmocka_unit_test(test_workspace_over_session_limit),
         cmocka_unit_test(test_absurd_shapes),
         cmocka_unit_test(test_non_finite_results),
-        cmocka_unit_test(test_daemon_exits_cleanly),
+        cmocka_unit_test(itest_daemon_exits_cleanly),
         cmocka_unit_test(test_small_session_limit),
         cmocka_unit_test(test_failed_inline_forward_leaves_nothing),
     };
-    return ITEST_MAIN(tests, setup, teardown);
+    return ITEST_SHARED_MAIN(tests, daemon_args, NULL, NULL);
 }

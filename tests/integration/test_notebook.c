@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static test_daemon *dmn;
-
 /* The four ways a tensor is sent: nested, flat, base64 float64, base64 float32. */
 enum { V_NESTED, V_FLAT, V_B64_64, V_B64_32, V_COUNT };
 static const char *const vname[V_COUNT] = {"nested", "flat", "base64-f64", "base64-f32"};
@@ -378,29 +376,7 @@ static void test_float32_layer(void **state)
     free(W);
 }
 
-static void test_daemon_exits_cleanly(void **state)
-{
-    (void)state;
-    test_daemon *d = dmn;
-    dmn = NULL;
-    stop_expect_clean(d);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    static const char *const args[] = {"--idle-timeout", "300", NULL};
-    dmn = daemon_start(args, NULL);
-    return dmn ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    daemon_kill(dmn);
-    dmn = NULL;
-    return 0;
-}
+static const char *const daemon_args[] = {"--idle-timeout", "300", NULL};
 
 int main(void)
 {
@@ -412,7 +388,7 @@ int main(void)
         cmocka_unit_test(test_mixed_forms),
         cmocka_unit_test(test_shapes_follow_inputs),
         cmocka_unit_test(test_float32_layer),
-        cmocka_unit_test(test_daemon_exits_cleanly),
+        cmocka_unit_test(itest_daemon_exits_cleanly),
     };
-    return ITEST_MAIN(tests, setup, teardown);
+    return ITEST_SHARED_MAIN(tests, daemon_args, NULL, NULL);
 }

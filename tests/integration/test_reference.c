@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static test_daemon *dmn;
 static cJSON *cases;
 
 /* Non-fatal checks: every case runs and every mismatch is printed, then the test fails
@@ -172,27 +171,16 @@ static void test_reference_nested(void **state)
     }
 }
 
-static void test_daemon_exits_cleanly(void **state)
-{
-    (void)state;
-    test_daemon *d = dmn;
-    dmn = NULL;
-    stop_expect_clean(d);
-}
-
-static int setup(void **state)
+static int load_cases(void **state)
 {
     (void)state;
     cases = fixture_load("reference_cases.json");
-    dmn = daemon_start(NULL, NULL);
-    return dmn ? 0 : -1;
+    return cases ? 0 : -1;
 }
 
-static int teardown(void **state)
+static int free_cases(void **state)
 {
     (void)state;
-    daemon_kill(dmn);
-    dmn = NULL;
     cJSON_Delete(cases);
     return 0;
 }
@@ -203,7 +191,7 @@ int main(void)
         cmocka_unit_test(test_reference_session_flow),
         cmocka_unit_test(test_reference_stateless),
         cmocka_unit_test(test_reference_nested),
-        cmocka_unit_test(test_daemon_exits_cleanly),
+        cmocka_unit_test(itest_daemon_exits_cleanly),
     };
-    return ITEST_MAIN(tests, setup, teardown);
+    return ITEST_SHARED_MAIN(tests, NULL, load_cases, free_cases);
 }

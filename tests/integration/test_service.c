@@ -12,8 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static test_daemon *dmn;
-
 static void test_root(void **state)
 {
     (void)state;
@@ -274,35 +272,12 @@ static void test_api_key_env_and_file(void **state)
     unlink(path);
 }
 
-static void test_daemon_exits_cleanly(void **state)
-{
-    (void)state;
-    test_daemon *d = dmn;
-    dmn = NULL;
-    stop_expect_clean(d);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    dmn = daemon_start(NULL, NULL);
-    return dmn ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    daemon_kill(dmn);
-    dmn = NULL;
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_root),         cmocka_unit_test(test_health_and_ready),
-        cmocka_unit_test(test_metrics_move), cmocka_unit_test(test_daemon_exits_cleanly),
+        cmocka_unit_test(test_metrics_move), cmocka_unit_test(itest_daemon_exits_cleanly),
         cmocka_unit_test(test_api_key_flag), cmocka_unit_test(test_api_key_env_and_file),
     };
-    return ITEST_MAIN(tests, setup, teardown);
+    return ITEST_SHARED_MAIN(tests, NULL, NULL, NULL);
 }

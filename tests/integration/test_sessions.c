@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static test_daemon *dmn;
 static const double B0[2] = {0.5, -0.25};
 
 /* A session on the notebook's W, with b = B0 when with_b (else b is zeros). */
@@ -675,29 +674,7 @@ static void test_eviction_slow(void **state)
     stop_expect_clean(d);
 }
 
-static void test_daemon_exits_cleanly(void **state)
-{
-    (void)state;
-    test_daemon *d = dmn;
-    dmn = NULL;
-    stop_expect_clean(d);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    static const char *const args[] = {"--idle-timeout", "300", NULL};
-    dmn = daemon_start(args, NULL);
-    return dmn ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    daemon_kill(dmn);
-    dmn = NULL;
-    return 0;
-}
+static const char *const daemon_args[] = {"--idle-timeout", "300", NULL};
 
 int main(void)
 {
@@ -712,10 +689,10 @@ int main(void)
         cmocka_unit_test(test_delete_then_404),
         cmocka_unit_test(test_never_issued_ids),
         cmocka_unit_test(test_ids_distinct),
-        cmocka_unit_test(test_daemon_exits_cleanly),
+        cmocka_unit_test(itest_daemon_exits_cleanly),
         cmocka_unit_test(test_idle_expiry),
         cmocka_unit_test(test_session_limit),
         cmocka_unit_test(test_eviction_slow),
     };
-    return ITEST_MAIN(tests, setup, teardown);
+    return ITEST_SHARED_MAIN(tests, daemon_args, NULL, NULL);
 }
