@@ -1,13 +1,26 @@
 /*
- * base64.c — strict RFC 4648 base64 (base64.h). Decoding ORs four per-position tables whose
- * entries are pre-shifted into the output bytes and carry a "bad" bit, so a group costs four
- * lookups and one branch per two groups; encoding writes 16 characters from 12 bytes with
- * a 12-bit -> 2-character table. Tails, padding and errors take a plain per-group path.
+ * base64.c — strict RFC 4648 base64 (base64.h). On x86-64 CPUs with AVX2 (checked at run
+ * time) the bulk of a text goes 32 characters <-> 24 bytes per step (Muła and Lemire,
+ * "Faster Base64 Encoding and Decoding Using AVX2 Instructions", 2018: pshufb lookups that
+ * both map and validate, multiply-adds that pack the bits). Otherwise, and for what the
+ * vector loops leave, decoding ORs four per-position tables whose entries are pre-shifted
+ * into the output bytes and carry a "bad" bit, so a group costs four lookups and one branch
+ * per two groups; encoding writes 16 characters from 12 bytes with a 12-bit -> 2-character
+ * table. Tails, padding and errors take a plain per-group path. A vector step that meets a
+ * bad character stops, and the scalar code finds and names it.
  */
 #include "base64.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define B64_AVX2 1
+#else
+#define B64_AVX2 0
+#endif
 
 /* Compile-time tables (no init race between threads): the value of each alphabet
  * character, and the character of each 6-bit value. */
@@ -64,6 +77,98 @@ static const uint32_t D3[256] = {R256(D3_ENTRY, 0)};
 static const uint16_t PAIR[4096] = {R4096(PAIR_ENTRY, 0)};
 #endif
 
+static atomic_int scalar_only;
+
+void base64_force_scalar(int on)
+{
+    atomic_store_explicit(&scalar_only, on, memory_order_relaxed);
+}
+
+#if B64_AVX2
+static int use_avx2(void)
+{
+    return !atomic_load_explicit(&scalar_only, memory_order_relaxed) &&
+           __builtin_cpu_supports("avx2");
+}
+
+/* 24 bytes -> 32 characters per step. Each 128-bit lane loads 16 bytes of which it uses
+ * 12 (the high lane starts 12 bytes in), so a step reads 28 bytes: i + 28 <= n. */
+__attribute__((target("avx2"))) static size_t encode_avx2(char *out, const unsigned char *p,
+                                                          size_t n)
+{
+    const __m256i shuf = _mm256_setr_epi8(1, 0, 2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10, 1, 0,
+                                          2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10);
+    /* '0'..'9', '+', '/', 'A'..'Z', 'a'..'z': the offset from a 6-bit value to its
+     * character, looked up by the value's range (see the paper's §3.1.2) */
+    const __m256i offs =
+        _mm256_setr_epi8('a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
+                         '0' - 52, '0' - 52, '0' - 52, '0' - 52, '+' - 62, '/' - 63, 'A', 0, 0,
+                         'a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
+                         '0' - 52, '0' - 52, '0' - 52, '0' - 52, '+' - 62, '/' - 63, 'A', 0, 0);
+    size_t i = 0;
+    for (; i + 28 <= n; i += 24) {
+        __m256i in = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p + i))),
+            _mm_loadu_si128((const __m128i *)(const void *)(p + i + 12)), 1);
+        in = _mm256_shuffle_epi8(in, shuf);
+        __m256i t0 = _mm256_and_si256(in, _mm256_set1_epi32(0x0fc0fc00));
+        __m256i t1 = _mm256_mulhi_epu16(t0, _mm256_set1_epi32(0x04000040));
+        __m256i t2 = _mm256_and_si256(in, _mm256_set1_epi32(0x003f03f0));
+        __m256i t3 = _mm256_mullo_epi16(t2, _mm256_set1_epi32(0x01000010));
+        __m256i idx = _mm256_or_si256(t1, t3);
+        __m256i r = _mm256_subs_epu8(idx, _mm256_set1_epi8(51));
+        __m256i lt26 = _mm256_cmpgt_epi8(_mm256_set1_epi8(26), idx);
+        r = _mm256_or_si256(r, _mm256_and_si256(lt26, _mm256_set1_epi8(13)));
+        r = _mm256_add_epi8(_mm256_shuffle_epi8(offs, r), idx);
+        _mm256_storeu_si256((__m256i *)(void *)out, r);
+        out += 32;
+    }
+    return i;
+}
+
+/* 32 characters -> 24 bytes per step, storing 32 bytes: the caller keeps 8 bytes of room
+ * after the step's output. Returns the characters consumed; stops before a step with a
+ * character outside the alphabet ('=' included). */
+__attribute__((target("avx2"))) static size_t decode_avx2(unsigned char *o, const unsigned char *t,
+                                                          size_t full)
+{
+    const __m256i lut_lo =
+        _mm256_setr_epi8(0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1A,
+                         0x1B, 0x1B, 0x1B, 0x1A, 0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                         0x11, 0x11, 0x13, 0x1A, 0x1B, 0x1B, 0x1B, 0x1A);
+    const __m256i lut_hi =
+        _mm256_setr_epi8(0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10, 0x10, 0x10, 0x10,
+                         0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08,
+                         0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10);
+    const __m256i lut_roll =
+        _mm256_setr_epi8(0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 19, 4,
+                         -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i pack = _mm256_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1, 2,
+                                          1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
+    const __m256i m2f = _mm256_set1_epi8(0x2f);
+    size_t i = 0;
+    /* i + 44 <= full: after these 32 characters come at least 12 more, whose 9 bytes cover
+     * the 8 stored past this step's 24 */
+    for (; i + 44 <= full; i += 32) {
+        __m256i in = _mm256_loadu_si256((const __m256i *)(const void *)(t + i));
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi32(in, 4), m2f);
+        __m256i lo = _mm256_and_si256(in, m2f);
+        if (!_mm256_testz_si256(_mm256_shuffle_epi8(lut_lo, lo), _mm256_shuffle_epi8(lut_hi, hi)))
+            break;
+        __m256i roll =
+            _mm256_shuffle_epi8(lut_roll, _mm256_add_epi8(_mm256_cmpeq_epi8(in, m2f), hi));
+        __m256i v = _mm256_add_epi8(in, roll);
+        v = _mm256_maddubs_epi16(v, _mm256_set1_epi32(0x01400140));
+        v = _mm256_madd_epi16(v, _mm256_set1_epi32(0x00011000));
+        v = _mm256_shuffle_epi8(v, pack);
+        v = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7));
+        _mm256_storeu_si256((__m256i *)(void *)o, v);
+        o += 24;
+    }
+    return i;
+}
+#endif
+
 size_t base64_encoded_len(size_t n)
 {
     size_t groups = n / 3 + (n % 3 != 0);
@@ -76,6 +181,12 @@ void base64_encode(char *out, const void *src, size_t n)
 {
     const unsigned char *p = src;
     size_t i = 0;
+#if B64_AVX2
+    if (use_avx2()) {
+        i = encode_avx2(out, p, n);
+        out += i / 3 * 4;
+    }
+#endif
 #if B64_LITTLE_ENDIAN
     /* 12 bytes -> 16 characters per step: a big-endian 64-bit read puts 6 bytes' 48 bits in
      * order at the top (the 2 bytes below are read but not used, hence i + 14 <= n), and
@@ -162,6 +273,12 @@ int base64_decode(void *out, const char *s, size_t len, int last, size_t *bad_at
     unsigned char *o = out;
     size_t full = last && len >= 4 && t[len - 1] == '=' ? len - 4 : len;
     size_t i = 0;
+#if B64_AVX2
+    if (use_avx2()) {
+        i = decode_avx2(o, t, full);
+        o += i / 4 * 3;
+    }
+#endif
 #if B64_LITTLE_ENDIAN
     /* Two groups per step, each stored as 4 bytes whose 4th the next group overwrites: so
      * a step needs one more group after it inside `full` (which keeps the store in out).

@@ -2,8 +2,10 @@
  * test_base64.c — strict RFC 4648 base64 (server/base64.c): the §10 test vectors both
  * ways, random round trips of every length up to 300 bytes, chunked decoding, and every
  * rejection (length, padding placement, alphabet, non-zero padding bits); the table-driven
- * fast paths against a plain one-character-at-a-time reference on random bytes and on
- * texts with one character damaged anywhere (same bytes, same rejection, same offset).
+ * fast paths (the AVX2 loops where the CPU has them, and the portable ones forced with
+ * base64_force_scalar) against a plain one-character-at-a-time reference on random bytes,
+ * on texts with one character damaged anywhere, and with every byte value at every offset
+ * of a text long enough for several vector steps (same bytes, same rejection, same offset).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -176,15 +178,14 @@ static size_t ref_decode(unsigned char *out, const char *t, size_t len)
     return n;
 }
 
-static void test_fast_paths_match_reference(void **state)
+static void fast_paths_match_reference(void)
 {
-    (void)state;
-    unsigned char raw[101], back[112], want[112];
-    char text[140], ref[140];
+    unsigned char raw[301], back[312], want[312];
+    char text[410], ref[410];
     uint64_t x = 0x9E3779B97F4A7C15u;
     for (int iter = 0; iter < 20000; iter++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        size_t n = (size_t)(x % 101);
+        size_t n = (size_t)(x % (iter % 2 ? 101 : 301));
         for (size_t i = 0; i < n; i++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             raw[i] = (unsigned char)x;
@@ -222,6 +223,54 @@ static void test_fast_paths_match_reference(void **state)
     }
 }
 
+static void test_fast_paths_match_reference(void **state)
+{
+    (void)state;
+    for (int scalar = 0; scalar < 2; scalar++) {
+        base64_force_scalar(scalar);
+        fast_paths_match_reference();
+    }
+    base64_force_scalar(0);
+}
+
+/* Each of the 256 byte values at each offset of a 128-character text (four 32-character
+ * vector steps): accepted and decoded, or refused at that offset, exactly as the reference. */
+static void test_every_byte_at_every_offset(void **state)
+{
+    (void)state;
+    enum { N = 96 };
+    unsigned char raw[N], back[N + 8], want[N + 8];
+    char text[4 * N / 3];
+    for (size_t i = 0; i < N; i++)
+        raw[i] = (unsigned char)(i * 101 + 7);
+    base64_encode(text, raw, N);
+    for (int scalar = 0; scalar < 2; scalar++) {
+        base64_force_scalar(scalar);
+        for (size_t k = 0; k < sizeof text; k++) {
+            char keep = text[k];
+            for (int c = 0; c < 256; c++) {
+                text[k] = (char)c;
+                long ref_bad = ref_first_bad(text, sizeof text);
+                size_t bad = 0;
+                const char *why = NULL;
+                int rc = base64_decode(back, text, sizeof text, 1, &bad, &why);
+                if (ref_bad >= 0) {
+                    if (rc == 0)
+                        fail_msg("byte %d at %zu accepted (scalar=%d)", c, k, scalar);
+                    assert_int_equal(bad, (size_t)ref_bad);
+                    continue;
+                }
+                if (rc != 0)
+                    fail_msg("byte %d at %zu refused (scalar=%d)", c, k, scalar);
+                size_t dn = ref_decode(want, text, sizeof text);
+                assert_memory_equal(back, want, dn);
+            }
+            text[k] = keep;
+        }
+    }
+    base64_force_scalar(0);
+}
+
 /* A long text (the fast loops' steady state) with a bad character at every position in
  * turn: the offset is exact wherever it falls in a two-group step. */
 static void test_long_text_rejections_at_every_offset(void **state)
@@ -236,17 +285,21 @@ static void test_long_text_rejections_at_every_offset(void **state)
     base64_encode(text, raw, N);
     size_t bad;
     const char *why;
-    assert_int_equal(base64_decode(back, text, tl, 1, &bad, &why), 0);
-    assert_memory_equal(back, raw, N);
-    for (size_t k = 0; k < tl; k++) {
-        char keep = text[k];
-        text[k] = '*';
-        bad = 0;
-        assert_int_equal(base64_decode(back, text, tl, 1, &bad, &why), -1);
-        assert_int_equal(bad, k);
-        assert_non_null(strstr(why, "outside the base64 alphabet"));
-        text[k] = keep;
+    for (int scalar = 0; scalar < 2; scalar++) {
+        base64_force_scalar(scalar);
+        assert_int_equal(base64_decode(back, text, tl, 1, &bad, &why), 0);
+        assert_memory_equal(back, raw, N);
+        for (size_t k = 0; k < tl; k++) {
+            char keep = text[k];
+            text[k] = '*';
+            bad = 0;
+            assert_int_equal(base64_decode(back, text, tl, 1, &bad, &why), -1);
+            assert_int_equal(bad, k);
+            assert_non_null(strstr(why, "outside the base64 alphabet"));
+            text[k] = keep;
+        }
     }
+    base64_force_scalar(0);
 }
 
 int main(void)
@@ -257,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_fast_paths_match_reference),
         cmocka_unit_test(test_long_text_rejections_at_every_offset),
+        cmocka_unit_test(test_every_byte_at_every_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
