@@ -33,6 +33,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* gcc 12 at -O2 vectorises only loops whose trip count needs no epilogue; the row loops
@@ -661,8 +662,31 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
     return CVD_OK;
 }
 
+/* OpenBLAS's idle threads busy-wait (sched_yield) for 2^28 TSC cycles, about 0.1 s, after
+ * every threaded GEMM. On a small machine that spin takes a core from whatever runs next —
+ * the im2col/col2im helpers, the daemon's codec and sockets: measured on 2 cores, resnet_mid
+ * runs 10 % faster in bench_core and the daemon's large base64 pair 30 % faster with 2^16
+ * cycles (about 20 us), which still bridges the back-to-back GEMMs of one layer. OpenBLAS
+ * reads the setting when it loads, so it is set, re-read, and the idle pool restarted (it
+ * starts again on the next threaded call). OPENBLAS_THREAD_TIMEOUT in the environment wins;
+ * the hooks are weak so a BLAS without them (a serial or OpenMP build) still links. */
+#define BLAS_SPIN_LOG2_CYCLES "16"
+__attribute__((weak)) void openblas_read_env(void);
+__attribute__((weak)) void blas_thread_shutdown_(void);
+
+static void blas_short_spin(void)
+{
+    if (getenv("OPENBLAS_THREAD_TIMEOUT") || !openblas_read_env || !blas_thread_shutdown_)
+        return;
+    if (setenv("OPENBLAS_THREAD_TIMEOUT", BLAS_SPIN_LOG2_CYCLES, 0) != 0)
+        return;
+    openblas_read_env();
+    blas_thread_shutdown_();
+}
+
 void cvd_set_num_threads(int n)
 {
+    blas_short_spin();
     openblas_set_num_threads(n < 1 ? 1 : n);
 }
 

@@ -185,7 +185,10 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
                                const cvd_backward_opts *opts, cvd_tensor *dx, cvd_tensor *dW,
                                cvd_tensor *db, cvd_err *err);
 
-/* Threads OpenBLAS may use (>= 1). Process-wide; call before serving. */
+/* Threads OpenBLAS may use (>= 1). Process-wide; call once at start-up, before other
+ * threads run: the first call also shortens how long OpenBLAS's idle threads spin after a
+ * GEMM (OPENBLAS_THREAD_TIMEOUT=16 unless the environment sets it; see conv2d.c), which
+ * needs setenv. */
 void cvd_set_num_threads(int n);
 int cvd_get_num_threads(void);
 
