@@ -114,6 +114,11 @@ for pass in forward backward; do
     [ "$pass" = backward ] && body=$tmp/bwd.json
     BODY=$body PATH_=/$pass wrk -t1 -c1 -d"${secs}s" --timeout 30s --latency \
         -s "$here/big_pair.lua" "$base/" >"$tmp/wrk.txt"
+    if grep -qE '^ *(Non-2xx or 3xx responses|Socket errors):' "$tmp/wrk.txt"; then
+        cat "$tmp/wrk.txt" >&2
+        echo "http.sh: the c_resnet_mid $pass requests did not all succeed" >&2
+        exit 1
+    fi
     set -- $(wrk_stats "$tmp/wrk.txt")
     eval "http_$pass=$4"
 done
