@@ -21,8 +21,8 @@
  *       nb = 1 for a 1x1 layer (stride 1, no pad) with P >= 512, else
  *       nb = clamp(max(floor(8 MiB / per), ceil(2048 / P)), 1,
  *                  min(N, max(1, floor(32 MiB / per)), INT_MAX / P)),
- *     and, for one image, bands of output rows whose col fits 1 MiB (at least 768 columns):
- *       rows = clamp(max(floor(1 MiB / (K*OW*es)), ceil(768 / OW)), 1, OH).
+ *     and, for one image, bands of output rows whose col fits 4 MiB (at least 768 columns):
+ *       rows = clamp(max(floor(4 MiB / (K*OW*es)), ceil(768 / OW)), 1, OH).
  * So the im2col workspace is at most max(32 MiB, K*768*es + K*OW*es); neither grows with N. 8 MiB
  * keeps col in the last-level cache between im2col and the GEMM that reads it; the 2048-column
  * floor keeps GEMMs on small images wide enough for every BLAS thread. The workspace is

@@ -420,7 +420,7 @@ static void test_chunk_choice(void **state)
     assert_true(nb == 4 && ws == (size_t)(9216 + 64) * 400);
     assert_int_equal(cvd_geom_chunk(&g, 4, 0, &nb, &ws, &e), CVD_OK);
     assert_int_equal(nb, 9); /* float32: floor(32 MiB / 3.7 MB) */
-    /* One big image: col holds a band of output rows, ~1 MiB but >= 768 columns. */
+    /* One big image: col holds a band of output rows, ~4 MiB but >= 768 columns. */
     const int64_t xw[4] = {1, 1024, 40, 40};
     assert_int_equal(cvd_geom_init(&g, &big, xw, "x", &e), CVD_OK);
     assert_int_equal(cvd_geom_chunk(&g, 8, 0, &nb, &ws, &e), CVD_OK);
