@@ -64,8 +64,9 @@ TEST_BINS := $(core_BINS) $(server_BINS) $(integration_BINS)
 
 BENCH_BIN   := $(BUILD)/bench/bench_core
 BENCH_CODEC := $(BUILD)/bench/bench_codec
+BENCH_PEAK  := $(BUILD)/bench/bench_peak
 
-.PHONY: all deps deps-test run test test-build test-pass test-san check bench bench-core \
+.PHONY: all deps deps-test run test test-build test-pass test-san check bench bench-peak bench-core \
         bench-http install uninstall clean format lint fuzz valgrind soak tsan docker-check
 
 all: $(CONVD) $(LIBCVD)
@@ -115,6 +116,9 @@ $(integration_BINS): $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.
 $(BENCH_BIN): $(BUILD)/bench/bench_core.o $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(BLAS_LIBS) -lm
 
+$(BENCH_PEAK): $(BUILD)/bench/bench_peak.o $(LIBCVD)
+	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(BLAS_LIBS) -lm
+
 $(BENCH_CODEC): $(BUILD)/bench/bench_codec.o $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(SRV_LIBS) $(BLAS_LIBS) -lm
 
@@ -142,7 +146,12 @@ endif
 
 check: test
 
-bench: bench-core bench-http
+bench: bench-peak bench-core bench-http
+
+# The machine's ceilings, to read bench-core against (bench/bench_peak.c).
+bench-peak: deps
+	@$(MAKE) --no-print-directory $(BENCH_PEAK)
+	@$(BENCH_PEAK)
 
 bench-core: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)

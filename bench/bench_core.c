@@ -6,23 +6,13 @@
  * picks shapes (default all), BENCH_THREADS=n (default: online cores). Notes go to stderr.
  */
 #include "../core/cvd.h"
+#include "bench_shapes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-typedef struct shape {
-    const char *name;
-    int64_t N, C, H, W, F, k, stride, pad;
-} shape;
-
-static const shape shapes[] = {
-    {"a_notebook", 1, 1, 4, 4, 2, 3, 1, 0},       {"b_small", 8, 3, 32, 32, 16, 3, 1, 1},
-    {"c_resnet_mid", 8, 64, 56, 56, 64, 3, 1, 1}, {"d_resnet_deep", 8, 256, 14, 14, 256, 3, 1, 1},
-    {"e_stem", 4, 3, 224, 224, 64, 7, 2, 3},      {"f_pointwise", 8, 128, 28, 28, 256, 1, 1, 0},
-};
 
 static double now_ms(void)
 {
@@ -35,24 +25,6 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-/* Whether name is in the comma-separated list (NULL or empty list: everything). */
-static int selected(const char *list, const char *name)
-{
-    if (!list || !*list)
-        return 1;
-    size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && !strncmp(p, name, n))
-            return 1;
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    return 0;
 }
 
 static void fill(cvd_tensor *t)
@@ -141,10 +113,7 @@ done:
 int main(void)
 {
     const char *list = getenv("BENCH_SHAPES");
-    const char *th = getenv("BENCH_THREADS"), *rp = getenv("BENCH_REPS");
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = th && atoi(th) > 0 ? atoi(th) : (int)(cores > 0 ? cores : 1);
-    int reps = rp && atoi(rp) > 0 ? atoi(rp) : 10;
+    int threads = bench_threads(), reps = env_count("BENCH_REPS", 10);
     cvd_set_num_threads(threads);
     const char *ct = getenv("OPENBLAS_CORETYPE");
     fprintf(stderr, "# bench_core: %d thread(s), %d timed runs (median), OPENBLAS_CORETYPE=%s\n",

@@ -1,0 +1,168 @@
+/*
+ * bench_peak.c — the ceilings bench_core's figures should be read against, measured in the
+ * same run on the same machine (a shared VM's speed drifts by tens of percent):
+ *   bench peak=fma dtype=<..> threads=<n> gflops=<v>
+ *     independent vector FMAs on every thread (AVX-512 where the CPU has it, else AVX2):
+ *     what the cores can do at all;
+ *   bench peak=gemm shape=<name> dtype=<..> m=<F> n=<N*OH*OW> k=<C*kh*kw> threads=<n> ms=<median>
+ * gflops=<v> one OpenBLAS GEMM of the size im2col + GEMM needs for the whole batch (operands
+ *     already laid out, no im2col): what an im2col method can reach through this BLAS.
+ * Env: BENCH_SHAPES, BENCH_THREADS, BENCH_REPS as for bench_core. Not part of the core:
+ * it calls CBLAS directly.
+ */
+#include "../core/cvd.h"
+#include "bench_shapes.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+enum { FMA_ITERS = 100000000 };
+
+typedef struct fma_job {
+    int wide; /* 1: zmm (AVX-512), 0: ymm (AVX2) */
+    int dbl;
+} fma_job;
+
+/* 12 independent accumulators hide the FMA latency; written in asm so the compiler can
+ * neither drop nor spill them. */
+#define FMA12(op, r)                                                                               \
+    op " %%" r "14,%%" r "15,%%" r "0\n\t" op " %%" r "14,%%" r "15,%%" r "1\n\t" op " %%" r       \
+       "14,%%" r "15,%%" r "2\n\t" op " %%" r "14,%%" r "15,%%" r "3\n\t" op " %%" r "14,%%" r     \
+       "15,%%" r "4\n\t" op " %%" r "14,%%" r "15,%%" r "5\n\t" op " %%" r "14,%%" r "15,%%" r     \
+       "6\n\t" op " %%" r "14,%%" r "15,%%" r "7\n\t" op " %%" r "14,%%" r "15,%%" r "8\n\t" op    \
+       " %%" r "14,%%" r "15,%%" r "9\n\t" op " %%" r "14,%%" r "15,%%" r "10\n\t" op " %%" r      \
+       "14,%%" r "15,%%" r "11\n\t"
+#define FMA_LOOP(op, r)                                                                            \
+    __asm__ volatile("1:\n\t" FMA12(op, r) "dec %0\n\tjnz 1b\n"                                    \
+                     : "+r"(n)                                                                     \
+                     :                                                                             \
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",     \
+                       "xmm9", "xmm10", "xmm11", "cc")
+
+static void *fma_worker(void *arg)
+{
+    const fma_job *j = arg;
+    long n = FMA_ITERS;
+    if (j->wide && !j->dbl)
+        FMA_LOOP("vfmadd231ps", "zmm");
+    else if (j->wide)
+        FMA_LOOP("vfmadd231pd", "zmm");
+    else if (!j->dbl)
+        FMA_LOOP("vfmadd231ps", "ymm");
+    else
+        FMA_LOOP("vfmadd231pd", "ymm");
+    return NULL;
+}
+
+static void fma_peak(int threads)
+{
+    __builtin_cpu_init();
+    int wide = __builtin_cpu_supports("avx512f");
+    if (!wide && !__builtin_cpu_supports("fma")) {
+        fprintf(stderr, "# bench_peak: no FMA unit: skipping the FMA peak\n");
+        return;
+    }
+    for (int dbl = 0; dbl < 2; dbl++) {
+        fma_job j = {.wide = wide, .dbl = dbl};
+        pthread_t th[64];
+        int started = 0;
+        double t0 = now_s();
+        for (int i = 1; i < threads && i < 64; i++)
+            if (pthread_create(&th[started], NULL, fma_worker, &j) == 0)
+                started++;
+        fma_worker(&j);
+        for (int i = 0; i < started; i++)
+            pthread_join(th[i], NULL);
+        double dt = now_s() - t0;
+        double lanes = (wide ? 64 : 32) / (dbl ? 8.0 : 4.0);
+        double flops = (double)(started + 1) * FMA_ITERS * 12 * lanes * 2;
+        printf("bench peak=fma dtype=%s threads=%d gflops=%.1f\n", dbl ? "float64" : "float32",
+               started + 1, flops / dt / 1e9);
+        fflush(stdout);
+    }
+}
+#else
+static void fma_peak(int threads)
+{
+    (void)threads;
+    fprintf(stderr, "# bench_peak: the FMA peak is measured on x86-64 only\n");
+}
+#endif
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int gemm_peak(const shape *s, int dbl, int threads, int reps)
+{
+    int64_t OH = (s->H + 2 * s->pad - s->k) / s->stride + 1;
+    int64_t OW = (s->W + 2 * s->pad - s->k) / s->stride + 1;
+    int M = (int)s->F, N = (int)(s->N * OH * OW), K = (int)(s->C * s->k * s->k);
+    size_t es = dbl ? sizeof(double) : sizeof(float);
+    size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+    char *buf = calloc(na + nb + nc, es);
+    double *times = malloc((size_t)reps * sizeof *times);
+    if (!buf || !times) {
+        fprintf(stderr, "bench_peak %s: out of memory\n", s->name);
+        free(buf);
+        free(times);
+        return -1;
+    }
+    for (size_t i = 0; i < na + nb; i++) { /* values that stay normal numbers */
+        double v = (double)(i % 17) / 17 - 0.5;
+        if (dbl)
+            ((double *)(void *)buf)[i] = v;
+        else
+            ((float *)(void *)buf)[i] = (float)v;
+    }
+    void *a = buf, *b = buf + na * es, *c = buf + (na + nb) * es;
+    for (int r = -1; r < reps; r++) {
+        double t0 = now_s();
+        if (dbl)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, a, K, b, N, 0, c, N);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, a, K, b, N, 0, c, N);
+        if (r >= 0)
+            times[r] = now_s() - t0;
+    }
+    qsort(times, (size_t)reps, sizeof *times, cmp_double);
+    double sec = reps % 2 ? times[reps / 2] : (times[reps / 2 - 1] + times[reps / 2]) / 2;
+    printf("bench peak=gemm shape=%s dtype=%s m=%d n=%d k=%d threads=%d ms=%.4f gflops=%.2f\n",
+           s->name, dbl ? "float64" : "float32", M, N, K, threads, sec * 1e3,
+           2.0 * M * N * K / sec / 1e9);
+    fflush(stdout);
+    free(buf);
+    free(times);
+    return 0;
+}
+
+int main(void)
+{
+    const char *list = getenv("BENCH_SHAPES");
+    int threads = bench_threads(), reps = env_count("BENCH_REPS", 10);
+    cvd_set_num_threads(threads); /* the same OpenBLAS set-up as the core's */
+    fma_peak(threads);
+    int failed = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (!selected(list, shapes[i].name))
+            continue;
+        failed |= gemm_peak(&shapes[i], 0, threads, reps);
+        failed |= gemm_peak(&shapes[i], 1, threads, reps);
+    }
+    return failed != 0;
+}
