@@ -6,8 +6,10 @@
 #      `bench http=notebook_pair conns=<n> rps=<..> p50_ms=<..> p99_ms=<..>`;
 #   2. forward and backward of an 8x64x56x56 float32 layer (64 filters, 3x3, pad 1) with
 #      base64 tensors (bench/big_pair.lua; bodies generated with python3), printing the
-#      mean time per request and per pair next to bench_core's pure compute time for the
-#      same shape (`c_resnet_mid`).
+#      mean time per request and per pair next to the pure compute time for the same shape
+#      (`c_resnet_mid`) twice: bench_core's, run alone afterwards (core_ms), and the core's
+#      time inside the daemon during those same requests, from /metrics
+#      (daemon_compute_ms); the pair line adds overhead_ms and ratio against the latter.
 # Needs wrk and curl; part 2 needs python3 (skipped with a note when it is missing).
 set -eu
 convd=${1:?usage: bench/http.sh CONVD_BIN BENCH_CORE_BIN}
@@ -107,13 +109,24 @@ with open(out + "/fwd.json", "w") as f:
 with open(out + "/bwd.json", "w") as f:
     f.write('{"session":"%s","delta":%s}' % (sid, t(shape)))
 PY
+# compute_total: the daemon's convd_compute_seconds_total (its time inside the core).
+compute_total() {
+    curl -sf "$base/metrics" | awk '$1 == "convd_compute_seconds_total" { print $2 }'
+}
 # one forward first, so the backward has a cache
 curl -sf -o /dev/null "$base/forward" -H 'Content-Type: application/json' --data-binary "@$tmp/fwd.json"
 for pass in forward backward; do
     body=$tmp/fwd.json
     [ "$pass" = backward ] && body=$tmp/bwd.json
+    c0=$(compute_total)
     BODY=$body PATH_=/$pass wrk -t1 -c1 -d"${secs}s" --timeout 30s --latency \
         -s "$here/big_pair.lua" "$base/" >"$tmp/wrk.txt"
+    c1=$(compute_total)
+    # the daemon's compute per request during these very requests (wrk's count of
+    # completed requests; one cut off at the end adds under 1 %)
+    n=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$tmp/wrk.txt")
+    eval "daemon_$pass=$(awk -v a="$c0" -v b="$c1" -v n="${n:-0}" \
+        'BEGIN { printf "%.3f", (n > 0 ? (b - a) * 1000 / n : 0) }')"
     if grep -qE '^ *(Non-2xx or 3xx responses|Socket errors):' "$tmp/wrk.txt"; then
         cat "$tmp/wrk.txt" >&2
         echo "http.sh: the c_resnet_mid $pass requests did not all succeed" >&2
@@ -130,9 +143,13 @@ core_ms() {
 }
 core_f=$(core_ms forward)
 core_b=$(core_ms backward)
+# core_ms: bench_core alone, after the daemon stopped; daemon_compute_ms: the core's time
+# inside the daemon for the same requests (same run, so the VM's drift cancels out).
 awk -v hf="$http_forward" -v hb="$http_backward" -v cf="${core_f:-0}" -v cb="${core_b:-0}" \
+    -v df="$daemon_forward" -v db="$daemon_backward" \
     'BEGIN {
-    printf "bench http=c_resnet_mid dtype=float32 form=base64 pass=forward ms=%.1f core_ms=%.1f\n", hf, cf
-    printf "bench http=c_resnet_mid dtype=float32 form=base64 pass=backward ms=%.1f core_ms=%.1f\n", hb, cb
-    printf "bench http=c_resnet_mid dtype=float32 form=base64 pass=pair ms=%.1f core_ms=%.1f overhead_ms=%.1f\n", hf + hb, cf + cb, hf + hb - cf - cb
+    f = "bench http=c_resnet_mid dtype=float32 form=base64 pass=%s ms=%.1f core_ms=%.1f daemon_compute_ms=%.1f"
+    printf f "\n", "forward", hf, cf, df
+    printf f "\n", "backward", hb, cb, db
+    printf f " overhead_ms=%.1f ratio=%.2f\n", "pair", hf + hb, cf + cb, df + db, hf + hb - df - db, (df + db > 0 ? (hf + hb) / (df + db) : 0)
     }'
