@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -464,6 +465,37 @@ static void test_threads(void **state)
     assert_int_equal(cvd_get_num_threads(), before);
 }
 
+/* OpenBLAS's exponent of its idle spin, as it read it (0: its default). */
+int openblas_thread_timeout(void);
+
+static int spin_given; /* OPENBLAS_THREAD_TIMEOUT was set when the process started */
+
+/* cvd_set_num_threads shortens OpenBLAS's idle spin to 2^16 cycles unless the environment
+ * already chose a value, and OpenBLAS takes it; a GEMM afterwards still works. */
+static void test_blas_spin(void **state)
+{
+    (void)state;
+    int before = cvd_get_num_threads();
+    cvd_set_num_threads(before);
+    if (spin_given) {
+        skip(); /* the caller's setting stands; nothing of ours to check */
+        return;
+    }
+    assert_string_equal(getenv("OPENBLAS_THREAD_TIMEOUT"), "16");
+    assert_int_equal(openblas_thread_timeout(), 16);
+    assert_int_equal(cvd_get_num_threads(), before);
+    setenv("OPENBLAS_THREAD_TIMEOUT", "20", 1);
+    cvd_set_num_threads(before);
+    assert_string_equal(getenv("OPENBLAS_THREAD_TIMEOUT"), "20"); /* kept */
+    assert_int_equal(openblas_thread_timeout(), 16);              /* not re-read */
+    unsetenv("OPENBLAS_THREAD_TIMEOUT");
+    cvd_set_num_threads(before);
+    assert_string_equal(getenv("OPENBLAS_THREAD_TIMEOUT"), "16");
+    float a[4] = {1, 2, 3, 4}, c[4];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 2, 1, a, 2, a, 2, 0, c, 2);
+    assert_true(c[0] == 7 && c[1] == 10 && c[2] == 15 && c[3] == 22);
+}
+
 /* Two layers used from two threads at once, each call free to use 2 BLAS threads (the
  * daemon's default on this machine), give bit-for-bit what the same calls give one at a
  * time: OpenBLAS and the core's own helper threads share nothing between layers. */
@@ -574,12 +606,14 @@ static void test_layers_in_parallel(void **state)
 
 int main(void)
 {
+    spin_given = getenv("OPENBLAS_THREAD_TIMEOUT") != NULL;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rng_known_answer),  cmocka_unit_test(test_init_kaiming),
         cmocka_unit_test(test_init_normal_zeros), cmocka_unit_test(test_sgd_step),
         cmocka_unit_test(test_nonfinite),         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_memory_need),       cmocka_unit_test(test_chunk_choice),
         cmocka_unit_test(test_threads),           cmocka_unit_test(test_layers_in_parallel),
+        cmocka_unit_test(test_blas_spin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
