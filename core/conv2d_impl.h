@@ -7,8 +7,9 @@
  *   forward   col = im2col(x_chunk,g);  stage[Fg, m*P] = W_g · col;  y[n,g] <- stage
  *   backward  dW_g (+)= delta_g · colᵀ (β=0 on the first chunk, 1 after);
  *             col = W_gᵀ · delta_g;  dx[n,g] = col2im(col)
- * With m == 1 the GEMMs read and write x, y, delta, dx in place (no staging), in bands of
- * output rows so that col [K, rows*OW] stays in L2 between im2col and its GEMM; for a 1x1
+ * With m == 1 the GEMMs read and write x, y, delta, dx in place (no staging; forward's
+ * GEMM adds onto y pre-filled with the bias), in bands of output rows so that col
+ * [K, rows*OW] stays in cache between im2col and its GEMM; for a 1x1
  * kernel (stride 1, no pad) and m == 1, x[n,g] is its own col and nothing is copied (with
  * m > 1 its "im2col" is a plain row copy that buys one wide GEMM, which only pays on
  * small images: see cvd_geom_chunk).
@@ -108,6 +109,31 @@ static U SFX(emit)(const cvd_geom *g, const T *src, int64_t row_ld, int64_t img_
     return acc;
 }
 
+/* Sets each row f of the block [Fg, cols] (row stride ld) to the bias b[f], for a GEMM
+ * that then adds W·col with beta = 1: y is written once fewer than by GEMM (beta = 0,
+ * which OpenBLAS runs as a separate zeroing pass) followed by a bias pass. */
+static void SFX(bias_fill)(T *y, int64_t Fg, int64_t cols, int64_t ld, const T *b)
+{
+    for (int64_t f = 0; f < Fg; f++) {
+        T *d = y + f * ld;
+        const T bf = b[f];
+        for (int64_t q = 0; q < cols; q++)
+            d[q] = bf;
+    }
+}
+
+/* The largest exponent field in the block [Fg, cols] (row stride ld). */
+static U SFX(block_exp)(const T *y, int64_t Fg, int64_t cols, int64_t ld)
+{
+    U e = 0;
+    for (int64_t f = 0; f < Fg; f++) {
+        const T *d = y + f * ld;
+        for (int64_t q = 0; q < cols; q++)
+            e = SFX(exp_max)(e, d[q]);
+    }
+    return e;
+}
+
 /* y = conv(x, W) + b; returns whether every element of y is finite. */
 static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *x, T *y, int64_t nb,
                             int64_t rows, T *ws)
@@ -120,30 +146,30 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
         for (int64_t grp = 0; grp < g->G; grp++) {
             const T *Wg = W + grp * Fg * K;      /* [Fg, K] */
             T *yg = y + (n0 * F + grp * Fg) * P; /* [Fg, P] of image n0 */
+            const T *bg = b ? b + grp * Fg : NULL;
             if (g->is_1x1 && m == 1) {
-                /* y[n,g]: [Fg, P] = W_g [Fg, Cg] · x[n,g] [Cg, P] */
+                /* y[n,g]: [Fg, P] = b_g + W_g [Fg, Cg] · x[n,g] [Cg, P] */
+                if (bg)
+                    SFX(bias_fill)(yg, Fg, P, P, bg);
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg,
-                     (int)K, x + (n0 * C + grp * Cg) * HW, (int)P, 0, yg, (int)P);
-                e = SFX(emit)(g, yg, P, F * P, b, y, n0, 1, grp);
+                     (int)K, x + (n0 * C + grp * Cg) * HW, (int)P, bg ? 1 : 0, yg, (int)P);
+                e = SFX(block_exp)(yg, Fg, P, P);
             } else if (m == 1) {
                 /* Bands of output rows: col [K, rows*OW] stays in cache for the GEMM, which
-                 * writes y in place; bias and finiteness follow while y is still cached. */
+                 * adds into y in place; the finiteness scan follows while y is still cached. */
                 const T *xg = x + (n0 * C + grp * Cg) * HW;
                 e = 0;
                 for (int64_t oh0 = 0; oh0 < g->OH; oh0 += rows) {
                     const int64_t oh1 = oh0 + rows < g->OH ? oh0 + rows : g->OH;
                     const int64_t cols = (oh1 - oh0) * g->OW;
+                    T *yb = yg + oh0 * g->OW; /* [Fg, cols], row stride P */
                     SFX(cvd_im2col_rows)(g, xg, ws, cols, oh0, oh1);
+                    if (bg)
+                        SFX(bias_fill)(yb, Fg, cols, P, bg);
                     GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols, (int)K, 1,
-                         Wg, (int)K, ws, (int)cols, 0, yg + oh0 * g->OW, (int)P);
-                    for (int64_t f = 0; f < Fg; f++) {
-                        T *d = yg + f * P + oh0 * g->OW;
-                        const T bf = b ? b[grp * Fg + f] : 0;
-                        for (int64_t q = 0; q < cols; q++) {
-                            d[q] += bf;
-                            e = SFX(exp_max)(e, d[q]);
-                        }
-                    }
+                         Wg, (int)K, ws, (int)cols, bg ? 1 : 0, yb, (int)P);
+                    U eb = SFX(block_exp)(yb, Fg, cols, P);
+                    e = eb > e ? eb : e;
                 }
             } else {
                 T *col = ws, *stage = ws + K * nb * P; /* [K, m*P], [Fg, m*P] */
@@ -308,8 +334,9 @@ static void SFX(pad_in)(const cvd_geom *g, const T *x_g, T *xp)
     }
 }
 
-/* The kh*kw tap GEMMs of one image: dir 0 yp = conv(xp); 1 dWr (+)= yp · xpᵀ (beta0 0:
- * overwrite); 2 xp += conv_transpose(yp). Wr is W_g by tap (dir 0, 2) or dW_g (dir 1). */
+/* The kh*kw tap GEMMs of one image: dir 0 yp (+)= conv(xp); 1 dWr (+)= yp · xpᵀ; 2 xp +=
+ * conv_transpose(yp) (for dir 0 and 1, beta0 0 overwrites, 1 adds). Wr is W_g by tap (dir 0, 2) or
+ * dW_g (dir 1). */
 static void SFX(shift_gemms)(const cvd_geom *g, T *Wr, T *xp, T *yp, int dir, T beta0)
 {
     const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp;
@@ -320,7 +347,7 @@ static void SFX(shift_gemms)(const cvd_geom *g, T *Wr, T *xp, T *yp, int dir, T 
             T *A = Wr + t * Fg * Cg;
             if (dir == 0) /* y */
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, n, (int)Cg, 1, A, (int)Cg,
-                     xp + o, cs, t ? 1 : 0, yp, n);
+                     xp + o, cs, t ? 1 : beta0, yp, n);
             else if (dir == 1) /* dW: Wr is dWr here */
                 GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, n, 1, yp, n, xp + o,
                      cs, beta0, A, (int)Cg);
@@ -338,17 +365,20 @@ static int SFX(forward_shift)(const cvd_geom *g, T *W, const T *b, const T *x, T
     T *xp = ws, *yp = xp + g->kw * Cg * g->cs, *Wr = yp + Fg * g->OH * Wp;
     U acc = 0;
     for (int64_t grp = 0; grp < g->G; grp++) {
+        const T *bg = b ? b + grp * Fg : NULL;
         SFX(regroup)(g, W + grp * Fg * g->K, Wr, 1);
         for (int64_t n = 0; n < g->N; n++) {
             SFX(pad_in)(g, x + (n * g->C + grp * Cg) * g->HW, xp);
-            SFX(shift_gemms)(g, Wr, xp, yp, 0, 0);
+            /* the first tap adds onto the bias (see bias_fill) */
+            if (bg)
+                SFX(bias_fill)(yp, Fg, g->OH * Wp, g->OH * Wp, bg);
+            SFX(shift_gemms)(g, Wr, xp, yp, 0, bg ? 1 : 0);
             for (int64_t f = 0; f < Fg; f++) {
                 T *d = y + (n * g->F + grp * Fg + f) * P;
-                const T bf = b ? b[grp * Fg + f] : 0;
                 for (int64_t oh = 0; oh < g->OH; oh++, d += OW) {
                     const T *s = yp + (f * g->OH + oh) * Wp;
                     for (int64_t ow = 0; ow < OW; ow++) {
-                        d[ow] = s[ow] + bf;
+                        d[ow] = s[ow];
                         acc = SFX(exp_max)(acc, d[ow]);
                     }
                 }
@@ -366,7 +396,8 @@ static void SFX(regroup_dw)(const cvd_geom *g, T *dWg, const T *dWr)
         for (int64_t c = 0; c < Cg; c++)
             for (int64_t i = 0; i < kh; i++)
                 for (int64_t j = 0; j < kw; j++)
-                    dWg[(f * Cg + c) * kh * kw + i * kw + j] = dWr[((i * Fg + f) * kw + j) * Cg + c];
+                    dWg[(f * Cg + c) * kh * kw + i * kw + j] =
+                        dWr[((i * Fg + f) * kw + j) * Cg + c];
 }
 
 /* dW of one image with one GEMM per kernel row instead of one per tap: xp holds kw copies
@@ -384,8 +415,8 @@ static void SFX(dw_gemms)(const cvd_geom *g, T *dWr, T *xp, const T *yp, T beta0
             memcpy(xp + (j * Cg + c) * cs, xp + c * cs + j * g->dw,
                    (size_t)(g->Hp * Wp) * sizeof(T));
     for (int64_t i = 0; i < g->kh; i++)
-        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n,
-             xp + i * g->dh * Wp, (int)cs, beta0, dWr + i * Fg * nc, nc);
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n, xp + i * g->dh * Wp,
+             (int)cs, beta0, dWr + i * Fg * nc, nc);
 }
 
 /* dx and/or dW (either may be NULL) on the shifted path; db is done by bias_grad. */
