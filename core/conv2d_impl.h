@@ -81,6 +81,32 @@ static void SFX(cols_run)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, i
                      &j);
 }
 
+/* im2col of one band of output rows oh0 .. oh1 of one image and group into col
+ * [K, (oh1-oh0)*OW], split across threads by output rows (disjoint columns of col). */
+typedef struct SFX(band_job) {
+    const cvd_geom *g;
+    const T *x;
+    T *col;
+    int64_t oh0, oh1;
+} SFX(band_job);
+
+static void SFX(band_part)(void *arg, int task, int ntasks)
+{
+    const SFX(band_job) *j = arg;
+    const int64_t rows = j->oh1 - j->oh0;
+    const int64_t a = j->oh0 + rows * task / ntasks, b = j->oh0 + rows * (task + 1) / ntasks;
+    SFX(cvd_im2col_rows)(j->g, j->x, j->col + (a - j->oh0) * j->g->OW, rows * j->g->OW, a, b);
+}
+
+static void SFX(band_im2col)(const cvd_geom *g, const T *x, T *col, int64_t oh0, int64_t oh1)
+{
+    SFX(band_job) j = {g, x, col, oh0, oh1};
+    const int threads = cvd_parallel_parts((size_t)(g->K * (oh1 - oh0) * g->OW));
+    const int64_t want = 2 * (int64_t)threads, rows = oh1 - oh0;
+    cvd_parallel_run(threads, threads == 1 ? 1 : (int)(rows < want ? rows : want), SFX(band_part),
+                     &j);
+}
+
 /* Moves the GEMM result of images n0 .. n0+m-1, group grp, into y adding the bias (src
  * may be y itself), while it is still in cache; returns the largest exponent seen. src
  * rows: filter f of image i at src + i*img_ld + f*row_ld. */
@@ -163,7 +189,7 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                     const int64_t oh1 = oh0 + rows < g->OH ? oh0 + rows : g->OH;
                     const int64_t cols = (oh1 - oh0) * g->OW;
                     T *yb = yg + oh0 * g->OW; /* [Fg, cols], row stride P */
-                    SFX(cvd_im2col_rows)(g, xg, ws, cols, oh0, oh1);
+                    SFX(band_im2col)(g, xg, ws, oh0, oh1);
                     if (bg)
                         SFX(bias_fill)(yb, Fg, cols, P, bg);
                     GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols, (int)K, 1,
@@ -243,7 +269,7 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                     const int cols = (int)((oh1 - oh0) * g->OW);
                     const T *dband = dg + oh0 * g->OW; /* [Fg, cols], row stride P */
                     if (dWg) {
-                        SFX(cvd_im2col_rows)(g, xg, ws, cols, oh0, oh1);
+                        SFX(band_im2col)(g, xg, ws, oh0, oh1);
                         GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)K, cols, 1,
                              dband, (int)P, ws, cols, oh0 ? 1 : beta, dWg, (int)K);
                     }

@@ -251,7 +251,7 @@ static void test_shift_default(void **state)
             const int64_t xs[4] = {3, p.in_channels, 9, 40};
             ref_geom rg;
             assert_true(ref_geom_make(&rg, &p, xs));
-            const int64_t ys[4] = {3, p.out_channels, rg.OH, rg.OW};
+            const int64_t ys[4] = {xs[0], p.out_channels, rg.OH, rg.OW};
             cvd_geom g;
             cvd_err e;
             assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
@@ -287,7 +287,8 @@ static void test_shift_default(void **state)
             cvd_tensor td = tu_tensor(p.dtype, 4, ys, delta), tdx = tu_tensor(p.dtype, 4, xs, NULL);
             cvd_tensor tdW = tu_tensor(p.dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
             cvd_tensor tdb = tu_tensor(p.dtype, 1, bs, NULL);
-            assert_int_equal(cvd_conv2d_forward(l, &tx, &ty, 0, &e), CVD_OK);
+            if (cvd_conv2d_forward(l, &tx, &ty, 0, &e) != CVD_OK)
+                fail_msg("forward: %s", e.msg);
             cvd_backward_opts o = {.need = p.bias ? CVD_NEED_ALL : CVD_NEED_DX | CVD_NEED_DW};
             assert_int_equal(
                 cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, p.bias ? &tdb : NULL, &e),
@@ -316,7 +317,9 @@ static void test_shift_default(void **state)
 }
 
 /* Layers big enough that im2col/col2im split images into row bands across threads
- * (CVD_PARALLEL_MIN_WORK; as many parts as BLAS threads, 3 asked), against the reference. */
+ * (CVD_PARALLEL_MIN_WORK; as many parts as BLAS threads, 3 asked), against the reference:
+ * chunks of three images, then one image alone, which goes by bands of output rows whose
+ * im2col is split across threads too (the first case). */
 static void test_parallel_bands(void **state)
 {
     (void)state;
@@ -349,67 +352,74 @@ static void test_parallel_bands(void **state)
     const int before = cvd_get_num_threads();
     cvd_set_num_threads(3);
     ref_rng r = {0xba4d5};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        for (int d = 0; d < 2; d++) {
-            cvd_conv2d_params p = cases[c];
-            p.dtype = d ? CVD_F32 : CVD_F64;
-            const int64_t xs[4] = {3, p.in_channels, 131, 121};
-            ref_geom rg;
-            assert_true(ref_geom_make(&rg, &p, xs));
-            const int64_t ys[4] = {3, p.out_channels, rg.OH, rg.OW};
-            cvd_geom g;
-            cvd_err e;
-            assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
-            int64_t nb;
-            size_t ws;
-            /* Chunks of all three images (one image alone would go by bands of rows, on
-             * one thread); each im2col/col2im call spans a chunk: K*P*nb elements. */
-            const size_t budget = (size_t)((g.K + g.Fg) * g.P * 3) * cvd_dtype_size(p.dtype);
-            assert_int_equal(cvd_geom_chunk(&g, cvd_dtype_size(p.dtype), budget, &nb, &ws, &e),
-                             CVD_OK);
-            assert_int_equal(nb, 3);
+    for (int run = 0; run < 8; run++) {
+        const size_t c = (size_t)run % 2;
+        const int d = run / 2 % 2, single = run / 4;
+        cvd_conv2d_params p = cases[c];
+        p.dtype = d ? CVD_F32 : CVD_F64;
+        const int64_t xs[4] = {single ? 1 : 3, p.in_channels, 131, 121};
+        ref_geom rg;
+        assert_true(ref_geom_make(&rg, &p, xs));
+        const int64_t ys[4] = {xs[0], p.out_channels, rg.OH, rg.OW};
+        cvd_geom g;
+        cvd_err e;
+        assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
+        int64_t nb;
+        size_t ws;
+        /* Chunks of all three images; each im2col/col2im call spans a chunk: K*P*nb
+         * elements. One image: bands of rows, each im2col K*rows*OW elements. */
+        const size_t budget =
+            single ? 0 : (size_t)((g.K + g.Fg) * g.P * 3) * cvd_dtype_size(p.dtype);
+        assert_int_equal(cvd_geom_chunk(&g, cvd_dtype_size(p.dtype), budget, &nb, &ws, &e), CVD_OK);
+        assert_int_equal(nb, single ? 1 : 3);
+        const int64_t rows = cvd_geom_band_rows(&g, cvd_dtype_size(p.dtype), 0);
+        if (!single)
             assert_int_equal(cvd_parallel_parts((size_t)(g.K * g.P * nb)), cvd_get_num_threads());
-            cvd_conv2d *l;
-            assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+        else if (c == 0)
+            assert_int_equal(cvd_parallel_parts((size_t)(g.K * rows * g.OW)),
+                             cvd_get_num_threads());
+        cvd_conv2d *l;
+        assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+        if (budget)
             cvd_conv2d_set_chunk_bytes(l, budget);
-            assert_int_equal(cvd_conv2d_init(l, CVD_INIT_NORMAL, 11, &e), CVD_OK);
-            const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
-            const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l));
-            double *x = malloc((size_t)xn * sizeof *x), *delta = malloc((size_t)yn * sizeof *x);
-            double *y = malloc((size_t)yn * sizeof *x), *dx = malloc((size_t)xn * sizeof *x);
-            double *W = malloc((size_t)wn * sizeof *x), *dW = malloc((size_t)wn * sizeof *x);
-            double *got = malloc((size_t)(xn + yn) * sizeof *x);
-            ref_fill(&r, x, xn);
-            ref_fill(&r, delta, yn);
-            if (d) {
-                tu_round_f32(x, xn);
-                tu_round_f32(delta, yn);
-            }
-            tu_to_double(cvd_conv2d_weight(l), W);
-            cvd_tensor tx = tu_tensor(p.dtype, 4, xs, x), ty = tu_tensor(p.dtype, 4, ys, NULL);
-            cvd_tensor td = tu_tensor(p.dtype, 4, ys, delta), tdx = tu_tensor(p.dtype, 4, xs, NULL);
-            cvd_tensor tdW = tu_tensor(p.dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
-            assert_int_equal(cvd_conv2d_forward(l, &tx, &ty, 0, &e), CVD_OK);
-            cvd_backward_opts o = {.need = CVD_NEED_DX | CVD_NEED_DW};
-            assert_int_equal(cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, NULL, &e), CVD_OK);
-            double b[8] = {0};
-            if (p.bias)
-                tu_to_double(cvd_conv2d_bias(l), b);
-            ref_forward(&rg, x, W, p.bias ? b : NULL, y);
-            ref_backward(&rg, x, W, delta, dx, dW, NULL);
-            const double rel = d ? 1e-4 : 1e-11;
-            tu_to_double(&ty, got);
-            expect_close("y (bands)", (int)c, got, y, yn, rel);
-            tu_to_double(&tdx, got);
-            expect_close("dx (bands)", (int)c, got, dx, xn, rel);
-            tu_to_double(&tdW, got);
-            expect_close("dW (bands)", (int)c, got, dW, wn, rel);
-            cvd_tensor *all[] = {&tx, &ty, &td, &tdx, &tdW};
-            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-                cvd_tensor_release(all[i]);
-            free(x), free(delta), free(y), free(dx), free(W), free(dW), free(got);
-            cvd_conv2d_free(l);
+        assert_int_equal(cvd_conv2d_init(l, CVD_INIT_NORMAL, 11, &e), CVD_OK);
+        const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
+        const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l));
+        double *x = malloc((size_t)xn * sizeof *x), *delta = malloc((size_t)yn * sizeof *x);
+        double *y = malloc((size_t)yn * sizeof *x), *dx = malloc((size_t)xn * sizeof *x);
+        double *W = malloc((size_t)wn * sizeof *x), *dW = malloc((size_t)wn * sizeof *x);
+        double *got = malloc((size_t)(xn + yn) * sizeof *x);
+        ref_fill(&r, x, xn);
+        ref_fill(&r, delta, yn);
+        if (d) {
+            tu_round_f32(x, xn);
+            tu_round_f32(delta, yn);
         }
+        tu_to_double(cvd_conv2d_weight(l), W);
+        cvd_tensor tx = tu_tensor(p.dtype, 4, xs, x), ty = tu_tensor(p.dtype, 4, ys, NULL);
+        cvd_tensor td = tu_tensor(p.dtype, 4, ys, delta), tdx = tu_tensor(p.dtype, 4, xs, NULL);
+        cvd_tensor tdW = tu_tensor(p.dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
+        if (cvd_conv2d_forward(l, &tx, &ty, 0, &e) != CVD_OK)
+            fail_msg("forward: %s", e.msg);
+        cvd_backward_opts o = {.need = CVD_NEED_DX | CVD_NEED_DW};
+        assert_int_equal(cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, NULL, &e), CVD_OK);
+        double b[8] = {0};
+        if (p.bias)
+            tu_to_double(cvd_conv2d_bias(l), b);
+        ref_forward(&rg, x, W, p.bias ? b : NULL, y);
+        ref_backward(&rg, x, W, delta, dx, dW, NULL);
+        const double rel = d ? 1e-4 : 1e-11;
+        tu_to_double(&ty, got);
+        expect_close("y (bands)", (int)c, got, y, yn, rel);
+        tu_to_double(&tdx, got);
+        expect_close("dx (bands)", (int)c, got, dx, xn, rel);
+        tu_to_double(&tdW, got);
+        expect_close("dW (bands)", (int)c, got, dW, wn, rel);
+        cvd_tensor *all[] = {&tx, &ty, &td, &tdx, &tdW};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            cvd_tensor_release(all[i]);
+        free(x), free(delta), free(y), free(dx), free(W), free(dW), free(got);
+        cvd_conv2d_free(l);
     }
     cvd_set_num_threads(before);
 }
