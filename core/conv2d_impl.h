@@ -107,28 +107,20 @@ static void SFX(band_im2col)(const cvd_geom *g, const T *x, T *col, int64_t oh0,
                      &j);
 }
 
-/* Moves the GEMM result of images n0 .. n0+m-1, group grp, into y adding the bias (src
- * may be y itself), while it is still in cache; returns the largest exponent seen. src
- * rows: filter f of image i at src + i*img_ld + f*row_ld. */
-static U SFX(emit)(const cvd_geom *g, const T *src, int64_t row_ld, int64_t img_ld, const T *b,
-                   T *y, int64_t n0, int64_t m, int64_t grp)
+/* Moves the GEMM result of images n0 .. n0+m-1, group grp (bias included), into y while
+ * it is still in cache; returns the largest exponent seen. src rows: filter f of image i
+ * at src + i*img_ld + f*row_ld. */
+static U SFX(emit)(const cvd_geom *g, const T *src, int64_t row_ld, int64_t img_ld, T *y,
+                   int64_t n0, int64_t m, int64_t grp)
 {
     U acc = 0;
     for (int64_t i = 0; i < m; i++) {
         for (int64_t f = 0; f < g->Fg; f++) {
             T *d = y + ((n0 + i) * g->F + grp * g->Fg + f) * g->P;
             const T *s = src + i * img_ld + f * row_ld;
-            if (b) {
-                const T bf = b[grp * g->Fg + f];
-                for (int64_t p = 0; p < g->P; p++) {
-                    d[p] = s[p] + bf;
-                    acc = SFX(exp_max)(acc, d[p]);
-                }
-            } else {
-                if (d != s)
-                    memcpy(d, s, (size_t)g->P * sizeof(T));
-                for (int64_t p = 0; p < g->P; p++)
-                    acc = SFX(exp_max)(acc, d[p]);
+            for (int64_t p = 0; p < g->P; p++) {
+                d[p] = s[p];
+                acc = SFX(exp_max)(acc, d[p]);
             }
         }
     }
@@ -200,9 +192,11 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
             } else {
                 T *col = ws, *stage = ws + K * nb * P; /* [K, m*P], [Fg, m*P] */
                 SFX(cols_run)(g, x, NULL, col, n0, m, grp);
+                if (bg)
+                    SFX(bias_fill)(stage, Fg, ldc, ldc, bg);
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K,
-                     col, ldc, 0, stage, ldc);
-                e = SFX(emit)(g, stage, ldc, P, b, y, n0, m, grp);
+                     col, ldc, bg ? 1 : 0, stage, ldc);
+                e = SFX(emit)(g, stage, ldc, P, y, n0, m, grp);
             }
             acc = e > acc ? e : acc;
         }
