@@ -27,6 +27,7 @@ static const srv_config defaults = {
     .blas_threads = 0,
     .max_body_bytes = 67108864,
     .max_sessions = 1024,
+    .max_connections_per_ip = 512,
     .idle_timeout = 900,
     .max_session_bytes = 1073741824,
     .drain_timeout = 10,
@@ -67,6 +68,10 @@ static const setting settings[] = {
      "N",
      "live session limit (default 1024); at the limit the least recently used session idle "
      "for 60 s or more is evicted, else 429"},
+    {"max_connections_per_ip", "max-connections-per-ip", "CONVD_MAX_CONNECTIONS_PER_IP", K_INT,
+     OFF(max_connections_per_ip), 0, 1024, "N",
+     "open connections one client address may hold (default 512 of the 1024 the daemon "
+     "accepts, so one address cannot take them all; 0 = no limit, e.g. behind a proxy)"},
     {"idle_timeout", "idle-timeout", "CONVD_IDLE_TIMEOUT", K_SECONDS, OFF(idle_timeout), 0.001, 1e9,
      "SECONDS", "a session unused this long is dropped and then answers 410 (default 900)"},
     {"max_session_bytes", "max-session-bytes", "CONVD_MAX_SESSION_BYTES", K_BYTES,
@@ -281,7 +286,8 @@ int config_parse_file(srv_config *c, const char *path, char *err, size_t n)
         if (!st) {
             rc = fail(err, n,
                       "%s: unknown key \"%s\" (known: bind, port, threads, blas_threads, "
-                      "max_body_bytes, max_sessions, idle_timeout, max_session_bytes, "
+                      "max_body_bytes, max_sessions, max_connections_per_ip, idle_timeout, "
+                      "max_session_bytes, "
                       "drain_timeout, api_key_file, log_level)",
                       where, key);
             break;
@@ -577,11 +583,12 @@ void config_usage(FILE *out)
 void config_log(const srv_config *c)
 {
     log_info("config: file=%s bind=%s port=%d threads=%d blas_threads=%d max_body_bytes=%llu "
-             "max_sessions=%d idle_timeout=%gs max_session_bytes=%llu drain_timeout=%gs "
-             "auth=%s log_level=%s",
+             "max_sessions=%d max_connections_per_ip=%d idle_timeout=%gs max_session_bytes=%llu "
+             "drain_timeout=%gs auth=%s log_level=%s",
              c->config_path[0] ? c->config_path : "(none)", c->bind, c->port, c->threads,
              c->blas_threads, (unsigned long long)c->max_body_bytes, c->max_sessions,
-             c->idle_timeout, (unsigned long long)c->max_session_bytes, c->drain_timeout,
+             c->max_connections_per_ip, c->idle_timeout, (unsigned long long)c->max_session_bytes,
+             c->drain_timeout,
              c->api_key[0] ? (c->api_key_file[0] ? "on (key from api_key_file)" : "on") : "off",
              log_level_name(c->log_level));
 }

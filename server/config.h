@@ -28,6 +28,7 @@ typedef struct srv_config {
     int blas_threads;                   /* OpenBLAS threads; 0 = the CPU count */
     uint64_t max_body_bytes;            /* request body limit */
     int max_sessions;                   /* live session limit */
+    int max_connections_per_ip;         /* open connections from one address; 0 = no limit */
     double idle_timeout;                /* s a session may stay unused */
     uint64_t max_session_bytes;         /* weights + cache + workspace per session */
     double drain_timeout;               /* s in-flight requests get at shutdown */

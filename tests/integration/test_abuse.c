@@ -1,7 +1,8 @@
 /*
  * test_abuse.c — bad clients must never crash, hang or leak the daemon (spec §5, last line):
  * bodies abandoned half way, answers never read, garbage bytes instead of HTTP, very long
- * paths, deep JSON nesting, odd string escapes in ids, many idle connections. After each,
+ * paths, deep JSON nesting, odd string escapes in ids, many idle connections, more
+ * connections from one address than it may hold. After each,
  * a normal request still works; the daemon exits 0 at the end (under ASan that also means
  * LeakSanitizer found nothing).
  */
@@ -163,6 +164,34 @@ static void test_many_idle_connections(void **state)
     still_serves();
 }
 
+/* One address holds at most max_connections_per_ip connections (3 here): a fourth is
+ * closed at once, without an answer, and a freed slot serves again. */
+static void test_connections_per_address(void **state)
+{
+    (void)state;
+    static const char *const args[] = {"--max-connections-per-ip", "3", NULL};
+    test_daemon *d = start_or_fail(args, NULL);
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = raw_connect(daemon_port(d));
+        assert_true(fds[i] >= 0);
+        raw_send(fds[i], "GET /healthz HTTP/1.1\r\n", 23); /* headers never finished */
+    }
+    sleep_ms(200); /* the daemon has accepted all three */
+    http_res r;
+    if (http_do(NULL, daemon_url(d), "GET", "/healthz", NULL, 0, NULL, &r) == 0)
+        fail_msg("a 4th connection from one address was served (HTTP %ld)", r.status);
+    http_res_free(&r);
+    close(fds[0]);
+    sleep_ms(200);
+    req(d, "GET", "/healthz", NULL, &r);
+    expect_status(&r, 200);
+    http_res_free(&r);
+    close(fds[1]);
+    close(fds[2]);
+    stop_expect_clean(d);
+}
+
 /* Clients that vanish mid-body are not "in flight": SIGTERM right after them must not wait
  * out the drain timeout (10 s here). */
 static void test_vanished_clients_do_not_hold_the_drain(void **state)
@@ -213,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_many_idle_connections),
         cmocka_unit_test(itest_daemon_exits_cleanly),
         cmocka_unit_test(test_vanished_clients_do_not_hold_the_drain),
+        cmocka_unit_test(test_connections_per_address),
     };
     return ITEST_SHARED_MAIN(tests, daemon_args, NULL, NULL);
 }

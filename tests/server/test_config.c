@@ -103,6 +103,7 @@ static void test_defaults(void **state)
     assert_true(c.blas_threads >= 1);
     assert_int_equal(c.max_body_bytes, 67108864);
     assert_int_equal(c.max_sessions, 1024);
+    assert_int_equal(c.max_connections_per_ip, 512);
     assert_true(c.idle_timeout == 900);
     assert_int_equal(c.max_session_bytes, 1073741824);
     assert_true(c.drain_timeout == 10);
@@ -116,7 +117,8 @@ static void test_file_values(void **state)
     (void)state;
     write_file("a.conf", "# comment\n\n  bind = 0.0.0.0  \nport=9001 # trailing comment\n"
                          "threads = 3\nblas_threads = 2\nmax_body_bytes = 64M\n"
-                         "max_sessions = 7\nidle_timeout = 0.5\nmax_session_bytes = 2GiB\n"
+                         "max_sessions = 7\nmax_connections_per_ip = 0\nidle_timeout = 0.5\n"
+                         "max_session_bytes = 2GiB\n"
                          "drain_timeout = 0\nlog_level = \"warn\"\n");
     srv_config c;
     config_action a;
@@ -128,6 +130,7 @@ static void test_file_values(void **state)
     assert_int_equal(c.blas_threads, 2);
     assert_int_equal(c.max_body_bytes, 64u << 20);
     assert_int_equal(c.max_sessions, 7);
+    assert_int_equal(c.max_connections_per_ip, 0);
     assert_true(c.idle_timeout == 0.5);
     assert_int_equal(c.max_session_bytes, 2ull << 30);
     assert_true(c.drain_timeout == 0);
