@@ -98,8 +98,8 @@ __attribute__((target("avx2"))) static size_t encode_avx2(char *out, const unsig
 {
     const __m256i shuf = _mm256_setr_epi8(1, 0, 2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10, 1, 0,
                                           2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10);
-    /* '0'..'9', '+', '/', 'A'..'Z', 'a'..'z': the offset from a 6-bit value to its
-     * character, looked up by the value's range (see the paper's §3.1.2) */
+    /* the offset from a 6-bit value v to its character, indexed by max(v - 51, 0), or 13
+     * when v < 26: 'a'..'z', then '0'..'9', '+', '/', then 'A'..'Z' */
     const __m256i offs =
         _mm256_setr_epi8('a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
                          '0' - 52, '0' - 52, '0' - 52, '0' - 52, '+' - 62, '/' - 63, 'A', 0, 0,
