@@ -59,27 +59,19 @@ struct cvd_conv2d {
     cvd_path path;      /* CVD_PATH_AUTO but in tests */
 };
 
-#define T        float
-#define U        uint32_t
-#define EXP_MASK 0x7f800000u
-#define SFX(n)   n##_f32
-#define GEMM     cblas_sgemm
+#define T      float
+#define SFX(n) n##_f32
+#define GEMM   cblas_sgemm
 #include "conv2d_impl.h"
 #undef T
-#undef U
-#undef EXP_MASK
 #undef SFX
 #undef GEMM
 
-#define T        double
-#define U        uint64_t
-#define EXP_MASK 0x7ff0000000000000ull
-#define SFX(n)   n##_f64
-#define GEMM     cblas_dgemm
+#define T      double
+#define SFX(n) n##_f64
+#define GEMM   cblas_dgemm
 #include "conv2d_impl.h"
 #undef T
-#undef U
-#undef EXP_MASK
 #undef SFX
 #undef GEMM
 

@@ -452,6 +452,74 @@ static void test_chunk_choice(void **state)
     assert_false(g.is_1x1);
 }
 
+/* A y that overflows is caught on every forward path (1x1 in place, bands of rows, chunks
+ * of images, shifted GEMMs) in both dtypes, also when the overflow lands at the very last
+ * element of y (the tail of the finiteness sums), and the cache is left alone. */
+static void test_nonfinite_every_path(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t C, k, pad, N, H;
+        cvd_path path;
+    } cases[] = {
+        {3, 1, 0, 2, 24, CVD_PATH_AUTO},   /* 1x1, image by image in place (P >= 512) */
+        {3, 3, 1, 1, 40, CVD_PATH_AUTO},   /* one image: bands of output rows */
+        {3, 3, 1, 3, 10, CVD_PATH_AUTO},   /* several small images: one chunk */
+        {32, 3, 1, 2, 12, CVD_PATH_SHIFT}, /* shifted GEMMs */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int d = 0; d < 2; d++) {
+            const cvd_dtype dt = d ? CVD_F64 : CVD_F32;
+            cvd_conv2d_params p = {.in_channels = cases[c].C,
+                                   .out_channels = 5,
+                                   .groups = 1,
+                                   .kh = cases[c].k,
+                                   .kw = cases[c].k,
+                                   .sh = 1,
+                                   .sw = 1,
+                                   .dh = 1,
+                                   .dw = 1,
+                                   .pad_mode = CVD_PAD_EXPLICIT,
+                                   .ph = cases[c].pad,
+                                   .pw = cases[c].pad,
+                                   .bias = 1,
+                                   .dtype = dt};
+            cvd_conv2d *l;
+            cvd_err e;
+            assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+            cvd_conv2d_set_path(l, cases[c].path);
+            const int64_t k = cases[c].k, C = cases[c].C;
+            const int64_t ws[4] = {5, C, k, k}, bs[1] = {5};
+            const int64_t xs[4] = {cases[c].N, C, cases[c].H, cases[c].H};
+            const int64_t wn = 5 * C * k * k, xn = xs[0] * C * xs[2] * xs[3];
+            double *wv = malloc((size_t)wn * sizeof *wv), *xv = malloc((size_t)xn * sizeof *xv);
+            double bv[5] = {0.5, 0.5, 0.5, 0.5, 0.5};
+            for (int64_t i = 0; i < wn; i++)
+                wv[i] = 10;
+            for (int64_t i = 0; i < xn; i++)
+                xv[i] = 1;
+            cvd_tensor W = tu_tensor(dt, 4, ws, wv), b = tu_tensor(dt, 1, bs, bv);
+            assert_int_equal(cvd_conv2d_set_weights(l, &W, &b, &e), CVD_OK);
+            int64_t ys[4];
+            assert_int_equal(cvd_conv2d_output_shape(&p, xs, ys, &e), CVD_OK);
+            cvd_tensor x = tu_tensor(dt, 4, xs, xv), y = tu_tensor(dt, 4, ys, NULL);
+            assert_int_equal(cvd_conv2d_forward(l, &x, &y, 0, &e), CVD_OK);
+            xv[xn - 1] = d ? 1e308 : 3e38; /* times 10 overflows */
+            cvd_tensor xh = tu_tensor(dt, 4, xs, xv);
+            if (cvd_conv2d_forward(l, &xh, &y, 0, &e) != CVD_ERR_NONFINITE)
+                fail_msg("case %zu %s: an overflowing y was accepted", c, cvd_dtype_name(dt));
+            int64_t cached[4];
+            assert_int_equal(cvd_conv2d_has_cache(l, cached), 1);
+            cvd_tensor *all[] = {&W, &b, &x, &y, &xh};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                cvd_tensor_release(all[i]);
+            free(wv);
+            free(xv);
+            cvd_conv2d_free(l);
+        }
+    }
+}
+
 static void test_threads(void **state)
 {
     (void)state;
@@ -608,11 +676,17 @@ int main(void)
 {
     spin_given = getenv("OPENBLAS_THREAD_TIMEOUT") != NULL;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rng_known_answer),  cmocka_unit_test(test_init_kaiming),
-        cmocka_unit_test(test_init_normal_zeros), cmocka_unit_test(test_sgd_step),
-        cmocka_unit_test(test_nonfinite),         cmocka_unit_test(test_cache),
-        cmocka_unit_test(test_memory_need),       cmocka_unit_test(test_chunk_choice),
-        cmocka_unit_test(test_threads),           cmocka_unit_test(test_layers_in_parallel),
+        cmocka_unit_test(test_rng_known_answer),
+        cmocka_unit_test(test_init_kaiming),
+        cmocka_unit_test(test_init_normal_zeros),
+        cmocka_unit_test(test_sgd_step),
+        cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_nonfinite_every_path),
+        cmocka_unit_test(test_memory_need),
+        cmocka_unit_test(test_chunk_choice),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_layers_in_parallel),
         cmocka_unit_test(test_blas_spin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
