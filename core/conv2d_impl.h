@@ -97,29 +97,46 @@ static void SFX(cols_run)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, i
                      &j);
 }
 
-/* im2col of one band of output rows oh0 .. oh1 of one image and group into col
- * [K, (oh1-oh0)*OW], split across threads by output rows (disjoint columns of col). */
+/* im2col or col2im of one band of output rows oh0 .. oh1 of one image and group, col
+ * [K, (oh1-oh0)*OW] holding just that band, split across threads: im2col by output rows
+ * (disjoint columns of col), col2im by the input rows the band reaches (disjoint rows of
+ * x_dst, which the caller zeroed). */
 typedef struct SFX(band_job) {
     const cvd_geom *g;
-    const T *x;
+    const T *x_src; /* im2col input, or NULL for col2im */
+    T *x_dst;       /* col2im output, or NULL for im2col */
     T *col;
-    int64_t oh0, oh1;
+    int64_t oh0, oh1, lo, hi; /* the rows split: output rows (im2col), input rows (col2im) */
 } SFX(band_job);
 
 static void SFX(band_part)(void *arg, int task, int ntasks)
 {
     const SFX(band_job) *j = arg;
-    const int64_t rows = j->oh1 - j->oh0;
-    const int64_t a = j->oh0 + rows * task / ntasks, b = j->oh0 + rows * (task + 1) / ntasks;
-    SFX(cvd_im2col_rows)(j->g, j->x, j->col + (a - j->oh0) * j->g->OW, rows * j->g->OW, a, b);
+    const int64_t a = j->lo + (j->hi - j->lo) * task / ntasks;
+    const int64_t b = j->lo + (j->hi - j->lo) * (task + 1) / ntasks;
+    const int64_t cols = (j->oh1 - j->oh0) * j->g->OW;
+    if (j->x_src)
+        SFX(cvd_im2col_rows)(j->g, j->x_src, j->col + (a - j->oh0) * j->g->OW, cols, a, b);
+    else
+        SFX(cvd_col2im_rows)(j->g, j->col, cols, j->x_dst, j->oh0, j->oh1, a, b);
 }
 
-static void SFX(band_im2col)(const cvd_geom *g, const T *x, T *col, int64_t oh0, int64_t oh1)
+static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, int64_t oh0,
+                           int64_t oh1)
 {
-    SFX(band_job) j = {g, x, col, oh0, oh1};
+    SFX(band_job) j = {g, x_src, x_dst, col, oh0, oh1, oh0, oh1};
+    if (!x_src) {
+        /* the input rows this band's windows reach, clipped to the image */
+        const int64_t lo = oh0 * g->sh - g->pt;
+        const int64_t hi = (oh1 - 1) * g->sh - g->pt + (g->kh - 1) * g->dh + 1;
+        j.lo = lo < 0 ? 0 : lo;
+        j.hi = hi > g->H ? g->H : hi;
+        if (j.hi <= j.lo)
+            return;
+    }
     const int threads = cvd_parallel_parts((size_t)(g->K * (oh1 - oh0) * g->OW));
-    const int64_t want = 2 * (int64_t)threads, rows = oh1 - oh0;
-    cvd_parallel_run(threads, threads == 1 ? 1 : (int)(rows < want ? rows : want), SFX(band_part),
+    const int64_t want = 2 * (int64_t)threads, span = j.hi - j.lo;
+    cvd_parallel_run(threads, threads == 1 ? 1 : (int)(span < want ? span : want), SFX(band_part),
                      &j);
 }
 
@@ -186,7 +203,7 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                     const int64_t oh1 = oh0 + rows < g->OH ? oh0 + rows : g->OH;
                     const int64_t cols = (oh1 - oh0) * g->OW;
                     T *yb = yg + oh0 * g->OW; /* [Fg, cols], row stride P */
-                    SFX(band_im2col)(g, xg, ws, oh0, oh1);
+                    SFX(band_cols)(g, xg, NULL, ws, oh0, oh1);
                     if (bg)
                         SFX(bias_fill)(yb, Fg, cols, P, bg);
                     GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols, (int)K, 1,
@@ -266,14 +283,14 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                     const int cols = (int)((oh1 - oh0) * g->OW);
                     const T *dband = dg + oh0 * g->OW; /* [Fg, cols], row stride P */
                     if (dWg) {
-                        SFX(band_im2col)(g, xg, ws, oh0, oh1);
+                        SFX(band_cols)(g, xg, NULL, ws, oh0, oh1);
                         GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)K, cols, 1,
                              dband, (int)P, ws, cols, oh0 ? 1 : beta, dWg, (int)K);
                     }
                     if (dxg) {
                         GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, cols, (int)Fg, 1, Wg,
                              (int)K, dband, (int)P, 0, ws, cols);
-                        SFX(cvd_col2im_rows)(g, ws, cols, dxg, oh0, oh1);
+                        SFX(band_cols)(g, NULL, dxg, ws, oh0, oh1);
                     }
                 }
                 continue;

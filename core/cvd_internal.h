@@ -117,15 +117,17 @@ void cvd_col2im_band_f64(const cvd_geom *g, const double *col, int64_t ldc, doub
 
 /* A band of output rows oh0 .. oh1 of all Cg channels, with col holding just that band
  * (column 0 = first pixel of row oh0): im2col overwrites col [K, (oh1-oh0)*OW]; col2im_rows
- * accumulates it into x_g without zeroing anything (the caller zeroes x_g once). */
+ * accumulates it into input rows ih0 .. ih1-1 of x_g (0 <= ih0 <= ih1 <= H; rows outside
+ * are skipped, so threads can take disjoint ranges) without zeroing anything (the caller
+ * zeroes x_g once). */
 void cvd_im2col_rows_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc, int64_t oh0,
                          int64_t oh1);
 void cvd_im2col_rows_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc,
                          int64_t oh0, int64_t oh1);
 void cvd_col2im_rows_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g, int64_t oh0,
-                         int64_t oh1);
+                         int64_t oh1, int64_t ih0, int64_t ih1);
 void cvd_col2im_rows_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g,
-                         int64_t oh0, int64_t oh1);
+                         int64_t oh0, int64_t oh1, int64_t ih0, int64_t ih1);
 /* Output rows per band when a chunk is one image (nb == 1): col [K, rows*OW] should stay
  * in the cache between im2col and the GEMM (CVD_BAND_BYTES), but give the GEMM at least
  * CVD_BAND_MIN_COLS columns; a non-zero budget (tests) is a hard byte limit instead.

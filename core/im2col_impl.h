@@ -75,9 +75,9 @@ void SFX(cvd_im2col_rows)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, 
 }
 
 void SFX(cvd_col2im_rows)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, int64_t oh0,
-                          int64_t oh1)
+                          int64_t oh1, int64_t ih0, int64_t ih1)
 {
-    const int64_t OW = g->OW, W = g->W, H = g->H, sw = g->sw;
+    const int64_t OW = g->OW, W = g->W, sw = g->sw;
     for (int64_t c = 0; c < g->Cg; c++) {
         T *x_c = x_g + c * g->HW;
         for (int64_t ki = 0; ki < g->kh; ki++) {
@@ -88,7 +88,7 @@ void SFX(cvd_col2im_rows)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, 
                 const T *src = col + ((c * g->kh + ki) * g->kw + kj) * ldc;
                 int64_t ih = ki * g->dh - g->pt + oh0 * g->sh;
                 for (int64_t oh = oh0; oh < oh1; oh++, ih += g->sh, src += OW) {
-                    if ((uint64_t)ih >= (uint64_t)H)
+                    if (ih < ih0 || ih >= ih1)
                         continue;
                     T *row = x_c + ih * W;
                     if (sw == 1) {
