@@ -8,24 +8,29 @@
  *   sizeof(struct cvd_conv2d)
  *   + 2 * (F*(C/g)*kh*kw + (bias ? F : 0)) * es     W, b, and the same for SGD scratch
  *   + N*C*H*W * es                                  the cached forward input
- *   + ws * es                                       the workspace, where
+ *   + ws * es                                       the workspace, where, with
+ *     T = the thread count (cvd_set_num_threads) when N >= T > 1 and N*F*P*K >= 2^21,
+ *     else 1 (cvd_geom_split), and ws1 the plan below for N' = floor(N/T) images,
+ *     rounded up to a multiple of 16:
+ *       ws = T*ws1 + (T-1)*F*K                      a slice per thread, a dW per extra one
+ *     and the plan for N' images:
  *     on the shifted-GEMM path (stride 1, C/g >= 32, Wp*8 <= OW*9; cvd_geom_plan):
- *       ws = kw*(C/g)*(Hp*Wp + (kw-1)*dw) + (F/g)*OH*Wp + 2*(F/g)*K
+ *       ws1 = kw*(C/g)*(Hp*Wp + (kw-1)*dw) + (F/g)*OH*Wp + 2*(F/g)*K
  *       (kw shifted copies of the padded x of one image and group for dW, the first also
  *       dx's padded image; y or delta with rows of Wp; W_g and dW_g by tap), with
  *       Hp = H + pad_top + pad_bottom, Wp = W + pad_left + pad_right;
  *     otherwise (im2col) the chunk workspace:
- *       ws = (K + F/g) * nb*P    when nb > 1        col [K, nb*P] + staging [F/g, nb*P]
- *       ws = K*rows*OW           when nb == 1       (0 on the 1x1 path: x is its own col)
+ *       ws1 = (K + F/g) * nb*P   when nb > 1        col [K, nb*P] + staging [F/g, nb*P]
+ *       ws1 = K*rows*OW          when nb == 1       (0 on the 1x1 path: x is its own col)
  *     with K = (C/g)*kh*kw, P = OH*OW, per = (K + F/g)*P*es, and images per chunk
- *       nb = 1 for a 1x1 layer (stride 1, no pad) with P >= 512, else
- *       nb = clamp(max(floor(8 MiB / per), ceil(2048 / P)), 1,
- *                  min(N, max(1, floor(32 MiB / per)), INT_MAX / P)),
+ *       nb = 1 for a 1x1 layer (stride 1, no pad) with P >= 512, or another with P >= 128,
+ *       else nb = clamp(max(floor(8 MiB / per), ceil(2048 / P)), 1,
+ *                       min(N', max(1, floor(32 MiB / per)), INT_MAX / P)),
  *     and, for one image, bands of output rows whose col fits 4 MiB (at least 768 columns):
  *       rows = clamp(max(floor(4 MiB / (K*OW*es)), ceil(768 / OW)), 1, OH).
- * So the im2col workspace is at most max(32 MiB, K*768*es + K*OW*es); neither grows with N. 8 MiB
- * keeps col in the last-level cache between im2col and the GEMM that reads it; the 2048-column
- * floor keeps GEMMs on small images wide enough for every BLAS thread. The workspace is
+ * So a thread's im2col workspace is at most max(32 MiB, K*768*es + K*OW*es); none of it
+ * grows with N. 8 MiB keeps col in the last-level cache between im2col and the GEMM that
+ * reads it; the 2048-column floor keeps the GEMMs of small images wide. The workspace is
  * kept across calls and only grows; replacing a cache of a different size briefly holds
  * both the old and the new copy.
  */
@@ -58,6 +63,13 @@ struct cvd_conv2d {
     size_t chunk_bytes; /* 0: default chunk policy; else a test's hard budget */
     cvd_path path;      /* CVD_PATH_AUTO but in tests */
 };
+
+/* How one forward or backward call runs (cvd_geom_split, cvd_geom_band_rows). */
+typedef struct run_plan {
+    int tasks, shifted;
+    int64_t nb, rows;
+    size_t ws_one;
+} run_plan;
 
 #define T      float
 #define SFX(n) n##_f32
@@ -94,10 +106,11 @@ cvd_status cvd_conv2d_memory_need(const cvd_conv2d_params *p, const int64_t x_sh
         s = cvd_geom_init(&g, p, x_shape, "x", err);
     if (s != CVD_OK)
         return s;
-    size_t es = cvd_dtype_size(p->dtype), ws, params, total, tmp;
+    size_t es = cvd_dtype_size(p->dtype), ws, ws_one, params, total, tmp;
     int64_t nb;
-    int shifted;
-    s = cvd_geom_plan(&g, es, 0, CVD_PATH_AUTO, &shifted, &nb, &ws, err);
+    int shifted, tasks;
+    s = cvd_geom_split(&g, es, 0, CVD_PATH_AUTO, cvd_get_num_threads(), &tasks, &shifted, &nb,
+                       &ws_one, &ws, err);
     if (s != CVD_OK)
         return s;
     /* wn fits: params_check verified F*K*8 fits size_t; x_numel likewise in geom_init. */
@@ -422,7 +435,7 @@ static void copy_part(void *arg, int task, int ntasks)
 static void parallel_copy(void *dst, const void *src, size_t bytes)
 {
     copy_job j = {dst, src, bytes};
-    int threads = cvd_parallel_parts(bytes / sizeof(float));
+    int threads = cvd_parallel_parts(bytes / sizeof(float), cvd_get_num_threads());
     cvd_parallel_run(threads, threads, copy_part, &j);
 }
 
@@ -441,13 +454,14 @@ static cvd_status ensure_ws(cvd_conv2d *l, size_t elems, cvd_err *err)
     return CVD_OK;
 }
 
-static cvd_status prepare_ws(cvd_conv2d *l, const cvd_geom *g, int *shifted, int64_t *nb,
-                             cvd_err *err)
+static cvd_status prepare_ws(cvd_conv2d *l, const cvd_geom *g, run_plan *r, cvd_err *err)
 {
     size_t elems;
-    cvd_status s = cvd_geom_plan(g, l->es, l->chunk_bytes, l->path, shifted, nb, &elems, err);
+    cvd_status s = cvd_geom_split(g, l->es, l->chunk_bytes, l->path, cvd_get_num_threads(),
+                                  &r->tasks, &r->shifted, &r->nb, &r->ws_one, &elems, err);
     if (s == CVD_OK)
         s = ensure_ws(l, elems, err);
+    r->rows = cvd_geom_band_rows(g, l->es, l->chunk_bytes);
     return s;
 }
 
@@ -466,9 +480,8 @@ cvd_status cvd_conv2d_forward(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y,
     s = check_exact(l, y, "y", y_shape, "the output for x", err);
     if (s != CVD_OK)
         return s;
-    int64_t nb;
-    int shifted;
-    s = prepare_ws(l, &g, &shifted, &nb, err);
+    run_plan r;
+    s = prepare_ws(l, &g, &r, err);
     if (s != CVD_OK)
         return s;
     /* A cache of a different size is allocated up front so a failure costs nothing. */
@@ -485,14 +498,10 @@ cvd_status cvd_conv2d_forward(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y,
                                 "elements)",
                                 (long long)g.x_numel);
     }
-    int finite;
-    const int64_t rows = cvd_geom_band_rows(&g, l->es, l->chunk_bytes);
-    if (l->p.dtype == CVD_F32)
-        finite = shifted ? forward_shift_f32(&g, l->W, l->b, x->data, y->data, l->ws)
-                         : forward_run_f32(&g, l->W, l->b, x->data, y->data, nb, rows, l->ws);
-    else
-        finite = shifted ? forward_shift_f64(&g, l->W, l->b, x->data, y->data, l->ws)
-                         : forward_run_f64(&g, l->W, l->b, x->data, y->data, nb, rows, l->ws);
+    const int finite =
+        l->p.dtype == CVD_F32
+            ? pass_go_f32(&g, &r, l->ws, l->W, l->b, x->data, NULL, y->data, NULL, NULL)
+            : pass_go_f64(&g, &r, l->ws, l->W, l->b, x->data, NULL, y->data, NULL, NULL);
     if (!finite) {
         free(fresh);
         return cvd_err_setf(err, CVD_ERR_NONFINITE,
@@ -594,10 +603,9 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
     const int sgd = opts->sgd != 0;
     const int do_dw = (need & CVD_NEED_DW) || sgd;
     const int do_db = (need & CVD_NEED_DB) || (sgd && l->p.bias);
-    int64_t nb = 1;
-    int shifted = 0;
+    run_plan r = {0};
     if ((need & CVD_NEED_DX) || do_dw)
-        s = prepare_ws(l, &g, &shifted, &nb, err);
+        s = prepare_ws(l, &g, &r, err);
     if (s == CVD_OK && sgd)
         s = ensure_sgd_scratch(l, !(need & CVD_NEED_DW), do_db && !(need & CVD_NEED_DB), err);
     if (s != CVD_OK)
@@ -606,14 +614,11 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
     void *gw = !do_dw ? NULL : (need & CVD_NEED_DW) ? dW->data : l->gW;
     void *gb = !do_db ? NULL : (need & CVD_NEED_DB) ? db->data : l->gb;
     int finite = 1;
-    const int64_t rows = cvd_geom_band_rows(&g, l->es, l->chunk_bytes);
     if (l->p.dtype == CVD_F32) {
         if (gb)
             bias_grad_f32(&g, delta->data, gb);
-        if (shifted)
-            backward_shift_f32(&g, l->W, x->data, delta->data, gx, gw, l->ws);
-        else if (gx || gw)
-            backward_run_f32(&g, l->W, x->data, delta->data, gx, gw, nb, rows, l->ws);
+        if (gx || gw)
+            pass_go_f32(&g, &r, l->ws, l->W, NULL, x->data, delta->data, NULL, gx, gw);
         finite = (!gx || all_finite_f32(gx, (size_t)g.x_numel)) &&
                  (!gw || all_finite_f32(gw, (size_t)l->wn)) &&
                  (!gb || all_finite_f32(gb, (size_t)g.F));
@@ -623,10 +628,8 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
     } else {
         if (gb)
             bias_grad_f64(&g, delta->data, gb);
-        if (shifted)
-            backward_shift_f64(&g, l->W, x->data, delta->data, gx, gw, l->ws);
-        else if (gx || gw)
-            backward_run_f64(&g, l->W, x->data, delta->data, gx, gw, nb, rows, l->ws);
+        if (gx || gw)
+            pass_go_f64(&g, &r, l->ws, l->W, NULL, x->data, delta->data, NULL, gx, gw);
         finite = (!gx || all_finite_f64(gx, (size_t)g.x_numel)) &&
                  (!gw || all_finite_f64(gw, (size_t)l->wn)) &&
                  (!gb || all_finite_f64(gb, (size_t)g.F));
@@ -652,37 +655,4 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
         }
     }
     return CVD_OK;
-}
-
-/* OpenBLAS's idle threads busy-wait (sched_yield) for 2^28 TSC cycles, about 0.1 s, after
- * every threaded GEMM. On a small machine that spin takes a core from whatever runs next —
- * the im2col/col2im helpers, the daemon's codec and sockets: measured on 2 cores, resnet_mid
- * runs 10 % faster in bench_core and the daemon's large base64 pair 30 % faster with 2^16
- * cycles (about 20 us), which still bridges the back-to-back GEMMs of one layer. OpenBLAS
- * reads the setting when it loads, so it is set, re-read, and the idle pool restarted (it
- * starts again on the next threaded call). OPENBLAS_THREAD_TIMEOUT in the environment wins;
- * the hooks are weak so a BLAS without them (a serial or OpenMP build) still links. */
-#define BLAS_SPIN_LOG2_CYCLES "16"
-__attribute__((weak)) void openblas_read_env(void);
-__attribute__((weak)) void blas_thread_shutdown_(void);
-
-static void blas_short_spin(void)
-{
-    if (getenv("OPENBLAS_THREAD_TIMEOUT") || !openblas_read_env || !blas_thread_shutdown_)
-        return;
-    if (setenv("OPENBLAS_THREAD_TIMEOUT", BLAS_SPIN_LOG2_CYCLES, 0) != 0)
-        return;
-    openblas_read_env();
-    blas_thread_shutdown_();
-}
-
-void cvd_set_num_threads(int n)
-{
-    blas_short_spin();
-    openblas_set_num_threads(n < 1 ? 1 : n);
-}
-
-int cvd_get_num_threads(void)
-{
-    return openblas_get_num_threads();
 }

@@ -12,7 +12,9 @@
  * [K, rows*OW] stays in cache between im2col and its GEMM; for a 1x1
  * kernel (stride 1, no pad) and m == 1, x[n,g] is its own col and nothing is copied (with
  * m > 1 its "im2col" is a plain row copy that buys one wide GEMM, which only pays on
- * small images: see cvd_geom_chunk).
+ * small images: see cvd_geom_chunk). Each kernel takes a range of images and nt, the
+ * threads it may use: 1 inside a task of a batch split by images, more when the GEMMs and
+ * im2col of the images left over are split instead (pass_run, at the end).
  */
 
 /* Finiteness checks: v*0 is 0 for every finite v and NaN for an infinity or a NaN, so a
@@ -84,9 +86,9 @@ static void SFX(cols_part)(void *arg, int task, int ntasks)
 }
 
 static void SFX(cols_run)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, int64_t n0,
-                          int64_t m, int64_t grp)
+                          int64_t m, int64_t grp, int nt)
 {
-    const int threads = cvd_parallel_parts((size_t)(g->K * g->P * m));
+    const int threads = cvd_parallel_parts((size_t)(g->K * g->P * m), nt);
     /* Four tasks per thread balance a helper that starts late or runs slow. */
     const int64_t want = 4 * (int64_t)threads;
     const int64_t rows = x_src ? g->OH : g->H;
@@ -122,7 +124,7 @@ static void SFX(band_part)(void *arg, int task, int ntasks)
 }
 
 static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, int64_t oh0,
-                           int64_t oh1)
+                           int64_t oh1, int nt)
 {
     SFX(band_job) j = {g, x_src, x_dst, col, oh0, oh1, oh0, oh1};
     if (!x_src) {
@@ -134,10 +136,53 @@ static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, 
         if (j.hi <= j.lo)
             return;
     }
-    const int threads = cvd_parallel_parts((size_t)(g->K * (oh1 - oh0) * g->OW));
+    const int threads = cvd_parallel_parts((size_t)(g->K * (oh1 - oh0) * g->OW), nt);
     const int64_t want = 2 * (int64_t)threads, span = j.hi - j.lo;
     cvd_parallel_run(threads, threads == 1 ? 1 : (int)(span < want ? span : want), SFX(band_part),
                      &j);
+}
+
+/* C = alpha·op(A)·op(B) + beta·C (row-major) on nt threads: C is cut into nt blocks of
+ * columns, or of rows when it has more rows than columns, each one GEMM on one OpenBLAS
+ * thread (see parallel.c). Block edges fall on multiples of 16 elements so no two threads
+ * write one cache line. A GEMM under CVD_GEMM_SPLIT_MIN multiply-adds, or too narrow to
+ * cut, runs whole: a thread start would cost more than it saves. */
+typedef struct SFX(gemm_job) {
+    CBLAS_TRANSPOSE ta, tb;
+    int M, N, K, lda, ldb, ldc, by_cols;
+    T alpha, beta;
+    const T *A, *B;
+    T *C;
+} SFX(gemm_job);
+
+static void SFX(gemm_part)(void *arg, int task, int ntasks)
+{
+    const SFX(gemm_job) *j = arg;
+    const int64_t span = j->by_cols ? j->N : j->M;
+    const int a = (int)(span * task / ntasks) & ~15;
+    const int b = task == ntasks - 1 ? (int)span : (int)(span * (task + 1) / ntasks) & ~15;
+    if (b <= a)
+        return;
+    if (j->by_cols)
+        GEMM(CblasRowMajor, j->ta, j->tb, j->M, b - a, j->K, j->alpha, j->A, j->lda,
+             j->tb == CblasNoTrans ? j->B + a : j->B + (int64_t)a * j->ldb, j->ldb, j->beta,
+             j->C + a, j->ldc);
+    else
+        GEMM(CblasRowMajor, j->ta, j->tb, b - a, j->N, j->K, j->alpha,
+             j->ta == CblasNoTrans ? j->A + (int64_t)a * j->lda : j->A + a, j->lda, j->B, j->ldb,
+             j->beta, j->C + (int64_t)a * j->ldc, j->ldc);
+}
+
+static void SFX(gemm)(int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, T alpha,
+                      const T *A, int lda, const T *B, int ldb, T beta, T *C, int ldc)
+{
+    const int by_cols = N >= M, span = by_cols ? N : M;
+    if (nt > 1 && (int64_t)M * N * K >= CVD_GEMM_SPLIT_MIN && span >= 32 * nt) {
+        SFX(gemm_job) j = {ta, tb, M, N, K, lda, ldb, ldc, by_cols, alpha, beta, A, B, C};
+        cvd_parallel_run(nt, nt, SFX(gemm_part), &j);
+        return;
+    }
+    GEMM(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* Moves the GEMM result of images n0 .. n0+m-1, group grp (bias included), into y while
@@ -175,14 +220,15 @@ static void SFX(block_nan_add)(T *lane, const T *y, int64_t Fg, int64_t cols, in
         SFX(nan_add)(lane, y + f * ld, cols);
 }
 
-/* y = conv(x, W) + b; returns whether every element of y is finite. */
+/* y = conv(x, W) + b for images lo .. hi-1 on nt threads; returns whether every element
+ * written is finite. */
 static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *x, T *y, int64_t nb,
-                            int64_t rows, T *ws)
+                            int64_t rows, T *ws, int64_t lo, int64_t hi, int nt)
 {
     const int64_t K = g->K, P = g->P, Fg = g->Fg, Cg = g->Cg, C = g->C, F = g->F, HW = g->HW;
     T lane[NAN_LANES] = {0};
-    for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
-        const int64_t m = nb < g->N - n0 ? nb : g->N - n0;
+    for (int64_t n0 = lo; n0 < hi; n0 += nb) {
+        const int64_t m = nb < hi - n0 ? nb : hi - n0;
         const int ldc = (int)(m * P);
         for (int64_t grp = 0; grp < g->G; grp++) {
             const T *Wg = W + grp * Fg * K;      /* [Fg, K] */
@@ -192,8 +238,9 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                 /* y[n,g]: [Fg, P] = b_g + W_g [Fg, Cg] · x[n,g] [Cg, P] */
                 if (bg)
                     SFX(bias_fill)(yg, Fg, P, P, bg);
-                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg,
-                     (int)K, x + (n0 * C + grp * Cg) * HW, (int)P, bg ? 1 : 0, yg, (int)P);
+                SFX(gemm)
+                (nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg, (int)K,
+                 x + (n0 * C + grp * Cg) * HW, (int)P, bg ? 1 : 0, yg, (int)P);
                 SFX(block_nan_add)(lane, yg, Fg, P, P);
             } else if (m == 1) {
                 /* Bands of output rows: col [K, rows*OW] stays in cache for the GEMM, which
@@ -203,20 +250,22 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                     const int64_t oh1 = oh0 + rows < g->OH ? oh0 + rows : g->OH;
                     const int64_t cols = (oh1 - oh0) * g->OW;
                     T *yb = yg + oh0 * g->OW; /* [Fg, cols], row stride P */
-                    SFX(band_cols)(g, xg, NULL, ws, oh0, oh1);
+                    SFX(band_cols)(g, xg, NULL, ws, oh0, oh1, nt);
                     if (bg)
                         SFX(bias_fill)(yb, Fg, cols, P, bg);
-                    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols, (int)K, 1,
-                         Wg, (int)K, ws, (int)cols, bg ? 1 : 0, yb, (int)P);
+                    SFX(gemm)
+                    (nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols, (int)K, 1, Wg, (int)K, ws,
+                     (int)cols, bg ? 1 : 0, yb, (int)P);
                     SFX(block_nan_add)(lane, yb, Fg, cols, P);
                 }
             } else {
                 T *col = ws, *stage = ws + K * nb * P; /* [K, m*P], [Fg, m*P] */
-                SFX(cols_run)(g, x, NULL, col, n0, m, grp);
+                SFX(cols_run)(g, x, NULL, col, n0, m, grp, nt);
                 if (bg)
                     SFX(bias_fill)(stage, Fg, ldc, ldc, bg);
-                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K,
-                     col, ldc, bg ? 1 : 0, stage, ldc);
+                SFX(gemm)
+                (nt, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K, col, ldc,
+                 bg ? 1 : 0, stage, ldc);
                 SFX(emit)(g, stage, ldc, P, y, n0, m, grp, lane);
             }
         }
@@ -249,15 +298,17 @@ static void SFX(bias_grad)(const cvd_geom *g, const T *delta, T *db)
     }
 }
 
-/* dx and/or dW (either may be NULL) for delta at input x; db is done by bias_grad. */
+/* dx and/or dW (either may be NULL) of images lo .. hi-1 on nt threads, for delta at input
+ * x: dW is overwritten with the sum over those images. db is done by bias_grad. */
 static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T *delta, T *dx,
-                              T *dW, int64_t nb, int64_t rows, T *ws)
+                              T *dW, int64_t nb, int64_t rows, T *ws, int64_t lo, int64_t hi,
+                              int nt)
 {
     const int64_t K = g->K, P = g->P, Fg = g->Fg, Cg = g->Cg, C = g->C, F = g->F, HW = g->HW;
-    for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
-        const int64_t m = nb < g->N - n0 ? nb : g->N - n0;
+    for (int64_t n0 = lo; n0 < hi; n0 += nb) {
+        const int64_t m = nb < hi - n0 ? nb : hi - n0;
         const int ldc = (int)(m * P);
-        const T beta = n0 == 0 ? 0 : 1; /* dW accumulates over chunks, never pre-zeroed */
+        const T beta = n0 == lo ? 0 : 1; /* dW accumulates over chunks, never pre-zeroed */
         for (int64_t grp = 0; grp < g->G; grp++) {
             const T *Wg = W + grp * Fg * K;
             T *dWg = dW ? dW + grp * Fg * K : NULL;
@@ -265,11 +316,13 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                 const T *xg = x + (n0 * C + grp * Cg) * HW;    /* [Cg, P] */
                 const T *dg = delta + (n0 * F + grp * Fg) * P; /* [Fg, P] */
                 if (dWg)
-                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, (int)P, 1, dg,
-                         (int)P, xg, (int)P, beta, dWg, (int)K);
+                    SFX(gemm)
+                    (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, (int)P, 1, dg, (int)P, xg,
+                     (int)P, beta, dWg, (int)K);
                 if (dx)
-                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Fg, 1, Wg,
-                         (int)K, dg, (int)P, 0, dx + (n0 * C + grp * Cg) * HW, (int)P);
+                    SFX(gemm)
+                    (nt, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Fg, 1, Wg, (int)K, dg,
+                     (int)P, 0, dx + (n0 * C + grp * Cg) * HW, (int)P);
                 continue;
             }
             if (m == 1) {
@@ -283,14 +336,16 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                     const int cols = (int)((oh1 - oh0) * g->OW);
                     const T *dband = dg + oh0 * g->OW; /* [Fg, cols], row stride P */
                     if (dWg) {
-                        SFX(band_cols)(g, xg, NULL, ws, oh0, oh1);
-                        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)K, cols, 1,
-                             dband, (int)P, ws, cols, oh0 ? 1 : beta, dWg, (int)K);
+                        SFX(band_cols)(g, xg, NULL, ws, oh0, oh1, nt);
+                        SFX(gemm)
+                        (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)K, cols, 1, dband, (int)P, ws,
+                         cols, oh0 ? 1 : beta, dWg, (int)K);
                     }
                     if (dxg) {
-                        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, cols, (int)Fg, 1, Wg,
-                             (int)K, dband, (int)P, 0, ws, cols);
-                        SFX(band_cols)(g, NULL, dxg, ws, oh0, oh1);
+                        SFX(gemm)
+                        (nt, CblasTrans, CblasNoTrans, (int)K, cols, (int)Fg, 1, Wg, (int)K, dband,
+                         (int)P, 0, ws, cols);
+                        SFX(band_cols)(g, NULL, dxg, ws, oh0, oh1, nt);
                     }
                 }
                 continue;
@@ -302,14 +357,16 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                            (size_t)P * sizeof(T));
             const T *dg = stage; /* delta of the chunk and group: [Fg, m*P] */
             if (dWg) {
-                SFX(cols_run)(g, x, NULL, col, n0, m, grp);
-                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)K, ldc, 1, dg, ldc, col,
-                     ldc, beta, dWg, (int)K);
+                SFX(cols_run)(g, x, NULL, col, n0, m, grp, nt);
+                SFX(gemm)
+                (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)K, ldc, 1, dg, ldc, col, ldc, beta,
+                 dWg, (int)K);
             }
             if (dx) {
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, ldc, (int)Fg, 1, Wg, (int)K,
-                     dg, ldc, 0, col, ldc);
-                SFX(cols_run)(g, NULL, dx, col, n0, m, grp);
+                SFX(gemm)
+                (nt, CblasTrans, CblasNoTrans, (int)K, ldc, (int)Fg, 1, Wg, (int)K, dg, ldc, 0, col,
+                 ldc);
+                SFX(cols_run)(g, NULL, dx, col, n0, m, grp, nt);
             }
         }
     }
@@ -381,7 +438,7 @@ static void SFX(pad_in)(const cvd_geom *g, const T *x_g, T *xp)
 /* The kh*kw tap GEMMs of one image: dir 0 yp (+)= conv(xp); 1 dWr (+)= yp · xpᵀ; 2 xp +=
  * conv_transpose(yp) (for dir 0 and 1, beta0 0 overwrites, 1 adds). Wr is W_g by tap (dir 0, 2) or
  * dW_g (dir 1). */
-static void SFX(shift_gemms)(const cvd_geom *g, T *Wr, T *xp, T *yp, int dir, T beta0)
+static void SFX(shift_gemms)(const cvd_geom *g, T *Wr, T *xp, T *yp, int dir, T beta0, int nt)
 {
     const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp;
     const int n = (int)(g->OH * Wp), cs = (int)g->cs;
@@ -390,20 +447,25 @@ static void SFX(shift_gemms)(const cvd_geom *g, T *Wr, T *xp, T *yp, int dir, T 
             const int64_t o = i * g->dh * Wp + j * g->dw;
             T *A = Wr + t * Fg * Cg;
             if (dir == 0) /* y */
-                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, n, (int)Cg, 1, A, (int)Cg,
-                     xp + o, cs, t ? 1 : beta0, yp, n);
+                SFX(gemm)
+                (nt, CblasNoTrans, CblasNoTrans, (int)Fg, n, (int)Cg, 1, A, (int)Cg, xp + o, cs,
+                 t ? 1 : beta0, yp, n);
             else if (dir == 1) /* dW: Wr is dWr here */
-                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, n, 1, yp, n, xp + o,
-                     cs, beta0, A, (int)Cg);
+                SFX(gemm)
+                (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, n, 1, yp, n, xp + o, cs, beta0, A,
+                 (int)Cg);
             else /* dx */
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Cg, n, (int)Fg, 1, A, (int)Cg,
-                     yp, n, 1, xp + o, cs);
+                SFX(gemm)
+                (nt, CblasTrans, CblasNoTrans, (int)Cg, n, (int)Fg, 1, A, (int)Cg, yp, n, 1, xp + o,
+                 cs);
         }
     }
 }
 
-/* y = conv(x, W) + b on the shifted path; returns whether y is finite. */
-static int SFX(forward_shift)(const cvd_geom *g, T *W, const T *b, const T *x, T *y, T *ws)
+/* y = conv(x, W) + b on the shifted path for images lo .. hi-1 on nt threads; returns
+ * whether what it wrote is finite. */
+static int SFX(forward_shift)(const cvd_geom *g, T *W, const T *b, const T *x, T *y, T *ws,
+                              int64_t lo, int64_t hi, int nt)
 {
     const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp, OW = g->OW, P = g->P;
     T *xp = ws, *yp = xp + g->kw * Cg * g->cs, *Wr = yp + Fg * g->OH * Wp;
@@ -411,12 +473,12 @@ static int SFX(forward_shift)(const cvd_geom *g, T *W, const T *b, const T *x, T
     for (int64_t grp = 0; grp < g->G; grp++) {
         const T *bg = b ? b + grp * Fg : NULL;
         SFX(regroup)(g, W + grp * Fg * g->K, Wr, 1);
-        for (int64_t n = 0; n < g->N; n++) {
+        for (int64_t n = lo; n < hi; n++) {
             SFX(pad_in)(g, x + (n * g->C + grp * Cg) * g->HW, xp);
             /* the first tap adds onto the bias (see bias_fill) */
             if (bg)
                 SFX(bias_fill)(yp, Fg, g->OH * Wp, g->OH * Wp, bg);
-            SFX(shift_gemms)(g, Wr, xp, yp, 0, bg ? 1 : 0);
+            SFX(shift_gemms)(g, Wr, xp, yp, 0, bg ? 1 : 0, nt);
             T *yn = y + (n * g->F + grp * Fg) * P; /* [Fg, P] */
             for (int64_t f = 0; f < Fg; f++)
                 for (int64_t oh = 0; oh < g->OH; oh++)
@@ -446,7 +508,7 @@ static void SFX(regroup_dw)(const cvd_geom *g, T *dWg, const T *dWr)
  *   dWr[i] [Fg, kw*Cg] (+)= yp [Fg, n] · xp3[:, i*dh*Wp ..]ᵀ.
  * A GEMM kw times wider keeps both BLAS threads busier than kw thin ones. Each copy
  * needs Hp*Wp elements (the last tap row reads up to Hp*Wp - 1), inside cs. */
-static void SFX(dw_gemms)(const cvd_geom *g, T *dWr, T *xp, const T *yp, T beta0)
+static void SFX(dw_gemms)(const cvd_geom *g, T *dWr, T *xp, const T *yp, T beta0, int nt)
 {
     const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp, cs = g->cs, kw = g->kw;
     const int n = (int)(g->OH * Wp), nc = (int)(kw * Cg);
@@ -455,20 +517,22 @@ static void SFX(dw_gemms)(const cvd_geom *g, T *dWr, T *xp, const T *yp, T beta0
             memcpy(xp + (j * Cg + c) * cs, xp + c * cs + j * g->dw,
                    (size_t)(g->Hp * Wp) * sizeof(T));
     for (int64_t i = 0; i < g->kh; i++)
-        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n, xp + i * g->dh * Wp,
-             (int)cs, beta0, dWr + i * Fg * nc, nc);
+        SFX(gemm)
+        (nt, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n, xp + i * g->dh * Wp, (int)cs,
+         beta0, dWr + i * Fg * nc, nc);
 }
 
-/* dx and/or dW (either may be NULL) on the shifted path; db is done by bias_grad. */
+/* dx and/or dW (either may be NULL) on the shifted path for images lo .. hi-1 on nt
+ * threads (dW overwritten with their sum); db is done by bias_grad. */
 static void SFX(backward_shift)(const cvd_geom *g, T *W, const T *x, const T *delta, T *dx, T *dW,
-                                T *ws)
+                                T *ws, int64_t lo, int64_t hi, int nt)
 {
     const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp, OW = g->OW, P = g->P;
     T *xp = ws, *yp = xp + g->kw * Cg * g->cs, *Wr = yp + Fg * g->OH * Wp, *dWr = Wr + Fg * g->K;
     for (int64_t grp = 0; grp < g->G; grp++) {
         if (dx)
             SFX(regroup)(g, W + grp * Fg * g->K, Wr, 1);
-        for (int64_t n = 0; n < g->N; n++) {
+        for (int64_t n = lo; n < hi; n++) {
             for (int64_t f = 0; f < Fg; f++) {
                 const T *s = delta + (n * g->F + grp * Fg + f) * P;
                 T *d = yp + f * g->OH * Wp;
@@ -479,11 +543,11 @@ static void SFX(backward_shift)(const cvd_geom *g, T *W, const T *x, const T *de
             }
             if (dW) {
                 SFX(pad_in)(g, x + (n * g->C + grp * Cg) * g->HW, xp);
-                SFX(dw_gemms)(g, dWr, xp, yp, n ? 1 : 0);
+                SFX(dw_gemms)(g, dWr, xp, yp, n > lo ? 1 : 0, nt);
             }
             if (dx) {
                 memset(xp, 0, (size_t)(Cg * g->cs) * sizeof(T));
-                SFX(shift_gemms)(g, Wr, xp, yp, 2, 0);
+                SFX(shift_gemms)(g, Wr, xp, yp, 2, 0, nt);
                 for (int64_t c = 0; c < Cg; c++) {
                     T *d = dx + (n * g->C + grp * Cg + c) * g->HW;
                     const T *s = xp + c * g->cs + g->pt * Wp + g->pl;
@@ -495,4 +559,104 @@ static void SFX(backward_shift)(const cvd_geom *g, T *W, const T *x, const T *de
         if (dW)
             SFX(regroup_dw)(g, dW + grp * Fg * g->K, dWr);
     }
+}
+
+/* ---- One pass over the batch on the core's threads (see parallel.c) ------------------
+ * With tasks > 1 (cvd_geom_split), task t takes images q*t/tasks .. q*(t+1)/tasks - 1 of
+ * the first q = N - N % tasks whole, on one thread: its own workspace slice, GEMMs on one
+ * OpenBLAS thread, and in backward dW into its own partial (task 0 writes dW itself); the
+ * partials are then added to dW in task order, so the result depends on the thread count
+ * but not on scheduling. The N % tasks images left (all of them when tasks == 1) follow
+ * with each GEMM and im2col split across the threads instead. */
+typedef struct SFX(pass) {
+    const cvd_geom *g;
+    T *W;
+    const T *b, *x, *delta;
+    T *y;       /* forward: the output; NULL in backward */
+    T *dx, *dW; /* backward: the gradients wanted (either may be NULL) */
+    int64_t nb, rows;
+    int shifted, tasks;
+    T *ws; /* tasks slices of ws_one elements */
+    size_t ws_one;
+    T *parts; /* tasks-1 partial dW of F*K elements */
+    int64_t q;
+    int finite[CVD_MAX_PARTS];
+} SFX(pass);
+
+/* Images lo .. hi-1 of the pass on nt threads with workspace ws, dW into dW. */
+static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, T *ws, T *dW)
+{
+    const cvd_geom *g = p->g;
+    if (p->y)
+        return p->shifted
+                   ? SFX(forward_shift)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt)
+                   : SFX(forward_run)(g, p->W, p->b, p->x, p->y, p->nb, p->rows, ws, lo, hi, nt);
+    if (p->shifted)
+        SFX(backward_shift)(g, p->W, p->x, p->delta, p->dx, dW, ws, lo, hi, nt);
+    else
+        SFX(backward_run)(g, p->W, p->x, p->delta, p->dx, dW, p->nb, p->rows, ws, lo, hi, nt);
+    return 1;
+}
+
+static void SFX(pass_task)(void *arg, int t, int ntasks)
+{
+    SFX(pass) *p = arg;
+    const int64_t lo = p->q * t / ntasks, hi = p->q * (t + 1) / ntasks;
+    T *dW = p->dW && t ? p->parts + (t - 1) * p->g->F * p->g->K : p->dW;
+    p->finite[t] = SFX(pass_range)(p, lo, hi, 1, p->ws + (size_t)t * p->ws_one, dW);
+}
+
+static void SFX(add_into)(T *dst, const T *src, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+/* Runs the pass; returns whether everything forward wrote is finite (1 in backward). */
+static int SFX(pass_run)(SFX(pass) * p)
+{
+    const cvd_geom *g = p->g;
+    const int64_t wn = g->F * g->K;
+    int finite = 1;
+    int64_t done = 0;
+    if (p->tasks > 1) {
+        p->q = g->N - g->N % p->tasks;
+        cvd_parallel_run(p->tasks, p->tasks, SFX(pass_task), p);
+        for (int t = 0; t < p->tasks; t++) {
+            finite &= p->finite[t];
+            if (p->dW && t)
+                SFX(add_into)(p->dW, p->parts + (t - 1) * wn, wn);
+        }
+        done = p->q;
+    }
+    if (done < g->N) {
+        T *dW = p->dW && done ? p->parts : p->dW;
+        finite &= SFX(pass_range)(p, done, g->N, cvd_get_num_threads(), p->ws, dW);
+        if (p->dW && done)
+            SFX(add_into)(p->dW, p->parts, wn);
+    }
+    return finite;
+}
+
+/* Forward (y non-NULL) or backward over g as planned in r; ws holds the whole workspace. */
+static int SFX(pass_go)(const cvd_geom *g, const run_plan *r, void *ws, void *W, const void *b,
+                        const void *x, const void *delta, void *y, void *dx, void *dW)
+{
+    SFX(pass)
+    p = {.g = g,
+         .W = W,
+         .b = b,
+         .x = x,
+         .delta = delta,
+         .y = y,
+         .dx = dx,
+         .dW = dW,
+         .nb = r->nb,
+         .rows = r->rows,
+         .shifted = r->shifted,
+         .tasks = r->tasks,
+         .ws = ws,
+         .ws_one = r->ws_one,
+         .parts = (T *)ws + (size_t)r->tasks * r->ws_one};
+    return SFX(pass_run)(&p);
 }

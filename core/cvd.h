@@ -185,10 +185,14 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
                                const cvd_backward_opts *opts, cvd_tensor *dx, cvd_tensor *dW,
                                cvd_tensor *db, cvd_err *err);
 
-/* Threads OpenBLAS may use (>= 1). Process-wide; call once at start-up, before other
- * threads run: the first call also shortens how long OpenBLAS's idle threads spin after a
- * GEMM (OPENBLAS_THREAD_TIMEOUT=16 unless the environment sets it; see conv2d.c), which
- * needs setenv. */
+/* Threads one forward or backward may use (clamped to 1 .. 64; default, until set: the
+ * online CPUs). The core splits the work across its own threads and calls OpenBLAS with
+ * one thread each (it sets OpenBLAS's count to 1); helper threads come from one
+ * process-wide budget of n-1, so layers used from several threads at once share the cores.
+ * Results depend on n (dW sums per-thread partials) but not on scheduling. Process-wide;
+ * call once at start-up, before other threads run: it also shortens how long OpenBLAS's
+ * idle threads spin (OPENBLAS_THREAD_TIMEOUT=16 unless the environment sets it; see
+ * parallel.c), which needs setenv. */
 void cvd_set_num_threads(int n);
 int cvd_get_num_threads(void);
 

@@ -28,6 +28,12 @@
  * by image on x, y, delta and dx in place: its GEMMs are wide enough, and copying images
  * into a wide chunk costs more than it buys. */
 #define CVD_1X1_DIRECT_COLS 512
+/* Any other layer whose images have at least this many output pixels also runs image by
+ * image (bands of output rows, in place): its GEMMs run on one thread each (see
+ * parallel.c), where a few hundred columns are wide enough, and a chunk would cost a copy
+ * of y or delta through the staging buffer. Measured on 2 cores against chunks of 4:
+ * resnet_deep float32 +6 %, b_small +20-50 %, resnet_deep float64 even. */
+#define CVD_DIRECT_COLS 128
 
 /* Formats err->msg (truncated to fit); err may be NULL. Returns s so a caller can write
  * `return cvd_err_setf(err, CVD_ERR_SHAPE, "...")`. */
@@ -97,7 +103,8 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
 /* Images per chunk (at least 1, at most N, and small enough that nb*P fits in int) and the
  * workspace elements that chunk needs: col [K, nb*P] plus, when nb > 1, the staging
  * buffer [Fg, nb*P]; 0 for a single 1x1 image (x is its col). budget 0 is the default
- * policy above (1 for a 1x1 layer of at least CVD_1X1_DIRECT_COLS pixels); a non-zero budget is a
+ * policy above (1 for a 1x1 layer of at least CVD_1X1_DIRECT_COLS pixels, or another of at
+ * least CVD_DIRECT_COLS); a non-zero budget is a
  * hard byte limit (tests use it to force chunks). Fails (TOO_LARGE) only if a product overflows. */
 cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, int64_t *nb,
                           size_t *ws_elems, cvd_err *err);
@@ -138,16 +145,30 @@ void cvd_col2im_rows_f64(const cvd_geom *g, const double *col, int64_t ldc, doub
 int64_t cvd_geom_band_rows(const cvd_geom *g, size_t elem_size, size_t budget);
 
 /* Fork-join: runs fn(arg, t, ntasks) once for every t in 0 .. ntasks-1, on the caller and
- * up to nthreads-1 short-lived helper threads, which take tasks as they free up. */
+ * up to nthreads-1 short-lived helper threads, which take tasks as they free up. Helpers
+ * come from one process-wide budget of cvd_get_num_threads()-1 (see parallel.c). */
 #define CVD_MAX_PARTS 64
 typedef void (*cvd_task_fn)(void *arg, int task, int ntasks);
 void cvd_parallel_run(int nthreads, int ntasks, cvd_task_fn fn, void *arg);
 
-/* How many threads a memory-bound loop over `work` elements should use: 1 below
- * CVD_PARALLEL_MIN_WORK (a thread start costs more), else the BLAS thread count, since
- * BLAS's own threads are idle between GEMMs and together they should not exceed the cores. */
+/* How many threads a memory-bound loop over `work` elements should use when nt are free:
+ * 1 below CVD_PARALLEL_MIN_WORK (a thread start costs more), else nt. */
 #define CVD_PARALLEL_MIN_WORK ((size_t)1 << 18)
-int cvd_parallel_parts(size_t work);
+int cvd_parallel_parts(size_t work, int nt);
+
+/* A GEMM of fewer multiply-adds than this runs on one thread even when more are free;
+ * a pass of fewer (N*F*P*K in all) is not split by images. About 40 us of work on one
+ * core, where starting and joining a thread costs 10-20 us. */
+#define CVD_GEMM_SPLIT_MIN ((int64_t)1 << 21)
+
+/* How a pass over g splits across nthreads: tasks = nthreads when N >= nthreads > 1 and the
+ * pass has at least CVD_GEMM_SPLIT_MIN multiply-adds, else 1 (see conv2d_impl.h); the path
+ * and nb planned (cvd_geom_plan) for a task's share of floor(N/tasks) images; ws_one, that
+ * plan's workspace rounded up to 16 elements (a slice per task); and ws_elems, the whole
+ * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart). */
+cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+                          int nthreads, int *tasks, int *shifted, int64_t *nb, size_t *ws_one,
+                          size_t *ws_elems, cvd_err *err);
 
 /* OpenBLAS extensions: Debian's cblas.h declares them, other CBLAS headers may not. */
 void openblas_set_num_threads(int num_threads);

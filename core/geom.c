@@ -218,7 +218,7 @@ cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, in
     int64_t n;
     if (budget) {
         n = (int64_t)(budget / per_image);
-    } else if (g->is_1x1 && g->P >= CVD_1X1_DIRECT_COLS) {
+    } else if (g->P >= (g->is_1x1 ? CVD_1X1_DIRECT_COLS : CVD_DIRECT_COLS)) {
         n = 1;
     } else {
         /* Enough images for a cache-sized col, or failing that for a GEMM wide enough to
@@ -274,6 +274,30 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
                             (long long)g->Cg, (long long)g->Hp, (long long)g->Wp);
     *nb = 1;
     *ws_elems = ws;
+    return CVD_OK;
+}
+
+cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+                          int nthreads, int *tasks, int *shifted, int64_t *nb, size_t *ws_one,
+                          size_t *ws_elems, cvd_err *err)
+{
+    /* in double: N*F*P*K may overflow int64, and only its size matters here */
+    const double work = (double)g->y_numel * (double)g->K;
+    const int t =
+        nthreads > 1 && g->N >= nthreads && work >= (double)CVD_GEMM_SPLIT_MIN ? nthreads : 1;
+    cvd_geom share = *g;
+    share.N = g->N / t;
+    size_t one = 0, all, parts;
+    cvd_status s = cvd_geom_plan(&share, elem_size, budget, want, shifted, nb, &one, err);
+    if (s != CVD_OK)
+        return s;
+    if (cvd_add_size(one, 15, &one) || cvd_mul_size(one & ~(size_t)15, (size_t)t, &all) ||
+        cvd_mul_size((size_t)(g->F * g->K), (size_t)(t - 1), &parts) ||
+        cvd_add_size(all, parts, &all) || cvd_mul_size(all, elem_size, &parts))
+        return cvd_err_setf(err, CVD_ERR_TOO_LARGE, "the workspace of %d threads is too large", t);
+    *tasks = t;
+    *ws_one = one & ~(size_t)15;
+    *ws_elems = all;
     return CVD_OK;
 }
 

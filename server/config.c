@@ -60,8 +60,8 @@ static const setting settings[] = {
     {"threads", "threads", "CONVD_THREADS", K_INT, OFF(threads), 0, 1024, "N",
      "worker threads serving requests (default 0 = the CPU count)"},
     {"blas_threads", "blas-threads", "CONVD_BLAS_THREADS", K_INT, OFF(blas_threads), 0, 1024, "N",
-     "OpenBLAS threads per GEMM (default 0 = the CPU count: one large request uses every "
-     "core; small GEMMs never start threads)"},
+     "threads one forward/backward uses (default 0 = the CPU count: one large request uses "
+     "every core; small layers never start threads)"},
     {"max_body_bytes", "max-body-bytes", "CONVD_MAX_BODY_BYTES", K_BYTES, OFF(max_body_bytes), 1, 0,
      "BYTES", "largest request body accepted (default 67108864 = 64 MiB)"},
     {"max_sessions", "max-sessions", "CONVD_MAX_SESSIONS", K_INT, OFF(max_sessions), 1, 10000000,

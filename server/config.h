@@ -25,7 +25,7 @@ typedef struct srv_config {
     char bind[CONFIG_STR_MAX];          /* listen address (IPv4 or IPv6 literal, or a host name) */
     int port;                           /* 0..65535; 0 picks a free port */
     int threads;                        /* worker threads (MHD thread pool); 0 = CPU count */
-    int blas_threads;                   /* OpenBLAS threads; 0 = the CPU count */
+    int blas_threads;                   /* threads per computation; 0 = the CPU count */
     uint64_t max_body_bytes;            /* request body limit */
     int max_sessions;                   /* live session limit */
     int max_connections_per_ip;         /* open connections from one address; 0 = no limit */

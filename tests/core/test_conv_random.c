@@ -3,7 +3,8 @@
  * against the plain-loop reference on 360 random layers (fixed seed): groups, dilation,
  * asymmetric stride and padding, "same"/"valid", N > 1, both dtypes, random need masks,
  * cached and explicit x, forced tiny chunks, the shifted GEMM forced on stride-1 layers;
- * larger layers split across threads and taking the shifted GEMM by default; then
+ * larger layers split across threads (row bands; whole images per thread with the rest
+ * split inside) and taking the shifted GEMM by default; then
  * finite-difference gradient checks.
  */
 #include <stdarg.h>
@@ -374,9 +375,10 @@ static void test_parallel_bands(void **state)
         assert_int_equal(nb, single ? 1 : 3);
         const int64_t rows = cvd_geom_band_rows(&g, cvd_dtype_size(p.dtype), 0);
         if (!single)
-            assert_int_equal(cvd_parallel_parts((size_t)(g.K * g.P * nb)), cvd_get_num_threads());
+            assert_int_equal(cvd_parallel_parts((size_t)(g.K * g.P * nb), cvd_get_num_threads()),
+                             cvd_get_num_threads());
         else if (c == 0)
-            assert_int_equal(cvd_parallel_parts((size_t)(g.K * rows * g.OW)),
+            assert_int_equal(cvd_parallel_parts((size_t)(g.K * rows * g.OW), cvd_get_num_threads()),
                              cvd_get_num_threads());
         cvd_conv2d *l;
         assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
@@ -420,6 +422,111 @@ static void test_parallel_bands(void **state)
             cvd_tensor_release(all[i]);
         free(x), free(delta), free(y), free(dx), free(W), free(dW), free(got);
         cvd_conv2d_free(l);
+    }
+    cvd_set_num_threads(before);
+}
+
+/* Batches split by images across threads (cvd_geom_split): every path — bands of rows,
+ * chunks of small images, 1x1, shifted — with 2 and 3 threads on 3 to 5 images, so that
+ * tasks take whole images and the images left over are split inside; forward, dx and dW
+ * (summed over per-task partials) against the reference, and the plan checked to split. */
+static void test_split_images(void **state)
+{
+    (void)state;
+    typedef struct split_case {
+        int64_t C, F, G, k, pad, H, W;
+        int want_shift;
+    } split_case;
+    const split_case cases[] = {
+        {5, 8, 1, 3, 1, 50, 47, 0},   /* bands of output rows, P >= CVD_DIRECT_COLS */
+        {64, 64, 2, 3, 0, 10, 12, 0}, /* chunks of small images */
+        {40, 33, 1, 1, 0, 24, 24, 0}, /* 1x1, in place */
+        {32, 16, 1, 3, 1, 16, 18, 1}, /* shifted GEMM */
+    };
+    const int before = cvd_get_num_threads();
+    ref_rng r = {0x5b1175};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int run = 0; run < 4; run++) {
+            const split_case *sc = &cases[c];
+            const int threads = 2 + run % 2, d = run / 2;
+            cvd_set_num_threads(threads);
+            const cvd_conv2d_params p = {.in_channels = sc->C,
+                                         .out_channels = sc->F,
+                                         .groups = sc->G,
+                                         .kh = sc->k,
+                                         .kw = sc->k,
+                                         .sh = 1,
+                                         .sw = 1,
+                                         .dh = 1,
+                                         .dw = 1,
+                                         .pad_mode = CVD_PAD_EXPLICIT,
+                                         .ph = sc->pad,
+                                         .pw = sc->pad,
+                                         .bias = 1,
+                                         .dtype = d ? CVD_F32 : CVD_F64};
+            /* 2 threads: 5 images = 2 per task + 1 split; 3 threads: 8 = 2 per task + 2
+             * split. Each pass has more than CVD_GEMM_SPLIT_MIN multiply-adds. */
+            const int64_t xs[4] = {threads == 2 ? 5 : 8, sc->C, sc->H, sc->W};
+            ref_geom rg;
+            assert_true(ref_geom_make(&rg, &p, xs));
+            const int64_t ys[4] = {xs[0], p.out_channels, rg.OH, rg.OW};
+            cvd_geom g;
+            cvd_err e;
+            assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
+            int tasks, shifted;
+            int64_t nb;
+            size_t one, all;
+            assert_int_equal(cvd_geom_split(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_AUTO, threads,
+                                            &tasks, &shifted, &nb, &one, &all, &e),
+                             CVD_OK);
+            assert_int_equal(tasks, threads);
+            assert_int_equal(shifted, sc->want_shift);
+            assert_true(c == 1 ? nb > 1 : nb == 1);
+            cvd_conv2d *l;
+            assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+            assert_int_equal(cvd_conv2d_init(l, CVD_INIT_KAIMING_UNIFORM, 3 + c, &e), CVD_OK);
+            const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
+            const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l)), F = p.out_channels;
+            double *x = malloc((size_t)xn * sizeof *x), *delta = malloc((size_t)yn * sizeof *x);
+            double *y = malloc((size_t)yn * sizeof *x), *dx = malloc((size_t)xn * sizeof *x);
+            double *W = malloc((size_t)wn * sizeof *x), *dW = malloc((size_t)wn * sizeof *x);
+            double *got = malloc((size_t)(xn + yn) * sizeof *x), *b = malloc((size_t)F * sizeof *x);
+            double *db = malloc((size_t)F * sizeof *x);
+            ref_fill(&r, x, xn);
+            ref_fill(&r, delta, yn);
+            if (d) {
+                tu_round_f32(x, xn);
+                tu_round_f32(delta, yn);
+            }
+            tu_to_double(cvd_conv2d_weight(l), W);
+            tu_to_double(cvd_conv2d_bias(l), b);
+            const int64_t bs[1] = {F};
+            cvd_tensor tx = tu_tensor(p.dtype, 4, xs, x), ty = tu_tensor(p.dtype, 4, ys, NULL);
+            cvd_tensor td = tu_tensor(p.dtype, 4, ys, delta), tdx = tu_tensor(p.dtype, 4, xs, NULL);
+            cvd_tensor tdW = tu_tensor(p.dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
+            cvd_tensor tdb = tu_tensor(p.dtype, 1, bs, NULL);
+            if (cvd_conv2d_forward(l, &tx, &ty, 0, &e) != CVD_OK)
+                fail_msg("forward: %s", e.msg);
+            const cvd_backward_opts o = {.need = CVD_NEED_ALL};
+            assert_int_equal(cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, &tdb, &e), CVD_OK);
+            ref_forward(&rg, x, W, b, y);
+            ref_backward(&rg, x, W, delta, dx, dW, db);
+            const double rel = d ? 1e-4 : 1e-11;
+            tu_to_double(&ty, got);
+            expect_close("y (split)", (int)c, got, y, yn, rel);
+            tu_to_double(&tdx, got);
+            expect_close("dx (split)", (int)c, got, dx, xn, rel);
+            tu_to_double(&tdW, got);
+            expect_close("dW (split)", (int)c, got, dW, wn, rel);
+            tu_to_double(&tdb, got);
+            expect_close("db (split)", (int)c, got, db, F, rel);
+            cvd_tensor *t_all[] = {&tx, &ty, &td, &tdx, &tdW, &tdb};
+            for (size_t i = 0; i < sizeof t_all / sizeof t_all[0]; i++)
+                cvd_tensor_release(t_all[i]);
+            free(x), free(delta), free(y), free(dx), free(W), free(dW), free(got), free(b);
+            free(db);
+            cvd_conv2d_free(l);
+        }
     }
     cvd_set_num_threads(before);
 }
@@ -573,9 +680,8 @@ static void test_finite_differences(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_random_vs_reference),
-        cmocka_unit_test(test_parallel_bands),
-        cmocka_unit_test(test_shift_default),
+        cmocka_unit_test(test_random_vs_reference), cmocka_unit_test(test_parallel_bands),
+        cmocka_unit_test(test_split_images),        cmocka_unit_test(test_shift_default),
         cmocka_unit_test(test_finite_differences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -331,23 +331,33 @@ static void test_memory_need(void **state)
                            .bias = 1,
                            .dtype = CVD_F32};
     size_t prev = 0, bytes;
-    /* Monotone in N; once the chunk size is saturated, each image adds exactly its cache. */
-    const int64_t K = 16 * 9, P = 64 * 64;
+    const int before = cvd_get_num_threads();
+    /* Monotone in N; once each thread's chunk size is saturated, each image adds exactly
+     * its cache. With two threads the workspace is two chunks and a second dW. */
+    const int64_t K = 16 * 9, P = 8 * 8; /* small images go in chunks of nb */
+    assert_true(P < CVD_DIRECT_COLS);
     const int64_t nb = (int64_t)(CVD_CHUNK_BYTES / ((size_t)(K + 32) * P * 4));
     assert_true(nb >= 2);
-    for (int64_t N = 1; N <= nb + 3; N++) {
-        const int64_t xs[4] = {N, 16, 64, 64};
-        assert_int_equal(cvd_conv2d_memory_need(&p, xs, &bytes, &e), CVD_OK);
-        assert_true(bytes > prev);
-        if (N > nb)
-            assert_true(bytes - prev == 16 * 64 * 64 * 4);
-        prev = bytes;
+    const int64_t many[4] = {100000, 16, 8, 8};
+    const size_t cache = (size_t)100000 * 16 * 8 * 8 * 4;
+    for (int threads = 2; threads >= 1; threads--) {
+        cvd_set_num_threads(threads);
+        prev = 0;
+        for (int64_t N = 1; N <= threads * nb + 3; N++) {
+            const int64_t xs[4] = {N, 16, 8, 8};
+            assert_int_equal(cvd_conv2d_memory_need(&p, xs, &bytes, &e), CVD_OK);
+            assert_true(bytes > prev);
+            if (N > threads * nb)
+                assert_true(bytes - prev == 16 * 8 * 8 * 4);
+            prev = bytes;
+        }
+        /* The workspace stays bounded: a huge batch costs its cache and not much more. */
+        assert_int_equal(cvd_conv2d_memory_need(&p, many, &bytes, &e), CVD_OK);
+        assert_true(bytes > cache &&
+                    bytes - cache <= (size_t)threads * CVD_CHUNK_BYTES + (1u << 20));
+        if (threads == 2)
+            assert_true(bytes - cache > 2 * ((size_t)nb * (K + 32) * P * 4) + 32 * K * 4);
     }
-    /* The workspace stays bounded: a huge batch costs its cache and not much more. */
-    const int64_t many[4] = {100000, 16, 64, 64};
-    assert_int_equal(cvd_conv2d_memory_need(&p, many, &bytes, &e), CVD_OK);
-    const size_t cache = (size_t)100000 * 16 * 64 * 64 * 4;
-    assert_true(bytes > cache && bytes - cache <= CVD_CHUNK_BYTES + (1u << 20));
     /* Float64 doubles the cache (the workspace budget stays); a bigger image needs more. */
     p.dtype = CVD_F64;
     assert_int_equal(cvd_conv2d_memory_need(&p, many, &bytes, &e), CVD_OK);
@@ -376,6 +386,7 @@ static void test_memory_need(void **state)
     assert_int_equal(cvd_conv2d_memory_need(&p, chan, &bytes, &e), CVD_ERR_SHAPE);
     p.groups = 0;
     assert_int_equal(cvd_conv2d_memory_need(&p, img1, &bytes, &e), CVD_ERR_INVALID);
+    cvd_set_num_threads(before);
 }
 
 static void test_chunk_choice(void **state)
