@@ -317,12 +317,12 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                 const T *dg = delta + (n0 * F + grp * Fg) * P; /* [Fg, P] */
                 if (dWg)
                     SFX(gemm)
-                    (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, (int)P, 1, dg, (int)P, xg,
-                     (int)P, beta, dWg, (int)K);
+                (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, (int)P, 1, dg, (int)P, xg, (int)P,
+                 beta, dWg, (int)K);
                 if (dx)
                     SFX(gemm)
-                    (nt, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Fg, 1, Wg, (int)K, dg,
-                     (int)P, 0, dx + (n0 * C + grp * Cg) * HW, (int)P);
+                (nt, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Fg, 1, Wg, (int)K, dg, (int)P,
+                 0, dx + (n0 * C + grp * Cg) * HW, (int)P);
                 continue;
             }
             if (m == 1) {
@@ -448,16 +448,14 @@ static void SFX(shift_gemms)(const cvd_geom *g, T *Wr, T *xp, T *yp, int dir, T 
             T *A = Wr + t * Fg * Cg;
             if (dir == 0) /* y */
                 SFX(gemm)
-                (nt, CblasNoTrans, CblasNoTrans, (int)Fg, n, (int)Cg, 1, A, (int)Cg, xp + o, cs,
-                 t ? 1 : beta0, yp, n);
+            (nt, CblasNoTrans, CblasNoTrans, (int)Fg, n, (int)Cg, 1, A, (int)Cg, xp + o, cs,
+             t ? 1 : beta0, yp, n);
             else if (dir == 1) /* dW: Wr is dWr here */
-                SFX(gemm)
-                (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, n, 1, yp, n, xp + o, cs, beta0, A,
-                 (int)Cg);
+                SFX(gemm)(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, n, 1, yp, n, xp + o, cs,
+                          beta0, A, (int)Cg);
             else /* dx */
-                SFX(gemm)
-                (nt, CblasTrans, CblasNoTrans, (int)Cg, n, (int)Fg, 1, A, (int)Cg, yp, n, 1, xp + o,
-                 cs);
+                SFX(gemm)(nt, CblasTrans, CblasNoTrans, (int)Cg, n, (int)Fg, 1, A, (int)Cg, yp, n,
+                          1, xp + o, cs);
         }
     }
 }
@@ -518,8 +516,8 @@ static void SFX(dw_gemms)(const cvd_geom *g, T *dWr, T *xp, const T *yp, T beta0
                    (size_t)(g->Hp * Wp) * sizeof(T));
     for (int64_t i = 0; i < g->kh; i++)
         SFX(gemm)
-        (nt, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n, xp + i * g->dh * Wp, (int)cs,
-         beta0, dWr + i * Fg * nc, nc);
+    (nt, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n, xp + i * g->dh * Wp, (int)cs, beta0,
+     dWr + i * Fg * nc, nc);
 }
 
 /* dx and/or dW (either may be NULL) on the shifted path for images lo .. hi-1 on nt

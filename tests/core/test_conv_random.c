@@ -211,6 +211,74 @@ static void test_random_vs_reference(void **state)
     assert_true(st.shifted_batch >= 30);
 }
 
+/* One layer on input shape xs against the reference: forward, then backward of every
+ * gradient the layer has (db only with a bias); init and seed set W and b, budget > 0 forces
+ * chunks of that many bytes. `what` labels failures. */
+static void check_vs_reference(const cvd_conv2d_params *p, const int64_t xs[4], ref_rng *r,
+                               cvd_init_scheme init, uint64_t seed, size_t budget, const char *what,
+                               int idx)
+{
+    const int d = p->dtype == CVD_F32;
+    ref_geom rg;
+    assert_true(ref_geom_make(&rg, p, xs));
+    const int64_t ys[4] = {xs[0], p->out_channels, rg.OH, rg.OW};
+    cvd_err e;
+    cvd_conv2d *l;
+    assert_int_equal(cvd_conv2d_create(p, &l, &e), CVD_OK);
+    if (budget)
+        cvd_conv2d_set_chunk_bytes(l, budget);
+    assert_int_equal(cvd_conv2d_init(l, init, seed, &e), CVD_OK);
+    const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
+    const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l)), F = p->out_channels;
+    double *x = malloc((size_t)xn * sizeof *x), *delta = malloc((size_t)yn * sizeof *x);
+    double *y = malloc((size_t)yn * sizeof *x), *dx = malloc((size_t)xn * sizeof *x);
+    double *W = malloc((size_t)wn * sizeof *x), *dW = malloc((size_t)wn * sizeof *x);
+    double *got = malloc((size_t)(xn + yn) * sizeof *x), *b = calloc((size_t)F, sizeof *x);
+    double *db = malloc((size_t)F * sizeof *x);
+    ref_fill(r, x, xn);
+    ref_fill(r, delta, yn);
+    if (d) {
+        tu_round_f32(x, xn);
+        tu_round_f32(delta, yn);
+    }
+    tu_to_double(cvd_conv2d_weight(l), W);
+    if (p->bias)
+        tu_to_double(cvd_conv2d_bias(l), b);
+    const int64_t bs[1] = {F};
+    cvd_tensor tx = tu_tensor(p->dtype, 4, xs, x), ty = tu_tensor(p->dtype, 4, ys, NULL);
+    cvd_tensor td = tu_tensor(p->dtype, 4, ys, delta), tdx = tu_tensor(p->dtype, 4, xs, NULL);
+    cvd_tensor tdW = tu_tensor(p->dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
+    cvd_tensor tdb = tu_tensor(p->dtype, 1, bs, NULL);
+    if (cvd_conv2d_forward(l, &tx, &ty, 0, &e) != CVD_OK)
+        fail_msg("%s forward: %s", what, e.msg);
+    const cvd_backward_opts o = {.need = p->bias ? CVD_NEED_ALL : CVD_NEED_DX | CVD_NEED_DW};
+    assert_int_equal(cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, p->bias ? &tdb : NULL, &e),
+                     CVD_OK);
+    ref_forward(&rg, x, W, p->bias ? b : NULL, y);
+    ref_backward(&rg, x, W, delta, dx, dW, db);
+    const double rel = d ? 1e-4 : 1e-11;
+    char label[64];
+    snprintf(label, sizeof label, "y (%s)", what);
+    tu_to_double(&ty, got);
+    expect_close(label, idx, got, y, yn, rel);
+    snprintf(label, sizeof label, "dx (%s)", what);
+    tu_to_double(&tdx, got);
+    expect_close(label, idx, got, dx, xn, rel);
+    snprintf(label, sizeof label, "dW (%s)", what);
+    tu_to_double(&tdW, got);
+    expect_close(label, idx, got, dW, wn, rel);
+    if (p->bias) {
+        snprintf(label, sizeof label, "db (%s)", what);
+        tu_to_double(&tdb, got);
+        expect_close(label, idx, got, db, F, rel);
+    }
+    cvd_tensor *all[] = {&tx, &ty, &td, &tdx, &tdW, &tdb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        cvd_tensor_release(all[i]);
+    free(x), free(delta), free(y), free(dx), free(W), free(dW), free(got), free(b), free(db);
+    cvd_conv2d_free(l);
+}
+
 /* Layers wide enough that the default policy takes the shifted GEMM (asymmetric and "same"
  * padding, dilation, groups, N > 1, several BLAS threads), against the reference. */
 static void test_shift_default(void **state)
@@ -250,9 +318,6 @@ static void test_shift_default(void **state)
             cvd_conv2d_params p = cases[c];
             p.dtype = d ? CVD_F32 : CVD_F64;
             const int64_t xs[4] = {3, p.in_channels, 9, 40};
-            ref_geom rg;
-            assert_true(ref_geom_make(&rg, &p, xs));
-            const int64_t ys[4] = {xs[0], p.out_channels, rg.OH, rg.OW};
             cvd_geom g;
             cvd_err e;
             assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
@@ -265,53 +330,7 @@ static void test_shift_default(void **state)
             assert_true(shifted);
             assert_int_equal(ws, (size_t)(g.kw * g.Cg * (g.Hp * g.Wp + g.dw * (g.kw - 1)) +
                                           g.Fg * g.OH * g.Wp + 2 * g.Fg * g.K));
-            cvd_conv2d *l;
-            assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
-            assert_int_equal(cvd_conv2d_init(l, CVD_INIT_KAIMING_UNIFORM, 5 + c, &e), CVD_OK);
-            const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
-            const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l)), F = p.out_channels;
-            double *x = malloc((size_t)xn * sizeof *x), *delta = malloc((size_t)yn * sizeof *x);
-            double *y = malloc((size_t)yn * sizeof *x), *dx = malloc((size_t)xn * sizeof *x);
-            double *W = malloc((size_t)wn * sizeof *x), *dW = malloc((size_t)wn * sizeof *x);
-            double *got = malloc((size_t)(xn + yn) * sizeof *x), b[8] = {0}, db[8];
-            ref_fill(&r, x, xn);
-            ref_fill(&r, delta, yn);
-            if (d) {
-                tu_round_f32(x, xn);
-                tu_round_f32(delta, yn);
-            }
-            tu_to_double(cvd_conv2d_weight(l), W);
-            if (p.bias)
-                tu_to_double(cvd_conv2d_bias(l), b);
-            const int64_t bs[1] = {F};
-            cvd_tensor tx = tu_tensor(p.dtype, 4, xs, x), ty = tu_tensor(p.dtype, 4, ys, NULL);
-            cvd_tensor td = tu_tensor(p.dtype, 4, ys, delta), tdx = tu_tensor(p.dtype, 4, xs, NULL);
-            cvd_tensor tdW = tu_tensor(p.dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
-            cvd_tensor tdb = tu_tensor(p.dtype, 1, bs, NULL);
-            if (cvd_conv2d_forward(l, &tx, &ty, 0, &e) != CVD_OK)
-                fail_msg("forward: %s", e.msg);
-            cvd_backward_opts o = {.need = p.bias ? CVD_NEED_ALL : CVD_NEED_DX | CVD_NEED_DW};
-            assert_int_equal(
-                cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, p.bias ? &tdb : NULL, &e),
-                CVD_OK);
-            ref_forward(&rg, x, W, p.bias ? b : NULL, y);
-            ref_backward(&rg, x, W, delta, dx, dW, db);
-            const double rel = d ? 1e-4 : 1e-11;
-            tu_to_double(&ty, got);
-            expect_close("y (shifted)", (int)c, got, y, yn, rel);
-            tu_to_double(&tdx, got);
-            expect_close("dx (shifted)", (int)c, got, dx, xn, rel);
-            tu_to_double(&tdW, got);
-            expect_close("dW (shifted)", (int)c, got, dW, wn, rel);
-            if (p.bias) {
-                tu_to_double(&tdb, got);
-                expect_close("db (shifted)", (int)c, got, db, F, rel);
-            }
-            cvd_tensor *all[] = {&tx, &ty, &td, &tdx, &tdW, &tdb};
-            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-                cvd_tensor_release(all[i]);
-            free(x), free(delta), free(y), free(dx), free(W), free(dW), free(got);
-            cvd_conv2d_free(l);
+            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 5 + c, 0, "shifted", (int)c);
         }
     }
     cvd_set_num_threads(before);
@@ -359,9 +378,6 @@ static void test_parallel_bands(void **state)
         cvd_conv2d_params p = cases[c];
         p.dtype = d ? CVD_F32 : CVD_F64;
         const int64_t xs[4] = {single ? 1 : 3, p.in_channels, 131, 121};
-        ref_geom rg;
-        assert_true(ref_geom_make(&rg, &p, xs));
-        const int64_t ys[4] = {xs[0], p.out_channels, rg.OH, rg.OW};
         cvd_geom g;
         cvd_err e;
         assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
@@ -380,48 +396,7 @@ static void test_parallel_bands(void **state)
         else if (c == 0)
             assert_int_equal(cvd_parallel_parts((size_t)(g.K * rows * g.OW), cvd_get_num_threads()),
                              cvd_get_num_threads());
-        cvd_conv2d *l;
-        assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
-        if (budget)
-            cvd_conv2d_set_chunk_bytes(l, budget);
-        assert_int_equal(cvd_conv2d_init(l, CVD_INIT_NORMAL, 11, &e), CVD_OK);
-        const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
-        const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l));
-        double *x = malloc((size_t)xn * sizeof *x), *delta = malloc((size_t)yn * sizeof *x);
-        double *y = malloc((size_t)yn * sizeof *x), *dx = malloc((size_t)xn * sizeof *x);
-        double *W = malloc((size_t)wn * sizeof *x), *dW = malloc((size_t)wn * sizeof *x);
-        double *got = malloc((size_t)(xn + yn) * sizeof *x);
-        ref_fill(&r, x, xn);
-        ref_fill(&r, delta, yn);
-        if (d) {
-            tu_round_f32(x, xn);
-            tu_round_f32(delta, yn);
-        }
-        tu_to_double(cvd_conv2d_weight(l), W);
-        cvd_tensor tx = tu_tensor(p.dtype, 4, xs, x), ty = tu_tensor(p.dtype, 4, ys, NULL);
-        cvd_tensor td = tu_tensor(p.dtype, 4, ys, delta), tdx = tu_tensor(p.dtype, 4, xs, NULL);
-        cvd_tensor tdW = tu_tensor(p.dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
-        if (cvd_conv2d_forward(l, &tx, &ty, 0, &e) != CVD_OK)
-            fail_msg("forward: %s", e.msg);
-        cvd_backward_opts o = {.need = CVD_NEED_DX | CVD_NEED_DW};
-        assert_int_equal(cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, NULL, &e), CVD_OK);
-        double b[8] = {0};
-        if (p.bias)
-            tu_to_double(cvd_conv2d_bias(l), b);
-        ref_forward(&rg, x, W, p.bias ? b : NULL, y);
-        ref_backward(&rg, x, W, delta, dx, dW, NULL);
-        const double rel = d ? 1e-4 : 1e-11;
-        tu_to_double(&ty, got);
-        expect_close("y (bands)", (int)c, got, y, yn, rel);
-        tu_to_double(&tdx, got);
-        expect_close("dx (bands)", (int)c, got, dx, xn, rel);
-        tu_to_double(&tdW, got);
-        expect_close("dW (bands)", (int)c, got, dW, wn, rel);
-        cvd_tensor *all[] = {&tx, &ty, &td, &tdx, &tdW};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            cvd_tensor_release(all[i]);
-        free(x), free(delta), free(y), free(dx), free(W), free(dW), free(got);
-        cvd_conv2d_free(l);
+        check_vs_reference(&p, xs, &r, CVD_INIT_NORMAL, 11, budget, "bands", (int)c);
     }
     cvd_set_num_threads(before);
 }
@@ -467,9 +442,6 @@ static void test_split_images(void **state)
             /* 2 threads: 5 images = 2 per task + 1 split; 3 threads: 8 = 2 per task + 2
              * split. Each pass has more than CVD_GEMM_SPLIT_MIN multiply-adds. */
             const int64_t xs[4] = {threads == 2 ? 5 : 8, sc->C, sc->H, sc->W};
-            ref_geom rg;
-            assert_true(ref_geom_make(&rg, &p, xs));
-            const int64_t ys[4] = {xs[0], p.out_channels, rg.OH, rg.OW};
             cvd_geom g;
             cvd_err e;
             assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
@@ -482,50 +454,7 @@ static void test_split_images(void **state)
             assert_int_equal(tasks, threads);
             assert_int_equal(shifted, sc->want_shift);
             assert_true(c == 1 ? nb > 1 : nb == 1);
-            cvd_conv2d *l;
-            assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
-            assert_int_equal(cvd_conv2d_init(l, CVD_INIT_KAIMING_UNIFORM, 3 + c, &e), CVD_OK);
-            const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
-            const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l)), F = p.out_channels;
-            double *x = malloc((size_t)xn * sizeof *x), *delta = malloc((size_t)yn * sizeof *x);
-            double *y = malloc((size_t)yn * sizeof *x), *dx = malloc((size_t)xn * sizeof *x);
-            double *W = malloc((size_t)wn * sizeof *x), *dW = malloc((size_t)wn * sizeof *x);
-            double *got = malloc((size_t)(xn + yn) * sizeof *x), *b = malloc((size_t)F * sizeof *x);
-            double *db = malloc((size_t)F * sizeof *x);
-            ref_fill(&r, x, xn);
-            ref_fill(&r, delta, yn);
-            if (d) {
-                tu_round_f32(x, xn);
-                tu_round_f32(delta, yn);
-            }
-            tu_to_double(cvd_conv2d_weight(l), W);
-            tu_to_double(cvd_conv2d_bias(l), b);
-            const int64_t bs[1] = {F};
-            cvd_tensor tx = tu_tensor(p.dtype, 4, xs, x), ty = tu_tensor(p.dtype, 4, ys, NULL);
-            cvd_tensor td = tu_tensor(p.dtype, 4, ys, delta), tdx = tu_tensor(p.dtype, 4, xs, NULL);
-            cvd_tensor tdW = tu_tensor(p.dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
-            cvd_tensor tdb = tu_tensor(p.dtype, 1, bs, NULL);
-            if (cvd_conv2d_forward(l, &tx, &ty, 0, &e) != CVD_OK)
-                fail_msg("forward: %s", e.msg);
-            const cvd_backward_opts o = {.need = CVD_NEED_ALL};
-            assert_int_equal(cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, &tdb, &e), CVD_OK);
-            ref_forward(&rg, x, W, b, y);
-            ref_backward(&rg, x, W, delta, dx, dW, db);
-            const double rel = d ? 1e-4 : 1e-11;
-            tu_to_double(&ty, got);
-            expect_close("y (split)", (int)c, got, y, yn, rel);
-            tu_to_double(&tdx, got);
-            expect_close("dx (split)", (int)c, got, dx, xn, rel);
-            tu_to_double(&tdW, got);
-            expect_close("dW (split)", (int)c, got, dW, wn, rel);
-            tu_to_double(&tdb, got);
-            expect_close("db (split)", (int)c, got, db, F, rel);
-            cvd_tensor *t_all[] = {&tx, &ty, &td, &tdx, &tdW, &tdb};
-            for (size_t i = 0; i < sizeof t_all / sizeof t_all[0]; i++)
-                cvd_tensor_release(t_all[i]);
-            free(x), free(delta), free(y), free(dx), free(W), free(dW), free(got), free(b);
-            free(db);
-            cvd_conv2d_free(l);
+            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 3 + c, 0, "split", (int)c);
         }
     }
     cvd_set_num_threads(before);
