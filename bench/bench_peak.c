@@ -5,8 +5,11 @@
  *     independent vector FMAs on every thread (AVX-512 where the CPU has it, else AVX2):
  *     what the cores can do at all;
  *   bench peak=gemm shape=<name> dtype=<..> m=<F> n=<N*OH*OW> k=<C*kh*kw> threads=<n> ms=<median>
- * gflops=<v> one OpenBLAS GEMM of the size im2col + GEMM needs for the whole batch (operands
- *     already laid out, no im2col): what an im2col method can reach through this BLAS.
+ * gflops=<v> the GEMM im2col + GEMM needs for the whole batch (operands already laid out,
+ *     no im2col), its columns split across the threads, each block one single-threaded
+ *     OpenBLAS GEMM as the core runs them: what an im2col method can reach through this BLAS;
+ *   bench peak=gemm_openblas ... the same GEMM as one call on OpenBLAS's own threads (how
+ *     the core ran before it split work itself).
  * Env: BENCH_SHAPES, BENCH_THREADS, BENCH_REPS as for bench_core. Not part of the core:
  * it calls CBLAS directly.
  */
@@ -108,7 +111,69 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int gemm_peak(const shape *s, int dbl, int threads, int reps)
+typedef struct gemm_job {
+    int dbl, M, N, K, parts;
+    const void *a, *b;
+    void *c;
+} gemm_job;
+
+/* Column block t of C = A·B on one thread (blocks on multiples of 16 columns). */
+static void gemm_block(const gemm_job *j, int t)
+{
+    int n0 = (int)((int64_t)j->N * t / j->parts) & ~15;
+    int n1 = t + 1 == j->parts ? j->N : (int)((int64_t)j->N * (t + 1) / j->parts) & ~15;
+    size_t es = j->dbl ? sizeof(double) : sizeof(float);
+    const char *b = (const char *)j->b + (size_t)n0 * es;
+    char *c = (char *)j->c + (size_t)n0 * es;
+    if (j->dbl)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->M, n1 - n0, j->K, 1, j->a, j->K,
+                    (const double *)(const void *)b, j->N, 0, (double *)(void *)c, j->N);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->M, n1 - n0, j->K, 1, j->a, j->K,
+                    (const float *)(const void *)b, j->N, 0, (float *)(void *)c, j->N);
+}
+
+typedef struct block_arg {
+    const gemm_job *j;
+    int t;
+} block_arg;
+
+static void *block_thread(void *p)
+{
+    const block_arg *a = p;
+    gemm_block(a->j, a->t);
+    return NULL;
+}
+
+/* One GEMM: split over `parts` threads of single-threaded OpenBLAS, or (parts == 0) one
+ * call on OpenBLAS's own threads. */
+static void gemm_once(gemm_job *j, int threads)
+{
+    if (j->parts == 0) {
+        openblas_set_num_threads(threads);
+        j->parts = 1;
+        gemm_block(j, 0);
+        j->parts = 0;
+        openblas_set_num_threads(1);
+        return;
+    }
+    pthread_t th[64];
+    block_arg args[64];
+    int started = 0;
+    for (int t = 1; t < j->parts && t < 64; t++) {
+        args[t] = (block_arg){j, t};
+        if (pthread_create(&th[started], NULL, block_thread, &args[t]) != 0) {
+            gemm_block(j, t);
+            continue;
+        }
+        started++;
+    }
+    gemm_block(j, 0);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+}
+
+static int gemm_peak(const shape *s, int dbl, int threads, int reps, int split)
 {
     int64_t OH = (s->H + 2 * s->pad - s->k) / s->stride + 1;
     int64_t OW = (s->W + 2 * s->pad - s->k) / s->stride + 1;
@@ -130,21 +195,20 @@ static int gemm_peak(const shape *s, int dbl, int threads, int reps)
         else
             ((float *)(void *)buf)[i] = (float)v;
     }
-    void *a = buf, *b = buf + na * es, *c = buf + (na + nb) * es;
+    /* as in the core, a GEMM too small to pay for a thread start runs on one */
+    const int parts = (int64_t)M * N * K < ((int64_t)1 << 21) ? 1 : threads;
+    gemm_job j = {dbl, M, N, K, split ? parts : 0, buf, buf + na * es, buf + (na + nb) * es};
     for (int r = -1; r < reps; r++) {
         double t0 = now_s();
-        if (dbl)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, a, K, b, N, 0, c, N);
-        else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, a, K, b, N, 0, c, N);
+        gemm_once(&j, threads);
         if (r >= 0)
             times[r] = now_s() - t0;
     }
     qsort(times, (size_t)reps, sizeof *times, cmp_double);
     double sec = reps % 2 ? times[reps / 2] : (times[reps / 2 - 1] + times[reps / 2]) / 2;
-    printf("bench peak=gemm shape=%s dtype=%s m=%d n=%d k=%d threads=%d ms=%.4f gflops=%.2f\n",
-           s->name, dbl ? "float64" : "float32", M, N, K, threads, sec * 1e3,
-           2.0 * M * N * K / sec / 1e9);
+    printf("bench peak=%s shape=%s dtype=%s m=%d n=%d k=%d threads=%d ms=%.4f gflops=%.2f\n",
+           split ? "gemm" : "gemm_openblas", s->name, dbl ? "float64" : "float32", M, N, K, threads,
+           sec * 1e3, 2.0 * M * N * K / sec / 1e9);
     fflush(stdout);
     free(buf);
     free(times);
@@ -155,14 +219,15 @@ int main(void)
 {
     const char *list = getenv("BENCH_SHAPES");
     int threads = bench_threads(), reps = env_count("BENCH_REPS", 10);
-    cvd_set_num_threads(threads); /* the same OpenBLAS set-up as the core's */
+    cvd_set_num_threads(threads); /* the same OpenBLAS set-up as the core's: one thread */
     fma_peak(threads);
     int failed = 0;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (!selected(list, shapes[i].name))
             continue;
-        failed |= gemm_peak(&shapes[i], 0, threads, reps);
-        failed |= gemm_peak(&shapes[i], 1, threads, reps);
+        for (int dbl = 0; dbl < 2; dbl++)
+            for (int split = 1; split >= 0; split--)
+                failed |= gemm_peak(&shapes[i], dbl, threads, reps, split);
     }
     return failed != 0;
 }

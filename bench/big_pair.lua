@@ -8,6 +8,6 @@ wrk.method = "POST"
 wrk.path = os.getenv("PATH_") or error("set PATH_")
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
--- No `response` function on purpose: with one, wrk copies every 11.5 MB answer into a Lua
+-- No `response` function on purpose: with one, wrk copies every 8.6 MB answer into a Lua
 -- string, which costs the client ~7 ms a request and shows up as server latency. http.sh
 -- checks wrk's "Non-2xx or 3xx responses" and "Socket errors" lines instead.
