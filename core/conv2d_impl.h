@@ -601,7 +601,8 @@ static void SFX(pass_task)(void *arg, int t, int ntasks)
     SFX(pass) *p = arg;
     const int64_t lo = p->q * t / ntasks, hi = p->q * (t + 1) / ntasks;
     T *dW = p->dW && t ? p->parts + (t - 1) * p->g->F * p->g->K : p->dW;
-    p->finite[t] = SFX(pass_range)(p, lo, hi, 1, p->ws + (size_t)t * p->ws_one, dW);
+    T *ws = p->ws ? p->ws + (size_t)t * p->ws_one : NULL;
+    p->finite[t] = SFX(pass_range)(p, lo, hi, 1, ws, dW);
 }
 
 static void SFX(add_into)(T *dst, const T *src, int64_t n)
@@ -640,21 +641,12 @@ static int SFX(pass_run)(SFX(pass) * p)
 static int SFX(pass_go)(const cvd_geom *g, const run_plan *r, void *ws, void *W, const void *b,
                         const void *x, const void *delta, void *y, void *dx, void *dW)
 {
-    SFX(pass)
-    p = {.g = g,
-         .W = W,
-         .b = b,
-         .x = x,
-         .delta = delta,
-         .y = y,
-         .dx = dx,
-         .dW = dW,
-         .nb = r->nb,
-         .rows = r->rows,
-         .shifted = r->shifted,
-         .tasks = r->tasks,
-         .ws = ws,
-         .ws_one = r->ws_one,
-         .parts = (T *)ws + (size_t)r->tasks * r->ws_one};
+    SFX(pass) p = {.g = g};
+    p.W = W, p.b = b, p.x = x, p.delta = delta;
+    p.y = y, p.dx = dx, p.dW = dW;
+    p.nb = r->nb, p.rows = r->rows, p.shifted = r->shifted, p.tasks = r->tasks;
+    p.ws = ws, p.ws_one = r->ws_one;
+    /* no workspace at all (one 1x1 image): no pointer arithmetic on NULL */
+    p.parts = ws ? (T *)ws + (size_t)r->tasks * r->ws_one : NULL;
     return SFX(pass_run)(&p);
 }

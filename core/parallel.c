@@ -56,12 +56,19 @@ void cvd_set_num_threads(int n)
     atomic_store(&nthreads_set, n);
 }
 
+/* The default for a program that never called cvd_set_num_threads: the online CPUs, and
+ * OpenBLAS on one thread. No setenv here (blas_short_spin): other threads may be running
+ * getenv, and OpenBLAS's pool, which convd never uses, spins only once, at load. */
 static void set_default_threads(void)
 {
-    if (atomic_load(&nthreads_set) == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        cvd_set_num_threads(n < 1 ? 1 : n > CVD_MAX_PARTS ? CVD_MAX_PARTS : (int)n);
-    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    int unset = 0;
+    openblas_set_num_threads(1);
+    /* a cvd_set_num_threads that got here first wins */
+    atomic_compare_exchange_strong(&nthreads_set, &unset,
+                                   n < 1               ? 1
+                                   : n > CVD_MAX_PARTS ? CVD_MAX_PARTS
+                                                       : (int)n);
 }
 
 int cvd_get_num_threads(void)
