@@ -144,9 +144,10 @@ static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, 
 
 /* C = alpha·op(A)·op(B) + beta·C (row-major) on nt threads: C is cut into nt blocks of
  * columns, or of rows when it has more rows than columns, each one GEMM on one OpenBLAS
- * thread (see parallel.c). Block edges fall on multiples of 16 elements so no two threads
- * write one cache line. A GEMM under CVD_GEMM_SPLIT_MIN multiply-adds, or too narrow to
- * cut, runs whole: a thread start would cost more than it saves. */
+ * thread (see parallel.c). Block edges fall on multiples of 16 elements, which keeps
+ * the threads' blocks on separate cache lines when C's rows are aligned (most are not
+ * exactly, so at worst two threads share a line at an edge). A GEMM under CVD_GEMM_SPLIT_MIN
+ * multiply-adds, or too narrow to cut, runs whole: a thread start would cost more than it saves. */
 typedef struct SFX(gemm_job) {
     CBLAS_TRANSPOSE ta, tb;
     int M, N, K, lda, ldb, ldc, by_cols;
@@ -504,7 +505,8 @@ static void SFX(regroup_dw)(const cvd_geom *g, T *dWg, const T *dWr)
  * of the padded image, copy j shifted left by j*dw ([kw*Cg, cs]; copy 0 is pad_in's), so
  * the taps (i, 0 .. kw-1) read rows of one matrix at offset i*dh*Wp and
  *   dWr[i] [Fg, kw*Cg] (+)= yp [Fg, n] · xp3[:, i*dh*Wp ..]ᵀ.
- * A GEMM kw times wider keeps both BLAS threads busier than kw thin ones. Each copy
+ * One GEMM kw times wider runs faster than kw thin ones (and splits better across
+ * threads when the image is not split by images). Each copy
  * needs Hp*Wp elements (the last tap row reads up to Hp*Wp - 1), inside cs. */
 static void SFX(dw_gemms)(const cvd_geom *g, T *dWr, T *xp, const T *yp, T beta0, int nt)
 {

@@ -186,10 +186,11 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
                                cvd_tensor *db, cvd_err *err);
 
 /* Threads one forward or backward may use (clamped to 1 .. 64; default, until set: the
- * online CPUs). The core splits the work across its own threads and calls OpenBLAS with
- * one thread each (it sets OpenBLAS's count to 1); helper threads come from one
+ * CPUs in the process's affinity mask). The core splits the work across its own threads and calls
+ * OpenBLAS with one thread each (it sets OpenBLAS's count to 1); helper threads come from one
  * process-wide budget of n-1, so layers used from several threads at once share the cores.
- * Results depend on n (dW sums per-thread partials) but not on scheduling. Process-wide;
+ * Results may depend on n (dW sums per-thread partials; how GEMMs are cut) but never on
+ * scheduling. Process-wide;
  * call once at start-up, before other threads run: it also shortens how long OpenBLAS's
  * idle threads spin (OPENBLAS_THREAD_TIMEOUT=16 unless the environment sets it; see
  * parallel.c), which needs setenv. */

@@ -222,7 +222,7 @@ cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, in
         n = 1;
     } else {
         /* Enough images for a cache-sized col, or failing that for a GEMM wide enough to
-         * keep every BLAS thread busy, but never over the hard cap. */
+         * run near OpenBLAS's best, but never over the hard cap. */
         int64_t fit = (int64_t)(CVD_CHUNK_BYTES / per_image);
         int64_t wide = (CVD_CHUNK_MIN_COLS + g->P - 1) / g->P;
         int64_t cap = (int64_t)(CVD_CHUNK_MAX_BYTES / per_image);

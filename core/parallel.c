@@ -20,6 +20,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -56,12 +57,16 @@ void cvd_set_num_threads(int n)
     atomic_store(&nthreads_set, n);
 }
 
-/* The default for a program that never called cvd_set_num_threads: the online CPUs, and
- * OpenBLAS on one thread. No setenv here (blas_short_spin): other threads may be running
- * getenv, and OpenBLAS's pool, which convd never uses, spins only once, at load. */
+/* The default for a program that never called cvd_set_num_threads: the CPUs this process
+ * may run on (its affinity mask, so a pinned container does not get the host's count),
+ * and OpenBLAS on one thread. No setenv here (blas_short_spin): other threads may be
+ * running getenv, and OpenBLAS's pool, which convd never uses, spins only once, at load. */
 static void set_default_threads(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    if (n < 1)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
     int unset = 0;
     openblas_set_num_threads(1);
     /* a cvd_set_num_threads that got here first wins */

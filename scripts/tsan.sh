@@ -1,6 +1,7 @@
 #!/bin/sh
 # tsan.sh BUILD — runs the concurrency-relevant tests of a -fsanitize=thread build (`make
-# tsan` builds BUILD=build/tsan): the session store unit test, then the integration suites
+# tsan` builds BUILD=build/tsan): the core's layer tests (its own threads), the session
+# store unit test, then the integration suites
 # that run requests in parallel, on one session, across sessions, or during a drain, each
 # against BUILD/convd (instrumented too), then TSAN_SOAK_MINUTES (default 0.5) of the soak's
 # traffic (build/soak/soak) against that daemon. ThreadSanitizer reports from every process go to
@@ -15,7 +16,8 @@ rm -rf "$logdir"
 mkdir -p "$logdir"
 export TSAN_OPTIONS="suppressions=$top/scripts/tsan.supp log_path=$logdir/tsan second_deadlock_stack=1 history_size=4 ${TSAN_EXTRA:-}"
 
-tests="tests/server/test_session"
+# the core's own threads first (layers split by images, two layers at once), then the daemon
+tests="tests/core/test_conv_random tests/core/test_layer tests/server/test_session"
 for s in concurrency sessions lifecycle limits; do
     tests="$tests tests/integration/test_$s"
 done

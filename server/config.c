@@ -483,8 +483,8 @@ int config_load(srv_config *c, int argc, char *const argv[], config_action *acti
     int cores = cpu_count();
     if (c->threads == 0)
         c->threads = cores;
-    /* A large request should have every core; OpenBLAS threads only GEMMs big enough to
-     * pay and queues concurrent callers on its own pool, so busy workers do not multiply
+    /* A large request should have every core; the core's helper threads come from one
+     * budget of blas_threads - 1 shared by all requests, so busy workers do not multiply
      * threads (tests/core/test_layer.c checks layers computed in parallel this way). */
     if (c->blas_threads == 0)
         c->blas_threads = cores;

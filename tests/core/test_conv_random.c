@@ -211,12 +211,12 @@ static void test_random_vs_reference(void **state)
     assert_true(st.shifted_batch >= 30);
 }
 
-/* One layer on input shape xs against the reference: forward, then backward of every
- * gradient the layer has (db only with a bias); init and seed set W and b, budget > 0 forces
- * chunks of that many bytes. `what` labels failures. */
+/* One layer on input shape xs against the reference: forward, then backward of the
+ * gradients in need (0: every one the layer has, db only with a bias); init and seed set W
+ * and b, budget > 0 forces chunks of that many bytes. `what` labels failures. */
 static void check_vs_reference(const cvd_conv2d_params *p, const int64_t xs[4], ref_rng *r,
-                               cvd_init_scheme init, uint64_t seed, size_t budget, const char *what,
-                               int idx)
+                               cvd_init_scheme init, uint64_t seed, size_t budget, unsigned need,
+                               const char *what, int idx)
 {
     const int d = p->dtype == CVD_F32;
     ref_geom rg;
@@ -251,8 +251,12 @@ static void check_vs_reference(const cvd_conv2d_params *p, const int64_t xs[4], 
     cvd_tensor tdb = tu_tensor(p->dtype, 1, bs, NULL);
     if (cvd_conv2d_forward(l, &tx, &ty, 0, &e) != CVD_OK)
         fail_msg("%s forward: %s", what, e.msg);
-    const cvd_backward_opts o = {.need = p->bias ? CVD_NEED_ALL : CVD_NEED_DX | CVD_NEED_DW};
-    assert_int_equal(cvd_conv2d_backward(l, NULL, &td, &o, &tdx, &tdW, p->bias ? &tdb : NULL, &e),
+    if (!need)
+        need = p->bias ? CVD_NEED_ALL : CVD_NEED_DX | CVD_NEED_DW;
+    const cvd_backward_opts o = {.need = need};
+    assert_int_equal(cvd_conv2d_backward(l, NULL, &td, &o, (need & CVD_NEED_DX) ? &tdx : NULL,
+                                         (need & CVD_NEED_DW) ? &tdW : NULL,
+                                         (need & CVD_NEED_DB) ? &tdb : NULL, &e),
                      CVD_OK);
     ref_forward(&rg, x, W, p->bias ? b : NULL, y);
     ref_backward(&rg, x, W, delta, dx, dW, db);
@@ -261,13 +265,17 @@ static void check_vs_reference(const cvd_conv2d_params *p, const int64_t xs[4], 
     snprintf(label, sizeof label, "y (%s)", what);
     tu_to_double(&ty, got);
     expect_close(label, idx, got, y, yn, rel);
-    snprintf(label, sizeof label, "dx (%s)", what);
-    tu_to_double(&tdx, got);
-    expect_close(label, idx, got, dx, xn, rel);
-    snprintf(label, sizeof label, "dW (%s)", what);
-    tu_to_double(&tdW, got);
-    expect_close(label, idx, got, dW, wn, rel);
-    if (p->bias) {
+    if (need & CVD_NEED_DX) {
+        snprintf(label, sizeof label, "dx (%s)", what);
+        tu_to_double(&tdx, got);
+        expect_close(label, idx, got, dx, xn, rel);
+    }
+    if (need & CVD_NEED_DW) {
+        snprintf(label, sizeof label, "dW (%s)", what);
+        tu_to_double(&tdW, got);
+        expect_close(label, idx, got, dW, wn, rel);
+    }
+    if (need & CVD_NEED_DB) {
         snprintf(label, sizeof label, "db (%s)", what);
         tu_to_double(&tdb, got);
         expect_close(label, idx, got, db, F, rel);
@@ -330,7 +338,8 @@ static void test_shift_default(void **state)
             assert_true(shifted);
             assert_int_equal(ws, (size_t)(g.kw * g.Cg * (g.Hp * g.Wp + g.dw * (g.kw - 1)) +
                                           g.Fg * g.OH * g.Wp + 2 * g.Fg * g.K));
-            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 5 + c, 0, "shifted", (int)c);
+            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 5 + c, 0, 0, "shifted",
+                               (int)c);
         }
     }
     cvd_set_num_threads(before);
@@ -396,34 +405,38 @@ static void test_parallel_bands(void **state)
         else if (c == 0)
             assert_int_equal(cvd_parallel_parts((size_t)(g.K * rows * g.OW), cvd_get_num_threads()),
                              cvd_get_num_threads());
-        check_vs_reference(&p, xs, &r, CVD_INIT_NORMAL, 11, budget, "bands", (int)c);
+        check_vs_reference(&p, xs, &r, CVD_INIT_NORMAL, 11, budget, 0, "bands", (int)c);
     }
     cvd_set_num_threads(before);
 }
 
 /* Batches split by images across threads (cvd_geom_split): every path — bands of rows,
- * chunks of small images, 1x1, shifted — with 2 and 3 threads on 3 to 5 images, so that
- * tasks take whole images and the images left over are split inside; forward, dx and dW
- * (summed over per-task partials) against the reference, and the plan checked to split. */
+ * chunks of small images (also chunks of 2 then 1 inside a task of 3 images), 1x1,
+ * shifted — with groups, 2 and 3 threads, and images left over that are split inside;
+ * forward, then all gradients, dx alone, or dW alone (dW sums per-task partials), against
+ * the reference, with the plan checked to split. */
 static void test_split_images(void **state)
 {
     (void)state;
     typedef struct split_case {
         int64_t C, F, G, k, pad, H, W;
         int want_shift;
+        int64_t chunk; /* images per chunk forced through the budget, or 0 */
     } split_case;
     const split_case cases[] = {
-        {5, 8, 1, 3, 1, 50, 47, 0},   /* bands of output rows, P >= CVD_DIRECT_COLS */
-        {64, 64, 2, 3, 0, 10, 12, 0}, /* chunks of small images */
-        {40, 33, 1, 1, 0, 24, 24, 0}, /* 1x1, in place */
-        {32, 16, 1, 3, 1, 16, 18, 1}, /* shifted GEMM */
+        {6, 8, 2, 3, 1, 50, 47, 0, 0},   /* bands of output rows, P >= CVD_DIRECT_COLS */
+        {64, 64, 2, 3, 0, 10, 12, 0, 0}, /* chunks of small images */
+        {64, 64, 2, 3, 0, 10, 12, 0, 2}, /* chunks of 2, then one image, in each task */
+        {48, 34, 2, 1, 0, 24, 24, 0, 0}, /* 1x1, in place */
+        {64, 16, 2, 3, 1, 16, 18, 1, 0}, /* shifted GEMM */
     };
+    const unsigned needs[3] = {CVD_NEED_ALL, CVD_NEED_DX, CVD_NEED_DW};
     const int before = cvd_get_num_threads();
     ref_rng r = {0x5b1175};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        for (int run = 0; run < 4; run++) {
+        for (int run = 0; run < 6; run++) {
             const split_case *sc = &cases[c];
-            const int threads = 2 + run % 2, d = run / 2;
+            const int threads = 2 + run % 2, d = run / 2 % 2;
             cvd_set_num_threads(threads);
             const cvd_conv2d_params p = {.in_channels = sc->C,
                                          .out_channels = sc->F,
@@ -440,21 +453,29 @@ static void test_split_images(void **state)
                                          .bias = 1,
                                          .dtype = d ? CVD_F32 : CVD_F64};
             /* 2 threads: 5 images = 2 per task + 1 split; 3 threads: 8 = 2 per task + 2
-             * split. Each pass has more than CVD_GEMM_SPLIT_MIN multiply-adds. */
-            const int64_t xs[4] = {threads == 2 ? 5 : 8, sc->C, sc->H, sc->W};
+             * split; with forced chunks 3 per task (7 and 10). Each pass has more than
+             * CVD_GEMM_SPLIT_MIN multiply-adds. */
+            const int64_t n = sc->chunk ? (threads == 2 ? 7 : 10) : (threads == 2 ? 5 : 8);
+            const int64_t xs[4] = {n, sc->C, sc->H, sc->W};
             cvd_geom g;
             cvd_err e;
             assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
+            const size_t es = cvd_dtype_size(p.dtype);
+            const size_t budget = (size_t)(sc->chunk * (g.K + g.Fg) * g.P) * es;
             int tasks, shifted;
             int64_t nb;
             size_t one, all;
-            assert_int_equal(cvd_geom_split(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_AUTO, threads,
-                                            &tasks, &shifted, &nb, &one, &all, &e),
+            assert_int_equal(cvd_geom_split(&g, es, budget, CVD_PATH_AUTO, threads, &tasks,
+                                            &shifted, &nb, &one, &all, &e),
                              CVD_OK);
             assert_int_equal(tasks, threads);
             assert_int_equal(shifted, sc->want_shift);
-            assert_true(c == 1 ? nb > 1 : nb == 1);
-            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 3 + c, 0, "split", (int)c);
+            if (sc->chunk)
+                assert_int_equal(nb, sc->chunk);
+            else
+                assert_true(c == 1 ? nb > 1 : nb == 1);
+            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 3 + c, budget, needs[run / 2],
+                               "split", (int)c);
         }
     }
     cvd_set_num_threads(before);
