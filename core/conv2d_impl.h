@@ -148,6 +148,9 @@ static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, 
  * the threads' blocks on separate cache lines when C's rows are aligned (most are not
  * exactly, so at worst two threads share a line at an edge). A GEMM under CVD_GEMM_SPLIT_MIN
  * multiply-adds, or too narrow to cut, runs whole: a thread start would cost more than it saves. */
+/* The wrapper's name, so calls read (and clang-format) as plain calls. */
+#define GEMM_NT SFX(gemm)
+
 typedef struct SFX(gemm_job) {
     CBLAS_TRANSPOSE ta, tb;
     int M, N, K, lda, ldb, ldc, by_cols;
@@ -174,8 +177,8 @@ static void SFX(gemm_part)(void *arg, int task, int ntasks)
              j->beta, j->C + (int64_t)a * j->ldc, j->ldc);
 }
 
-static void SFX(gemm)(int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, T alpha,
-                      const T *A, int lda, const T *B, int ldb, T beta, T *C, int ldc)
+static void GEMM_NT(int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, T alpha,
+                    const T *A, int lda, const T *B, int ldb, T beta, T *C, int ldc)
 {
     const int by_cols = N >= M, span = by_cols ? N : M;
     if (nt > 1 && (int64_t)M * N * K >= CVD_GEMM_SPLIT_MIN && span >= 32 * nt) {
@@ -184,6 +187,18 @@ static void SFX(gemm)(int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int
         return;
     }
     GEMM(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* Channels per block for one band of cols output pixels (see CVD_KBLOCK_BYTES): Cg (no
+ * blocks) when the band's col fits or when nt > 1 threads share the band (they split its
+ * columns instead). */
+static int64_t SFX(kblock)(const cvd_geom *g, int64_t cols, int nt)
+{
+    const int64_t per = g->kh * g->kw * cols * (int64_t)sizeof(T); /* col bytes per channel */
+    const int64_t cb = (int64_t)CVD_KBLOCK_BYTES / per;
+    if (nt > 1 || cb >= g->Cg)
+        return g->Cg;
+    return cb < 1 ? 1 : cb;
 }
 
 /* Moves the GEMM result of images n0 .. n0+m-1, group grp (bias included), into y while
@@ -239,9 +254,8 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                 /* y[n,g]: [Fg, P] = b_g + W_g [Fg, Cg] · x[n,g] [Cg, P] */
                 if (bg)
                     SFX(bias_fill)(yg, Fg, P, P, bg);
-                SFX(gemm)
-                (nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg, (int)K,
-                 x + (n0 * C + grp * Cg) * HW, (int)P, bg ? 1 : 0, yg, (int)P);
+                GEMM_NT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg, (int)K,
+                        x + (n0 * C + grp * Cg) * HW, (int)P, bg ? 1 : 0, yg, (int)P);
                 SFX(block_nan_add)(lane, yg, Fg, P, P);
             } else if (m == 1) {
                 /* Bands of output rows: col [K, rows*OW] stays in cache for the GEMM, which
@@ -251,12 +265,22 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                     const int64_t oh1 = oh0 + rows < g->OH ? oh0 + rows : g->OH;
                     const int64_t cols = (oh1 - oh0) * g->OW;
                     T *yb = yg + oh0 * g->OW; /* [Fg, cols], row stride P */
-                    SFX(band_cols)(g, xg, NULL, ws, oh0, oh1, nt);
+                    const int64_t cb = SFX(kblock)(g, cols, nt), taps = g->kh * g->kw;
                     if (bg)
                         SFX(bias_fill)(yb, Fg, cols, P, bg);
-                    SFX(gemm)
-                    (nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols, (int)K, 1, Wg, (int)K, ws,
-                     (int)cols, bg ? 1 : 0, yb, (int)P);
+                    if (cb == Cg) {
+                        SFX(band_cols)(g, xg, NULL, ws, oh0, oh1, nt);
+                        GEMM_NT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols, (int)K, 1, Wg,
+                                (int)K, ws, (int)cols, bg ? 1 : 0, yb, (int)P);
+                    }
+                    for (int64_t c0 = 0; cb < Cg && c0 < Cg; c0 += cb) {
+                        /* y += W[:, block] · col(block): K split by channel blocks */
+                        const int64_t nc = cb < Cg - c0 ? cb : Cg - c0;
+                        SFX(cvd_im2col_chans)(g, xg + c0 * HW, ws, cols, nc, oh0, oh1);
+                        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols,
+                             (int)(nc * taps), 1, Wg + c0 * taps, (int)K, ws, (int)cols,
+                             (bg || c0) ? 1 : 0, yb, (int)P);
+                    }
                     SFX(block_nan_add)(lane, yb, Fg, cols, P);
                 }
             } else {
@@ -264,9 +288,8 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                 SFX(cols_run)(g, x, NULL, col, n0, m, grp, nt);
                 if (bg)
                     SFX(bias_fill)(stage, Fg, ldc, ldc, bg);
-                SFX(gemm)
-                (nt, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K, col, ldc,
-                 bg ? 1 : 0, stage, ldc);
+                GEMM_NT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K, col,
+                        ldc, bg ? 1 : 0, stage, ldc);
                 SFX(emit)(g, stage, ldc, P, y, n0, m, grp, lane);
             }
         }
@@ -317,13 +340,11 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                 const T *xg = x + (n0 * C + grp * Cg) * HW;    /* [Cg, P] */
                 const T *dg = delta + (n0 * F + grp * Fg) * P; /* [Fg, P] */
                 if (dWg)
-                    SFX(gemm)
-                (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, (int)P, 1, dg, (int)P, xg, (int)P,
-                 beta, dWg, (int)K);
+                    GEMM_NT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, (int)P, 1, dg, (int)P,
+                            xg, (int)P, beta, dWg, (int)K);
                 if (dx)
-                    SFX(gemm)
-                (nt, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Fg, 1, Wg, (int)K, dg, (int)P,
-                 0, dx + (n0 * C + grp * Cg) * HW, (int)P);
+                    GEMM_NT(nt, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Fg, 1, Wg, (int)K,
+                            dg, (int)P, 0, dx + (n0 * C + grp * Cg) * HW, (int)P);
                 continue;
             }
             if (m == 1) {
@@ -336,17 +357,31 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                     const int64_t oh1 = oh0 + rows < g->OH ? oh0 + rows : g->OH;
                     const int cols = (int)((oh1 - oh0) * g->OW);
                     const T *dband = dg + oh0 * g->OW; /* [Fg, cols], row stride P */
-                    if (dWg) {
+                    const int64_t cb = SFX(kblock)(g, cols, nt), taps = g->kh * g->kw;
+                    const T bw = oh0 ? 1 : beta;
+                    if (dWg && cb == Cg) {
                         SFX(band_cols)(g, xg, NULL, ws, oh0, oh1, nt);
-                        SFX(gemm)
-                        (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)K, cols, 1, dband, (int)P, ws,
-                         cols, oh0 ? 1 : beta, dWg, (int)K);
+                        GEMM_NT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)K, cols, 1, dband,
+                                (int)P, ws, cols, bw, dWg, (int)K);
                     }
-                    if (dxg) {
-                        SFX(gemm)
-                        (nt, CblasTrans, CblasNoTrans, (int)K, cols, (int)Fg, 1, Wg, (int)K, dband,
-                         (int)P, 0, ws, cols);
+                    if (dxg && cb == Cg) {
+                        GEMM_NT(nt, CblasTrans, CblasNoTrans, (int)K, cols, (int)Fg, 1, Wg, (int)K,
+                                dband, (int)P, 0, ws, cols);
                         SFX(band_cols)(g, NULL, dxg, ws, oh0, oh1, nt);
+                    }
+                    for (int64_t c0 = 0; cb < Cg && c0 < Cg; c0 += cb) {
+                        /* by channel blocks: dW[:, block] and dx[block] are disjoint */
+                        const int64_t nc = cb < Cg - c0 ? cb : Cg - c0, kb = nc * taps;
+                        if (dWg) {
+                            SFX(cvd_im2col_chans)(g, xg + c0 * HW, ws, cols, nc, oh0, oh1);
+                            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)kb, cols, 1,
+                                 dband, (int)P, ws, cols, bw, dWg + c0 * taps, (int)K);
+                        }
+                        if (dxg) {
+                            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kb, cols, (int)Fg, 1,
+                                 Wg + c0 * taps, (int)K, dband, (int)P, 0, ws, cols);
+                            SFX(cvd_col2im_chans)(g, ws, cols, dxg + c0 * HW, nc, oh0, oh1);
+                        }
                     }
                 }
                 continue;
@@ -359,14 +394,12 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
             const T *dg = stage; /* delta of the chunk and group: [Fg, m*P] */
             if (dWg) {
                 SFX(cols_run)(g, x, NULL, col, n0, m, grp, nt);
-                SFX(gemm)
-                (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)K, ldc, 1, dg, ldc, col, ldc, beta,
-                 dWg, (int)K);
+                GEMM_NT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)K, ldc, 1, dg, ldc, col, ldc,
+                        beta, dWg, (int)K);
             }
             if (dx) {
-                SFX(gemm)
-                (nt, CblasTrans, CblasNoTrans, (int)K, ldc, (int)Fg, 1, Wg, (int)K, dg, ldc, 0, col,
-                 ldc);
+                GEMM_NT(nt, CblasTrans, CblasNoTrans, (int)K, ldc, (int)Fg, 1, Wg, (int)K, dg, ldc,
+                        0, col, ldc);
                 SFX(cols_run)(g, NULL, dx, col, n0, m, grp, nt);
             }
         }
@@ -448,12 +481,12 @@ static void SFX(shift_gemms)(const cvd_geom *g, T *Wr, T *xp, T *yp, int dir, T 
             const int64_t o = i * g->dh * Wp + j * g->dw;
             T *A = Wr + t * Fg * Cg;
             if (dir == 0) /* y */
-                SFX(gemm)
-            (nt, CblasNoTrans, CblasNoTrans, (int)Fg, n, (int)Cg, 1, A, (int)Cg, xp + o, cs,
-             t ? 1 : beta0, yp, n);
+                GEMM_NT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, n, (int)Cg, 1, A, (int)Cg, xp + o,
+                        cs, t ? 1 : beta0, yp, n);
             else if (dir == 1) /* dW: Wr is dWr here */
-                SFX(gemm)(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, n, 1, yp, n, xp + o, cs,
-                          beta0, A, (int)Cg);
+                SFX(gemm)
+            (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, n, 1, yp, n, xp + o, cs, beta0, A,
+             (int)Cg);
             else /* dx */
                 SFX(gemm)(nt, CblasTrans, CblasNoTrans, (int)Cg, n, (int)Fg, 1, A, (int)Cg, yp, n,
                           1, xp + o, cs);
@@ -517,9 +550,8 @@ static void SFX(dw_gemms)(const cvd_geom *g, T *dWr, T *xp, const T *yp, T beta0
             memcpy(xp + (j * Cg + c) * cs, xp + c * cs + j * g->dw,
                    (size_t)(g->Hp * Wp) * sizeof(T));
     for (int64_t i = 0; i < g->kh; i++)
-        SFX(gemm)
-    (nt, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n, xp + i * g->dh * Wp, (int)cs, beta0,
-     dWr + i * Fg * nc, nc);
+        GEMM_NT(nt, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n, xp + i * g->dh * Wp,
+                (int)cs, beta0, dWr + i * Fg * nc, nc);
 }
 
 /* dx and/or dW (either may be NULL) on the shifted path for images lo .. hi-1 on nt
@@ -652,3 +684,5 @@ static int SFX(pass_go)(const cvd_geom *g, const run_plan *r, void *ws, void *W,
     p.parts = ws ? (T *)ws + (size_t)r->tasks * r->ws_one : NULL;
     return SFX(pass_run)(&p);
 }
+
+#undef GEMM_NT

@@ -411,10 +411,10 @@ static void test_parallel_bands(void **state)
 }
 
 /* Batches split by images across threads (cvd_geom_split): every path — bands of rows,
- * chunks of small images (also chunks of 2 then 1 inside a task of 3 images), 1x1,
- * shifted — with groups, 2 and 3 threads, and images left over that are split inside;
- * forward, then all gradients, dx alone, or dW alone (dW sums per-task partials), against
- * the reference, with the plan checked to split. */
+ * bands in blocks of channels, chunks of small images (also chunks of 2 then 1 inside a
+ * task of 3 images), 1x1, shifted — with groups, 2 and 3 threads, and images left over that are
+ * split inside; forward, then all gradients, dx alone, or dW alone (dW sums per-task partials),
+ * against the reference, with the plan checked to split. */
 static void test_split_images(void **state)
 {
     (void)state;
@@ -429,6 +429,7 @@ static void test_split_images(void **state)
         {64, 64, 2, 3, 0, 10, 12, 0, 2}, /* chunks of 2, then one image, in each task */
         {48, 34, 2, 1, 0, 24, 24, 0, 0}, /* 1x1, in place */
         {64, 16, 2, 3, 1, 16, 18, 1, 0}, /* shifted GEMM */
+        {64, 8, 1, 5, 2, 20, 20, 0, 0},  /* bands done in blocks of channels (CVD_KBLOCK_BYTES) */
     };
     const unsigned needs[3] = {CVD_NEED_ALL, CVD_NEED_DX, CVD_NEED_DW};
     const int before = cvd_get_num_threads();
@@ -474,6 +475,10 @@ static void test_split_images(void **state)
                 assert_int_equal(nb, sc->chunk);
             else
                 assert_true(c == 1 ? nb > 1 : nb == 1);
+            if (c == 5) { /* a band's col is over the block size: a task does it in blocks */
+                const int64_t rows = cvd_geom_band_rows(&g, es, budget);
+                assert_true((size_t)(g.K * rows * g.OW) * es > CVD_KBLOCK_BYTES);
+            }
             check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 3 + c, budget, needs[run / 2],
                                "split", (int)c);
         }
