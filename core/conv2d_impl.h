@@ -9,7 +9,8 @@
  *             col = W_gᵀ · delta_g;  dx[n,g] = col2im(col)
  * With m == 1 the GEMMs read and write x, y, delta, dx in place (no staging; forward's
  * GEMM adds onto y pre-filled with the bias), in bands of output rows so that col
- * [K, rows*OW] stays in cache between im2col and its GEMM; for a 1x1
+ * [K, rows*OW] stays in cache between im2col and its GEMM (on one thread, a band whose
+ * col passes CVD_KBLOCK_BYTES goes in blocks of channels, K split); for a 1x1
  * kernel (stride 1, no pad) and m == 1, x[n,g] is its own col and nothing is copied (with
  * m > 1 its "im2col" is a plain row copy that buys one wide GEMM, which only pays on
  * small images: see cvd_geom_chunk). Each kernel takes a range of images and nt, the
