@@ -6,11 +6,69 @@
  */
 #include "jsoncheck.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
+#endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define JC_AVX2 1
+#else
+#define JC_AVX2 0
+#endif
+
+#if JC_AVX2
+/* The long runs (a base64 tensor is one string of megabytes) are skipped 64 bytes a step
+ * with AVX2 where the CPU has it: each of the two passes over a 8.6 MB body took ~0.3 ms
+ * with SSE2. */
+static atomic_int sse2_only;
+
+static int jc_avx2(void)
+{
+    return !atomic_load_explicit(&sse2_only, memory_order_relaxed) &&
+           __builtin_cpu_supports("avx2");
+}
+
+/* From i, the offset of the first 64-byte block with a byte >= 0x80 (or the last i at
+ * which fewer than 64 bytes remain). */
+__attribute__((target("avx2"))) static size_t ascii_run_avx2(const unsigned char *s, size_t i,
+                                                             size_t len)
+{
+    while (i + 64 <= len) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(s + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(s + i + 32));
+        if (_mm256_movemask_epi8(_mm256_or_si256(a, b)))
+            break;
+        i += 64;
+    }
+    return i;
+}
+
+/* From i, the offset of the first 64-byte block holding a quote, a backslash or a
+ * control byte (or the last i at which fewer than 64 bytes remain). */
+__attribute__((target("avx2"))) static size_t plain_run_avx2(const unsigned char *s, size_t i,
+                                                             size_t len)
+{
+    const __m256i quote = _mm256_set1_epi8('"'), bslash = _mm256_set1_epi8('\\');
+    const __m256i ctl = _mm256_set1_epi8(0x1F);
+    while (i + 64 <= len) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(s + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(s + i + 32));
+        __m256i ha = _mm256_or_si256(
+            _mm256_or_si256(_mm256_cmpeq_epi8(a, quote), _mm256_cmpeq_epi8(a, bslash)),
+            _mm256_cmpeq_epi8(_mm256_min_epu8(a, ctl), a));
+        __m256i hb = _mm256_or_si256(
+            _mm256_or_si256(_mm256_cmpeq_epi8(b, quote), _mm256_cmpeq_epi8(b, bslash)),
+            _mm256_cmpeq_epi8(_mm256_min_epu8(b, ctl), b));
+        if (_mm256_movemask_epi8(_mm256_or_si256(ha, hb)))
+            break;
+        i += 64;
+    }
+    return i;
+}
 #endif
 
 /* Fills e with the reason and where: offset, line:column, and up to 16 bytes of text
@@ -57,7 +115,12 @@ static size_t utf8_bad(const unsigned char *s, size_t len, const char **why)
 {
     size_t i = 0;
     while (i < len) {
-        /* ASCII runs dominate request bodies: skip them 32 (SSE2) or 8 bytes at a time. */
+        /* ASCII runs dominate request bodies: skip them 64 (AVX2), 32 (SSE2) or 8 bytes at a
+         * time. */
+#if JC_AVX2
+        if (jc_avx2())
+            i = ascii_run_avx2(s, i, len);
+#endif
 #ifdef __SSE2__
         while (i + 32 <= len) {
             __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
@@ -154,8 +217,12 @@ static int scan_string(const unsigned char *s, size_t len, size_t *pos, int *esc
     size_t i = *pos + 1;
     *escaped = 0;
     for (;;) {
-        /* Long strings (base64 tensors) are common: test 32 (SSE2) or 8 bytes at a time for
-         * a quote, a backslash or a control byte, then find which byte it is below. */
+        /* Long strings (base64 tensors) are common: test 64 (AVX2), 32 (SSE2) or 8 bytes at
+         * a time for a quote, a backslash or a control byte, then find which byte it is. */
+#if JC_AVX2
+        if (jc_avx2())
+            i = plain_run_avx2(s, i, len);
+#endif
 #ifdef __SSE2__
         const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
         const __m128i ctl = _mm_set1_epi8(0x1F);
@@ -475,4 +542,13 @@ int jsoncheck_spans(const char *body, size_t len, jsoncheck_span *spans, size_t 
         /* a value (scalar or container) just ended */
         st = depth == 0 ? ST_DONE : ST_COMMA_OR_CLOSE;
     }
+}
+
+void jsoncheck_force_sse2(int on)
+{
+#if JC_AVX2
+    atomic_store_explicit(&sse2_only, on, memory_order_relaxed);
+#else
+    (void)on;
+#endif
 }

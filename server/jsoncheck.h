@@ -35,4 +35,8 @@ typedef struct jsoncheck_span {
 int jsoncheck_spans(const char *body, size_t len, jsoncheck_span *spans, size_t max, size_t *nspans,
                     apierr *e);
 
+/* Turns the AVX2 loops off (on = 1) or back on, for every thread: lets tests check the
+ * SSE2 and portable loops on a machine that has AVX2. */
+void jsoncheck_force_sse2(int on);
+
 #endif /* SERVER_JSONCHECK_H */

@@ -454,6 +454,41 @@ static void test_big_base64_strings(void **state)
     free(inf);
 }
 
+/* A long string with one special byte at every offset across several 64-byte blocks, with
+ * the AVX2 loops and without: a control byte, a byte UTF-8 never uses and a quote are
+ * found at their exact offset; an escape and a two-byte character are accepted. */
+static void test_special_byte_at_every_offset(void **state)
+{
+    (void)state;
+    enum { LEN = 300 };
+    char doc[LEN + 3], want[32];
+    for (int mode = 0; mode < 2; mode++) {
+        jsoncheck_force_sse2(mode);
+        for (size_t p = 1; p + 1 < LEN; p++) {
+            memset(doc, 'A', LEN);
+            doc[0] = doc[LEN - 1] = '"';
+            doc[LEN] = 0;
+            doc[p] = 0x01;
+            snprintf(want, sizeof want, "byte %zu ", p);
+            expect_fail(doc, "control character", want);
+            doc[p] = (char)0xFF;
+            expect_fail(doc, "never occurs", want);
+            doc[p] = '"';
+            snprintf(want, sizeof want, "byte %zu ", p + 1);
+            expect_fail(doc, NULL, want);
+            doc[p] = '\\';
+            doc[p + 1] = 'n';
+            if (p + 2 < LEN)
+                expect_ok(doc);
+            doc[p] = (char)0xC3;
+            doc[p + 1] = (char)0xA9;
+            if (p + 2 < LEN)
+                expect_ok(doc);
+        }
+    }
+    jsoncheck_force_sse2(0);
+}
+
 /* The vectorised finiteness check names the first bad element wherever it sits. */
 static void test_non_finite_at_every_index(void **state)
 {
@@ -572,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_big_base64_strings),
         cmocka_unit_test(test_forged_markers_are_text),
         cmocka_unit_test(test_non_finite_at_every_index),
+        cmocka_unit_test(test_special_byte_at_every_offset),
         cmocka_unit_test(test_many_and_other_long_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
