@@ -26,8 +26,8 @@
  *       nb = 1 for a 1x1 layer (stride 1, no pad) with P >= 512, or another with P >= 128,
  *       else nb = clamp(max(floor(8 MiB / per), ceil(2048 / P)), 1,
  *                       min(N', max(1, floor(32 MiB / per)), INT_MAX / P)),
- *     and, for one image, bands of output rows whose col fits B = 4 MiB, or 1 MiB when
- *     T > 1 (at least 768 columns):
+ *     and, for one image, bands of output rows whose col fits B = 4 MiB (at least 768
+ *     columns; backward with T > 1 runs 1 MiB bands inside that workspace):
  *       rows = clamp(max(floor(B / (K*OW*es)), ceil(768 / OW)), 1, OH).
  * So a thread's im2col workspace is at most max(32 MiB, K*768*es + K*OW*es); none of it
  * grows with N. 8 MiB keeps col in the last-level cache between im2col and the GEMM that
@@ -68,7 +68,7 @@ struct cvd_conv2d {
 /* How one forward or backward call runs (cvd_geom_split, cvd_geom_band_rows). */
 typedef struct run_plan {
     int tasks, shifted;
-    int64_t nb, rows;
+    int64_t nb, rows[2]; /* band rows in forward, backward */
     size_t ws_one;
 } run_plan;
 
@@ -108,10 +108,10 @@ cvd_status cvd_conv2d_memory_need(const cvd_conv2d_params *p, const int64_t x_sh
     if (s != CVD_OK)
         return s;
     size_t es = cvd_dtype_size(p->dtype), ws, ws_one, params, total, tmp;
-    int64_t nb, rows;
+    int64_t nb, rows[2];
     int shifted, tasks;
-    s = cvd_geom_split(&g, es, 0, CVD_PATH_AUTO, cvd_get_num_threads(), &tasks, &shifted, &nb,
-                       &rows, &ws_one, &ws, err);
+    s = cvd_geom_split(&g, es, 0, CVD_PATH_AUTO, cvd_get_num_threads(), &tasks, &shifted, &nb, rows,
+                       &ws_one, &ws, err);
     if (s != CVD_OK)
         return s;
     /* wn fits: params_check verified F*K*8 fits size_t; x_numel likewise in geom_init. */
@@ -458,9 +458,8 @@ static cvd_status ensure_ws(cvd_conv2d *l, size_t elems, cvd_err *err)
 static cvd_status prepare_ws(cvd_conv2d *l, const cvd_geom *g, run_plan *r, cvd_err *err)
 {
     size_t elems;
-    cvd_status s =
-        cvd_geom_split(g, l->es, l->chunk_bytes, l->path, cvd_get_num_threads(), &r->tasks,
-                       &r->shifted, &r->nb, &r->rows, &r->ws_one, &elems, err);
+    cvd_status s = cvd_geom_split(g, l->es, l->chunk_bytes, l->path, cvd_get_num_threads(),
+                                  &r->tasks, &r->shifted, &r->nb, r->rows, &r->ws_one, &elems, err);
     if (s == CVD_OK)
         s = ensure_ws(l, elems, err);
     return s;

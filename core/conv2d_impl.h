@@ -679,7 +679,7 @@ static int SFX(pass_go)(const cvd_geom *g, const run_plan *r, void *ws, void *W,
     SFX(pass) p = {.g = g};
     p.W = W, p.b = b, p.x = x, p.delta = delta;
     p.y = y, p.dx = dx, p.dW = dW;
-    p.nb = r->nb, p.rows = r->rows, p.shifted = r->shifted, p.tasks = r->tasks;
+    p.nb = r->nb, p.rows = r->rows[y ? 0 : 1], p.shifted = r->shifted, p.tasks = r->tasks;
     p.ws = ws, p.ws_one = r->ws_one;
     /* no workspace at all (one 1x1 image): no pointer arithmetic on NULL */
     p.parts = ws ? (T *)ws + (size_t)r->tasks * r->ws_one : NULL;

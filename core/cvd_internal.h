@@ -75,7 +75,7 @@ typedef struct cvd_geom {
     int64_t Hp, Wp;           /* padded input: H + pt + pb, W + pl + pr */
     int64_t cs;               /* shifted path: channel stride of padded x, Hp*Wp + (kw-1)*dw */
     int shift_ok;             /* stride 1 and every shifted-path GEMM dimension fits int */
-    int split;                /* a task's share of a batch split by images (cvd_geom_split) */
+    int small_bands;          /* bands of CVD_BAND_SPLIT_BYTES (cvd_geom_split, backward) */
 } cvd_geom;
 
 /* Fills g for params p (already checked) and input x_shape (N, C, H, W). CVD_ERR_INVALID
@@ -160,10 +160,10 @@ void cvd_col2im_chans_f64(const cvd_geom *g, const double *col, int64_t ldc, dou
  * 4 MiB rather than the 1 MiB that fits L2: fewer, wider GEMMs won 10 % on the stem
  * (float64, both passes; 5-8 % float32) in interleaved runs, col still in the L3. */
 #define CVD_BAND_BYTES ((size_t)4 << 20)
-/* Inside a task of a batch split by images (g->split) a band runs on one thread, and a
- * band col the size of the 1 MiB L2 does better: the stem's backward +3-7 % in
- * interleaved runs (float32 113-116 -> 117-120, float64 63 -> 65-67 GFLOP/s), its forward
- * even in float32 and +3 % in float64. */
+/* In backward inside a task of a batch split by images (g->small_bands) a band runs on
+ * one thread, and a band col the size of the 1 MiB L2 does better: the stem's backward
+ * +5-7 % in interleaved runs (float32 125-127 -> 132-136, float64 66 -> 69-71 GFLOP/s).
+ * Its forward keeps 4 MiB bands, 2-4 % faster than 1 MiB (fewer, wider GEMMs). */
 #define CVD_BAND_SPLIT_BYTES ((size_t)1 << 20)
 #define CVD_BAND_MIN_COLS    768
 int64_t cvd_geom_band_rows(const cvd_geom *g, size_t elem_size, size_t budget);
@@ -189,10 +189,11 @@ int cvd_parallel_parts(size_t work, int nt);
  * pass has at least CVD_GEMM_SPLIT_MIN multiply-adds, else 1 (see conv2d_impl.h); the path
  * and nb planned (cvd_geom_plan) for a task's share of floor(N/tasks) images; ws_one, that
  * plan's workspace rounded up to 16 elements (a slice per task); rows, the band rows of
- * that plan (cvd_geom_band_rows on the share); and ws_elems, the whole
+ * that plan for forward and backward (rows[1] <= rows[0]: smaller bands in backward when
+ * tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole
  * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart). */
 cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
-                          int nthreads, int *tasks, int *shifted, int64_t *nb, int64_t *rows,
+                          int nthreads, int *tasks, int *shifted, int64_t *nb, int64_t rows[2],
                           size_t *ws_one, size_t *ws_elems, cvd_err *err);
 
 /* OpenBLAS extensions: Debian's cblas.h declares them, other CBLAS headers may not. */

@@ -187,7 +187,7 @@ cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t 
     g->Wp = in_w;
     g->cs = 0;
     g->shift_ok = 0;
-    g->split = 0;
+    g->small_bands = 0;
     int64_t hw;
     if (g->sh == 1 && g->sw == 1 && !cvd_mul_i64(in_h, in_w, &hw) &&
         hw <= INT_MAX - g->dw * (g->kw - 1)) {
@@ -200,7 +200,7 @@ cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t 
 int64_t cvd_geom_band_rows(const cvd_geom *g, size_t elem_size, size_t budget)
 {
     const size_t row = (size_t)g->K * (size_t)g->OW * elem_size; /* <= K*P*es: no overflow */
-    const size_t bytes = budget ? budget : g->split ? CVD_BAND_SPLIT_BYTES : CVD_BAND_BYTES;
+    const size_t bytes = budget ? budget : g->small_bands ? CVD_BAND_SPLIT_BYTES : CVD_BAND_BYTES;
     int64_t rows = (int64_t)(bytes / row);
     if (!budget && rows * g->OW < CVD_BAND_MIN_COLS)
         rows = (CVD_BAND_MIN_COLS + g->OW - 1) / g->OW;
@@ -280,7 +280,7 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
 }
 
 cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
-                          int nthreads, int *tasks, int *shifted, int64_t *nb, int64_t *rows,
+                          int nthreads, int *tasks, int *shifted, int64_t *nb, int64_t rows[2],
                           size_t *ws_one, size_t *ws_elems, cvd_err *err)
 {
     /* in double: N*F*P*K may overflow int64, and only its size matters here */
@@ -289,7 +289,6 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
         nthreads > 1 && g->N >= nthreads && work >= (double)CVD_GEMM_SPLIT_MIN ? nthreads : 1;
     cvd_geom share = *g;
     share.N = g->N / t;
-    share.split = t > 1;
     size_t one = 0, all, parts;
     cvd_status s = cvd_geom_plan(&share, elem_size, budget, want, shifted, nb, &one, err);
     if (s != CVD_OK)
@@ -299,7 +298,9 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
         cvd_add_size(all, parts, &all) || cvd_mul_size(all, elem_size, &parts))
         return cvd_err_setf(err, CVD_ERR_TOO_LARGE, "the workspace of %d threads is too large", t);
     *tasks = t;
-    *rows = cvd_geom_band_rows(&share, elem_size, budget);
+    rows[0] = cvd_geom_band_rows(&share, elem_size, budget);
+    share.small_bands = t > 1;
+    rows[1] = cvd_geom_band_rows(&share, elem_size, budget);
     *ws_one = one & ~(size_t)15;
     *ws_elems = all;
     return CVD_OK;
