@@ -100,8 +100,9 @@ static void SFX(cols_run)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, i
                      &j);
 }
 
-/* im2col or col2im of one band of output rows oh0 .. oh1 of one image and group, col
- * [K, (oh1-oh0)*OW] holding just that band, split across threads: im2col by output rows
+/* im2col or col2im of one band of output rows oh0 .. oh1 of one image and group, nc
+ * channels from the one x points at, col [nc*kh*kw, (oh1-oh0)*OW] holding just that band
+ * and those channels, split across threads: im2col by output rows
  * (disjoint columns of col), col2im by the input rows the band reaches (disjoint rows of
  * x_dst, which the caller zeroed). */
 typedef struct SFX(band_job) {
@@ -109,7 +110,7 @@ typedef struct SFX(band_job) {
     const T *x_src; /* im2col input, or NULL for col2im */
     T *x_dst;       /* col2im output, or NULL for im2col */
     T *col;
-    int64_t oh0, oh1, lo, hi; /* the rows split: output rows (im2col), input rows (col2im) */
+    int64_t nc, oh0, oh1, lo, hi; /* the rows split: output rows (im2col), input rows (col2im) */
 } SFX(band_job);
 
 static void SFX(band_part)(void *arg, int task, int ntasks)
@@ -119,15 +120,15 @@ static void SFX(band_part)(void *arg, int task, int ntasks)
     const int64_t b = j->lo + (j->hi - j->lo) * (task + 1) / ntasks;
     const int64_t cols = (j->oh1 - j->oh0) * j->g->OW;
     if (j->x_src)
-        SFX(cvd_im2col_rows)(j->g, j->x_src, j->col + (a - j->oh0) * j->g->OW, cols, a, b);
+        SFX(cvd_im2col_rows)(j->g, j->x_src, j->col + (a - j->oh0) * j->g->OW, cols, j->nc, a, b);
     else
-        SFX(cvd_col2im_rows)(j->g, j->col, cols, j->x_dst, j->oh0, j->oh1, a, b);
+        SFX(cvd_col2im_rows)(j->g, j->col, cols, j->x_dst, j->nc, j->oh0, j->oh1, a, b);
 }
 
-static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, int64_t oh0,
-                           int64_t oh1, int nt)
+static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, int64_t nc,
+                           int64_t oh0, int64_t oh1, int nt)
 {
-    SFX(band_job) j = {g, x_src, x_dst, col, oh0, oh1, oh0, oh1};
+    SFX(band_job) j = {g, x_src, x_dst, col, nc, oh0, oh1, oh0, oh1};
     if (!x_src) {
         /* the input rows this band's windows reach, clipped to the image */
         const int64_t lo = oh0 * g->sh - g->pt;
@@ -137,7 +138,7 @@ static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, 
         if (j.hi <= j.lo)
             return;
     }
-    const int threads = cvd_parallel_parts((size_t)(g->K * (oh1 - oh0) * g->OW), nt);
+    const int threads = cvd_parallel_parts((size_t)(nc * g->kh * g->kw * (oh1 - oh0) * g->OW), nt);
     const int64_t want = 2 * (int64_t)threads, span = j.hi - j.lo;
     cvd_parallel_run(threads, threads == 1 ? 1 : (int)(span < want ? span : want), SFX(band_part),
                      &j);
@@ -269,18 +270,13 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                     const int64_t cb = SFX(kblock)(g, cols, nt), taps = g->kh * g->kw;
                     if (bg)
                         SFX(bias_fill)(yb, Fg, cols, P, bg);
-                    if (cb == Cg) {
-                        SFX(band_cols)(g, xg, NULL, ws, oh0, oh1, nt);
-                        GEMM_NT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols, (int)K, 1, Wg,
-                                (int)K, ws, (int)cols, bg ? 1 : 0, yb, (int)P);
-                    }
-                    for (int64_t c0 = 0; cb < Cg && c0 < Cg; c0 += cb) {
-                        /* y += W[:, block] · col(block): K split by channel blocks */
+                    for (int64_t c0 = 0; c0 < Cg; c0 += cb) {
+                        /* y += W[:, block] · col(block), K split by channel blocks */
                         const int64_t nc = cb < Cg - c0 ? cb : Cg - c0;
-                        SFX(cvd_im2col_chans)(g, xg + c0 * HW, ws, cols, nc, oh0, oh1);
-                        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols,
-                             (int)(nc * taps), 1, Wg + c0 * taps, (int)K, ws, (int)cols,
-                             (bg || c0) ? 1 : 0, yb, (int)P);
+                        SFX(band_cols)(g, xg + c0 * HW, NULL, ws, nc, oh0, oh1, nt);
+                        GEMM_NT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols,
+                                (int)(nc * taps), 1, Wg + c0 * taps, (int)K, ws, (int)cols,
+                                (bg || c0) ? 1 : 0, yb, (int)P);
                     }
                     SFX(block_nan_add)(lane, yb, Fg, cols, P);
                 }
@@ -360,28 +356,18 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                     const T *dband = dg + oh0 * g->OW; /* [Fg, cols], row stride P */
                     const int64_t cb = SFX(kblock)(g, cols, nt), taps = g->kh * g->kw;
                     const T bw = oh0 ? 1 : beta;
-                    if (dWg && cb == Cg) {
-                        SFX(band_cols)(g, xg, NULL, ws, oh0, oh1, nt);
-                        GEMM_NT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)K, cols, 1, dband,
-                                (int)P, ws, cols, bw, dWg, (int)K);
-                    }
-                    if (dxg && cb == Cg) {
-                        GEMM_NT(nt, CblasTrans, CblasNoTrans, (int)K, cols, (int)Fg, 1, Wg, (int)K,
-                                dband, (int)P, 0, ws, cols);
-                        SFX(band_cols)(g, NULL, dxg, ws, oh0, oh1, nt);
-                    }
-                    for (int64_t c0 = 0; cb < Cg && c0 < Cg; c0 += cb) {
+                    for (int64_t c0 = 0; c0 < Cg; c0 += cb) {
                         /* by channel blocks: dW[:, block] and dx[block] are disjoint */
                         const int64_t nc = cb < Cg - c0 ? cb : Cg - c0, kb = nc * taps;
                         if (dWg) {
-                            SFX(cvd_im2col_chans)(g, xg + c0 * HW, ws, cols, nc, oh0, oh1);
-                            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Fg, (int)kb, cols, 1,
-                                 dband, (int)P, ws, cols, bw, dWg + c0 * taps, (int)K);
+                            SFX(band_cols)(g, xg + c0 * HW, NULL, ws, nc, oh0, oh1, nt);
+                            GEMM_NT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)kb, cols, 1, dband,
+                                    (int)P, ws, cols, bw, dWg + c0 * taps, (int)K);
                         }
                         if (dxg) {
-                            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kb, cols, (int)Fg, 1,
-                                 Wg + c0 * taps, (int)K, dband, (int)P, 0, ws, cols);
-                            SFX(cvd_col2im_chans)(g, ws, cols, dxg + c0 * HW, nc, oh0, oh1);
+                            GEMM_NT(nt, CblasTrans, CblasNoTrans, (int)kb, cols, (int)Fg, 1,
+                                    Wg + c0 * taps, (int)K, dband, (int)P, 0, ws, cols);
+                            SFX(band_cols)(g, NULL, dxg + c0 * HW, ws, nc, oh0, oh1, nt);
                         }
                     }
                 }

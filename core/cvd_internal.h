@@ -123,31 +123,20 @@ void cvd_col2im_band_f32(const cvd_geom *g, const float *col, int64_t ldc, float
 void cvd_col2im_band_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g, int64_t c0,
                          int64_t c1, int64_t ih0, int64_t ih1);
 
-/* A band of output rows oh0 .. oh1 of all Cg channels, with col holding just that band
- * (column 0 = first pixel of row oh0): im2col overwrites col [K, (oh1-oh0)*OW]; col2im_rows
- * accumulates it into input rows ih0 .. ih1-1 of x_g (0 <= ih0 <= ih1 <= H; rows outside
- * are skipped, so threads can take disjoint ranges) without zeroing anything (the caller
- * zeroes x_g once). */
-void cvd_im2col_rows_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc, int64_t oh0,
-                         int64_t oh1);
-void cvd_im2col_rows_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc,
+/* A band of output rows oh0 .. oh1 of the first nc channels of x_g (all Cg, or a block
+ * whose first channel the caller points x_g at), with col holding just that band and
+ * those channels (column 0 = first pixel of row oh0, row 0 = x_g's first channel):
+ * im2col overwrites col [nc*kh*kw, (oh1-oh0)*OW]; col2im_rows accumulates it into input
+ * rows ih0 .. ih1-1 of x_g (0 <= ih0 <= ih1 <= H; rows outside are skipped, so threads can
+ * take disjoint ranges) without zeroing anything (the caller zeroes x_g once). */
+void cvd_im2col_rows_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc, int64_t nc,
                          int64_t oh0, int64_t oh1);
-void cvd_col2im_rows_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g, int64_t oh0,
-                         int64_t oh1, int64_t ih0, int64_t ih1);
-void cvd_col2im_rows_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g,
+void cvd_im2col_rows_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc, int64_t nc,
+                         int64_t oh0, int64_t oh1);
+void cvd_col2im_rows_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g, int64_t nc,
                          int64_t oh0, int64_t oh1, int64_t ih0, int64_t ih1);
-/* The same on a block of channels: the first nc channels of x_g (the caller points x_g at
- * the block's first channel) and rows of col from 0, so one band of one image can be
- * done block by block, each block's col small enough to stay in the core's own cache
- * (CVD_KBLOCK_BYTES). col2im_chans accumulates into all H input rows of those channels. */
-void cvd_im2col_chans_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc, int64_t nc,
-                          int64_t oh0, int64_t oh1);
-void cvd_im2col_chans_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc,
-                          int64_t nc, int64_t oh0, int64_t oh1);
-void cvd_col2im_chans_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g, int64_t nc,
-                          int64_t oh0, int64_t oh1);
-void cvd_col2im_chans_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g,
-                          int64_t nc, int64_t oh0, int64_t oh1);
+void cvd_col2im_rows_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g, int64_t nc,
+                         int64_t oh0, int64_t oh1, int64_t ih0, int64_t ih1);
 /* A band whose col would pass this many bytes is done in blocks of channels when it runs
  * on one thread (a task of a batch split by images): the block's col stays in the 1 MiB
  * L2 between im2col (or the GEMM that writes it) and the GEMM (or col2im) that reads it.

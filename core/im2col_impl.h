@@ -68,15 +68,14 @@ void SFX(cvd_im2col_band)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, 
     SFX(im2col_core)(g, x_g, col, ldc, c0, c1, oh0, oh1, 0);
 }
 
-void SFX(cvd_im2col_rows)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, int64_t oh0,
-                          int64_t oh1)
+void SFX(cvd_im2col_rows)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, int64_t nc,
+                          int64_t oh0, int64_t oh1)
 {
-    SFX(im2col_core)(g, x_g, col, ldc, 0, g->Cg, oh0, oh1, oh0);
+    SFX(im2col_core)(g, x_g, col, ldc, 0, nc, oh0, oh1, oh0);
 }
 
-/* col2im of the first nc channels (see cvd_col2im_rows). */
-static void SFX(col2im_rows_core)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, int64_t nc,
-                                  int64_t oh0, int64_t oh1, int64_t ih0, int64_t ih1)
+void SFX(cvd_col2im_rows)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, int64_t nc,
+                          int64_t oh0, int64_t oh1, int64_t ih0, int64_t ih1)
 {
     const int64_t OW = g->OW, W = g->W, sw = g->sw;
     for (int64_t c = 0; c < nc; c++) {
@@ -104,24 +103,6 @@ static void SFX(col2im_rows_core)(const cvd_geom *g, const T *col, int64_t ldc, 
             }
         }
     }
-}
-
-void SFX(cvd_col2im_rows)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, int64_t oh0,
-                          int64_t oh1, int64_t ih0, int64_t ih1)
-{
-    SFX(col2im_rows_core)(g, col, ldc, x_g, g->Cg, oh0, oh1, ih0, ih1);
-}
-
-void SFX(cvd_im2col_chans)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc, int64_t nc,
-                           int64_t oh0, int64_t oh1)
-{
-    SFX(im2col_core)(g, x_g, col, ldc, 0, nc, oh0, oh1, oh0);
-}
-
-void SFX(cvd_col2im_chans)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, int64_t nc,
-                           int64_t oh0, int64_t oh1)
-{
-    SFX(col2im_rows_core)(g, col, ldc, x_g, nc, oh0, oh1, 0, g->H);
 }
 
 void SFX(cvd_col2im_band)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, int64_t c0,

@@ -211,6 +211,16 @@ static void test_random_vs_reference(void **state)
     assert_true(st.shifted_batch >= 30);
 }
 
+/* t (as doubles, through scratch got) against the reference want, labelled "name (what)". */
+static void close_to_reference(const char *name, const char *what, int idx, const cvd_tensor *t,
+                               double *got, const double *want, int64_t n, double rel)
+{
+    char label[64];
+    snprintf(label, sizeof label, "%s (%s)", name, what);
+    tu_to_double(t, got);
+    expect_close(label, idx, got, want, n, rel);
+}
+
 /* One layer on input shape xs against the reference: forward, then backward of the
  * gradients in need (0: every one the layer has, db only with a bias); init and seed set W
  * and b, budget > 0 forces chunks of that many bytes. `what` labels failures. */
@@ -261,25 +271,13 @@ static void check_vs_reference(const cvd_conv2d_params *p, const int64_t xs[4], 
     ref_forward(&rg, x, W, p->bias ? b : NULL, y);
     ref_backward(&rg, x, W, delta, dx, dW, db);
     const double rel = d ? 1e-4 : 1e-11;
-    char label[64];
-    snprintf(label, sizeof label, "y (%s)", what);
-    tu_to_double(&ty, got);
-    expect_close(label, idx, got, y, yn, rel);
-    if (need & CVD_NEED_DX) {
-        snprintf(label, sizeof label, "dx (%s)", what);
-        tu_to_double(&tdx, got);
-        expect_close(label, idx, got, dx, xn, rel);
-    }
-    if (need & CVD_NEED_DW) {
-        snprintf(label, sizeof label, "dW (%s)", what);
-        tu_to_double(&tdW, got);
-        expect_close(label, idx, got, dW, wn, rel);
-    }
-    if (need & CVD_NEED_DB) {
-        snprintf(label, sizeof label, "db (%s)", what);
-        tu_to_double(&tdb, got);
-        expect_close(label, idx, got, db, F, rel);
-    }
+    close_to_reference("y", what, idx, &ty, got, y, yn, rel);
+    if (need & CVD_NEED_DX)
+        close_to_reference("dx", what, idx, &tdx, got, dx, xn, rel);
+    if (need & CVD_NEED_DW)
+        close_to_reference("dW", what, idx, &tdW, got, dW, wn, rel);
+    if (need & CVD_NEED_DB)
+        close_to_reference("db", what, idx, &tdb, got, db, F, rel);
     cvd_tensor *all[] = {&tx, &ty, &td, &tdx, &tdW, &tdb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         cvd_tensor_release(all[i]);
