@@ -6,6 +6,7 @@
 #   make test       install, build, run every test: plain build, then ASan+UBSan build
 #   make test SANITIZE=address,undefined   only the instrumented pass
 #   make bench      core benchmark, then the HTTP benchmark
+#   make bench-compare   the core against PyTorch 1.13 in the same run (installs python3-torch)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
 # Source lists are globbed per folder: a module is one .c/.h pair, and every test file
@@ -16,6 +17,8 @@ PREFIX     ?= /usr/local
 BUILD      ?= build
 OPT        ?= -O2
 CC         ?= cc
+# Debian's python3, the one python3-torch installs into (not a pyenv one earlier in PATH)
+TORCH_PYTHON ?= /usr/bin/python3
 
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wwrite-strings -Wvla \
        -Werror=implicit-function-declaration -Wno-missing-field-initializers
@@ -66,7 +69,7 @@ BENCH_BIN   := $(BUILD)/bench/bench_core
 BENCH_CODEC := $(BUILD)/bench/bench_codec
 BENCH_PEAK  := $(BUILD)/bench/bench_peak
 
-.PHONY: all deps deps-test run test test-build test-pass test-san check bench bench-peak bench-core \
+.PHONY: all deps deps-test run test test-build test-pass test-san check bench bench-peak bench-core bench-compare \
         bench-http install uninstall clean format lint fuzz valgrind soak tsan docker-check
 
 all: $(CONVD) $(LIBCVD)
@@ -156,6 +159,14 @@ bench-peak: deps
 bench-core: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	@$(BENCH_BIN)
+
+# convd's core against PyTorch 1.13 (Debian's python3-torch) in the same run, with the
+# issue's targets as ratios (bench/compare.py). Not part of `make bench`: torch is a
+# large install.
+bench-compare: deps
+	@scripts/deps.sh torch
+	@$(MAKE) --no-print-directory $(BENCH_BIN)
+	@$(TORCH_PYTHON) bench/compare.py $(BENCH_BIN)
 
 bench-http:
 	@scripts/deps.sh bench

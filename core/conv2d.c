@@ -10,8 +10,12 @@
  *   + N*C*H*W * es                                  the cached forward input
  *   + ws * es                                       the workspace, where, with
  *     T = the thread count (cvd_set_num_threads) when N >= T > 1 and N*F*P*K >= 2^21,
- *     else 1 (cvd_geom_split), and ws1 the plan below for N' = floor(N/T) images,
- *     rounded up to a multiple of 16:
+ *     else 1 (cvd_geom_split), and ws1 the larger of the plan below for N' = floor(N/T)
+ *     images and, when forward takes the direct kernel (direct.c: AVX-512, not 1x1, rows
+ *     of output vectors at least 3/4 full), its
+ *       K*8/es + (C/g)*sw*Hp*Wq,  Wq = OW rounded up to 64/es + (kw-1)*dw/sw
+ *     (tap offsets and one padded image split by column phase), rounded up to a multiple
+ *     of 16:
  *       ws = T*ws1 + (T-1)*F*K                      a slice per thread, a dW per extra one
  *     and the plan for N' images:
  *     on the shifted-GEMM path (stride 1, C/g >= 32, Wp*8 <= OW*9; cvd_geom_plan):
@@ -65,13 +69,6 @@ struct cvd_conv2d {
     cvd_path path;      /* CVD_PATH_AUTO but in tests */
 };
 
-/* How one forward or backward call runs (cvd_geom_split, cvd_geom_band_rows). */
-typedef struct run_plan {
-    int tasks, shifted;
-    int64_t nb, rows[2]; /* band rows in forward, backward */
-    size_t ws_one;
-} run_plan;
-
 #define T      float
 #define SFX(n) n##_f32
 #define GEMM   cblas_sgemm
@@ -107,17 +104,15 @@ cvd_status cvd_conv2d_memory_need(const cvd_conv2d_params *p, const int64_t x_sh
         s = cvd_geom_init(&g, p, x_shape, "x", err);
     if (s != CVD_OK)
         return s;
-    size_t es = cvd_dtype_size(p->dtype), ws, ws_one, params, total, tmp;
-    int64_t nb, rows[2];
-    int shifted, tasks;
-    s = cvd_geom_split(&g, es, 0, CVD_PATH_AUTO, cvd_get_num_threads(), &tasks, &shifted, &nb, rows,
-                       &ws_one, &ws, err);
+    size_t es = cvd_dtype_size(p->dtype), params, total, tmp;
+    cvd_plan r;
+    s = cvd_geom_split(&g, es, 0, CVD_PATH_AUTO, cvd_get_num_threads(), &r, err);
     if (s != CVD_OK)
         return s;
     /* wn fits: params_check verified F*K*8 fits size_t; x_numel likewise in geom_init. */
     params = (size_t)(g.F * g.K) + (p->bias ? (size_t)g.F : 0);
     if (cvd_mul_size(params, 2 * es, &total) || cvd_mul_size((size_t)g.x_numel, es, &tmp) ||
-        cvd_add_size(total, tmp, &total) || cvd_mul_size(ws, es, &tmp) ||
+        cvd_add_size(total, tmp, &total) || cvd_mul_size(r.ws_elems, es, &tmp) ||
         cvd_add_size(total, tmp, &total) || cvd_add_size(total, sizeof(struct cvd_conv2d), &total))
         return cvd_err_setf(err, CVD_ERR_TOO_LARGE,
                             "the memory a layer needs for x of shape (%lld,%lld,%lld,%lld) "
@@ -455,13 +450,11 @@ static cvd_status ensure_ws(cvd_conv2d *l, size_t elems, cvd_err *err)
     return CVD_OK;
 }
 
-static cvd_status prepare_ws(cvd_conv2d *l, const cvd_geom *g, run_plan *r, cvd_err *err)
+static cvd_status prepare_ws(cvd_conv2d *l, const cvd_geom *g, cvd_plan *r, cvd_err *err)
 {
-    size_t elems;
-    cvd_status s = cvd_geom_split(g, l->es, l->chunk_bytes, l->path, cvd_get_num_threads(),
-                                  &r->tasks, &r->shifted, &r->nb, r->rows, &r->ws_one, &elems, err);
+    cvd_status s = cvd_geom_split(g, l->es, l->chunk_bytes, l->path, cvd_get_num_threads(), r, err);
     if (s == CVD_OK)
-        s = ensure_ws(l, elems, err);
+        s = ensure_ws(l, r->ws_elems, err);
     return s;
 }
 
@@ -480,7 +473,7 @@ cvd_status cvd_conv2d_forward(cvd_conv2d *l, const cvd_tensor *x, cvd_tensor *y,
     s = check_exact(l, y, "y", y_shape, "the output for x", err);
     if (s != CVD_OK)
         return s;
-    run_plan r;
+    cvd_plan r;
     s = prepare_ws(l, &g, &r, err);
     if (s != CVD_OK)
         return s;
@@ -603,7 +596,7 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
     const int sgd = opts->sgd != 0;
     const int do_dw = (need & CVD_NEED_DW) || sgd;
     const int do_db = (need & CVD_NEED_DB) || (sgd && l->p.bias);
-    run_plan r = {0};
+    cvd_plan r = {0};
     if ((need & CVD_NEED_DX) || do_dw)
         s = prepare_ws(l, &g, &r, err);
     if (s == CVD_OK && sgd)

@@ -580,6 +580,20 @@ static void SFX(backward_shift)(const cvd_geom *g, T *W, const T *x, const T *de
     }
 }
 
+/* y = conv(x, W) + b by the direct kernel (direct.c) for images lo .. hi-1 on nt threads;
+ * returns whether what it wrote is finite. */
+static int SFX(forward_direct)(const cvd_geom *g, const T *W, const T *b, const T *x, T *y, T *ws,
+                               int64_t lo, int64_t hi, int nt)
+{
+    int finite = 1;
+    for (int64_t n = lo; n < hi; n++)
+        for (int64_t grp = 0; grp < g->G; grp++)
+            finite &= SFX(cvd_direct_forward)(g, W + grp * g->Fg * g->K, b ? b + grp * g->Fg : NULL,
+                                              x + (n * g->C + grp * g->Cg) * g->HW,
+                                              y + (n * g->F + grp * g->Fg) * g->P, ws, nt);
+    return finite;
+}
+
 /* ---- One pass over the batch on the core's threads (see parallel.c) ------------------
  * With tasks > 1 (cvd_geom_split), task t takes images q*t/tasks .. q*(t+1)/tasks - 1 of
  * the first q = N - N % tasks whole, on one thread: its own workspace slice, GEMMs on one
@@ -594,7 +608,7 @@ typedef struct SFX(pass) {
     T *y;       /* forward: the output; NULL in backward */
     T *dx, *dW; /* backward: the gradients wanted (either may be NULL) */
     int64_t nb, rows;
-    int shifted, tasks;
+    int shifted, direct, tasks;
     T *ws; /* tasks slices of ws_one elements */
     size_t ws_one;
     T *parts; /* tasks-1 partial dW of F*K elements */
@@ -606,6 +620,8 @@ typedef struct SFX(pass) {
 static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, T *ws, T *dW)
 {
     const cvd_geom *g = p->g;
+    if (p->y && p->direct)
+        return SFX(forward_direct)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt);
     if (p->y)
         return p->shifted
                    ? SFX(forward_shift)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt)
@@ -659,13 +675,14 @@ static int SFX(pass_run)(SFX(pass) * p)
 }
 
 /* Forward (y non-NULL) or backward over g as planned in r; ws holds the whole workspace. */
-static int SFX(pass_go)(const cvd_geom *g, const run_plan *r, void *ws, void *W, const void *b,
+static int SFX(pass_go)(const cvd_geom *g, const cvd_plan *r, void *ws, void *W, const void *b,
                         const void *x, const void *delta, void *y, void *dx, void *dW)
 {
     SFX(pass) p = {.g = g};
     p.W = W, p.b = b, p.x = x, p.delta = delta;
     p.y = y, p.dx = dx, p.dW = dW;
     p.nb = r->nb, p.rows = r->rows[y ? 0 : 1], p.shifted = r->shifted, p.tasks = r->tasks;
+    p.direct = r->direct;
     p.ws = ws, p.ws_one = r->ws_one;
     /* no workspace at all (one 1x1 image): no pointer arithmetic on NULL */
     p.parts = ws ? (T *)ws + (size_t)r->tasks * r->ws_one : NULL;

@@ -90,7 +90,7 @@ cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t 
  * K = Cg over the contiguous slice xp + i*dh*Wp + j*dw (row stride cs), whose output rows
  * have Wp columns, the last Wp-OW of them garbage and dropped. No im2col, no col2im, a
  * workspace of one padded image; the price is Wp/OW more GEMM columns and K = Cg. */
-typedef enum { CVD_PATH_AUTO = 0, CVD_PATH_IM2COL, CVD_PATH_SHIFT } cvd_path;
+typedef enum { CVD_PATH_AUTO = 0, CVD_PATH_IM2COL, CVD_PATH_SHIFT, CVD_PATH_DIRECT } cvd_path;
 
 /* The path for g (AUTO: shifted when shift_ok and it pays, see geom.c) and its workspace:
  * for im2col, nb and ws_elems as cvd_geom_chunk; for shifted, nb = 1 and
@@ -100,6 +100,26 @@ typedef enum { CVD_PATH_AUTO = 0, CVD_PATH_IM2COL, CVD_PATH_SHIFT } cvd_path;
  * CVD_PATH_SHIFT on a layer that is not shift_ok falls back to im2col. */
 cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
                          int *shifted, int64_t *nb, size_t *ws_elems, cvd_err *err);
+
+/* The direct forward (direct.c): AVX-512 register tiles reading a zero-padded, phase-split
+ * copy of one image and group, no im2col and no GEMM. cvd_direct_available: whether this
+ * CPU has AVX-512F. cvd_direct_ws: the workspace elements of one image and group (the K
+ * tap offsets, then xs [Cg, sw, Hp, Wq] with Wq = OW rounded up to whole vectors +
+ * (kw-1)*dw/sw), 0 if that overflows. cvd_direct_pays: whether forward takes it (want
+ * CVD_PATH_DIRECT: whenever the CPU can; AUTO: when it beats im2col, i.e. a layer of at
+ * most CVD_DIRECT_MAX_CG channels per group, at least one vector of output columns, stride
+ * <= 4 across and at most CVD_DIRECT_MAX_WS bytes of workspace). cvd_direct_forward: y_g
+ * [Fg, P] of one image and group (bias b_g or NULL) on nt threads (by output rows);
+ * returns whether every value written is finite. */
+#define CVD_DIRECT_MAX_CG 16
+#define CVD_DIRECT_MAX_WS ((size_t)64 << 20)
+int cvd_direct_available(void);
+size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size);
+int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+int cvd_direct_forward_f32(const cvd_geom *g, const float *W_g, const float *b_g, const float *x_g,
+                           float *y_g, float *ws, int nt);
+int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b_g,
+                           const double *x_g, double *y_g, double *ws, int nt);
 
 /* Images per chunk (at least 1, at most N, and small enough that nb*P fits in int) and the
  * workspace elements that chunk needs: col [K, nb*P] plus, when nb > 1, the staging
@@ -174,16 +194,22 @@ int cvd_parallel_parts(size_t work, int nt);
  * core, where starting and joining a thread costs 10-20 us. */
 #define CVD_GEMM_SPLIT_MIN ((int64_t)1 << 21)
 
-/* How a pass over g splits across nthreads: tasks = nthreads when N >= nthreads > 1 and the
- * pass has at least CVD_GEMM_SPLIT_MIN multiply-adds, else 1 (see conv2d_impl.h); the path
- * and nb planned (cvd_geom_plan) for a task's share of floor(N/tasks) images; ws_one, that
- * plan's workspace rounded up to 16 elements (a slice per task); rows, the band rows of
- * that plan for forward and backward (rows[1] <= rows[0]: smaller bands in backward when
- * tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole
+/* How a pass over g runs on nthreads (cvd_geom_split): tasks = nthreads when N >= nthreads
+ * > 1 and the pass has at least CVD_GEMM_SPLIT_MIN multiply-adds, else 1 (see
+ * conv2d_impl.h); the path and nb planned (cvd_geom_plan) for a task's share of
+ * floor(N/tasks) images; direct, whether forward takes the direct kernel instead
+ * (cvd_direct_pays; backward keeps the planned path); ws_one, the larger of that plan's
+ * and the direct kernel's workspace, rounded up to 16 elements (a slice per task); rows,
+ * the band rows of that plan for forward and backward (rows[1] <= rows[0]: smaller bands
+ * in backward when tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole
  * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart). */
+typedef struct cvd_plan {
+    int tasks, shifted, direct;
+    int64_t nb, rows[2];
+    size_t ws_one, ws_elems;
+} cvd_plan;
 cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
-                          int nthreads, int *tasks, int *shifted, int64_t *nb, int64_t rows[2],
-                          size_t *ws_one, size_t *ws_elems, cvd_err *err);
+                          int nthreads, cvd_plan *plan, cvd_err *err);
 
 /* OpenBLAS extensions: Debian's cblas.h declares them, other CBLAS headers may not. */
 void openblas_set_num_threads(int num_threads);

@@ -280,8 +280,7 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
 }
 
 cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
-                          int nthreads, int *tasks, int *shifted, int64_t *nb, int64_t rows[2],
-                          size_t *ws_one, size_t *ws_elems, cvd_err *err)
+                          int nthreads, cvd_plan *plan, cvd_err *err)
 {
     /* in double: N*F*P*K may overflow int64, and only its size matters here */
     const double work = (double)g->y_numel * (double)g->K;
@@ -290,19 +289,27 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
     cvd_geom share = *g;
     share.N = g->N / t;
     size_t one = 0, all, parts;
-    cvd_status s = cvd_geom_plan(&share, elem_size, budget, want, shifted, nb, &one, err);
+    int shifted = 0;
+    int64_t nb = 1;
+    cvd_status s = cvd_geom_plan(&share, elem_size, budget, want, &shifted, &nb, &one, err);
     if (s != CVD_OK)
         return s;
+    const int direct = cvd_direct_pays(&share, elem_size, want);
+    if (direct && cvd_direct_ws(&share, elem_size) > one)
+        one = cvd_direct_ws(&share, elem_size);
     if (cvd_add_size(one, 15, &one) || cvd_mul_size(one & ~(size_t)15, (size_t)t, &all) ||
         cvd_mul_size((size_t)(g->F * g->K), (size_t)(t - 1), &parts) ||
         cvd_add_size(all, parts, &all) || cvd_mul_size(all, elem_size, &parts))
         return cvd_err_setf(err, CVD_ERR_TOO_LARGE, "the workspace of %d threads is too large", t);
-    *tasks = t;
-    rows[0] = cvd_geom_band_rows(&share, elem_size, budget);
+    plan->tasks = t;
+    plan->shifted = shifted;
+    plan->direct = direct;
+    plan->nb = nb;
+    plan->rows[0] = cvd_geom_band_rows(&share, elem_size, budget);
     share.small_bands = t > 1;
-    rows[1] = cvd_geom_band_rows(&share, elem_size, budget);
-    *ws_one = one & ~(size_t)15;
-    *ws_elems = all;
+    plan->rows[1] = cvd_geom_band_rows(&share, elem_size, budget);
+    plan->ws_one = one & ~(size_t)15;
+    plan->ws_elems = all;
     return CVD_OK;
 }
 

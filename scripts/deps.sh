@@ -1,6 +1,6 @@
 #!/bin/sh
 # deps.sh — install the Debian packages convd needs, only those that are missing.
-# Usage: scripts/deps.sh [build|test|bench|fuzz|all]   (default: build)
+# Usage: scripts/deps.sh [build|test|bench|fuzz|torch|all]   (default: build)
 # Idempotent and silent when everything is present; uses sudo when not root.
 # Downloads nothing but Debian packages.
 set -eu
@@ -9,14 +9,16 @@ set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenb
 set_test="$set_build libcmocka-dev libcurl4-openssl-dev"
 set_bench="$set_test wrk"
 set_fuzz="$set_test clang libclang-rt-14-dev valgrind"
+set_torch="python3 python3-torch"
 
 case "${1:-build}" in
 build) pkgs=$set_build ;;
 test) pkgs=$set_test ;;
 bench) pkgs=$set_bench ;;
 fuzz) pkgs=$set_fuzz ;;
+torch) pkgs=$set_torch ;;
 all) pkgs="$set_bench clang libclang-rt-14-dev valgrind" ;;
-*) echo "deps.sh: unknown set '$1' (build|test|bench|fuzz|all)" >&2; exit 2 ;;
+*) echo "deps.sh: unknown set '$1' (build|test|bench|fuzz|torch|all)" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -27,6 +27,7 @@
 typedef struct stats {
     int one_by_one, grouped, dilated, same, valid, asym_stride, multi_chunk, f32, stateless;
     int shifted, shifted_dilated, shifted_grouped, shifted_batch;
+    int direct, direct_strided, direct_dilated, direct_grouped;
 } stats;
 
 static cvd_conv2d_params random_params(ref_rng *r, int iter)
@@ -104,9 +105,12 @@ static void run_config(ref_rng *r, int iter, stats *st)
                         rg.OH * rg.OW) *
                    cvd_dtype_size(dt));
     /* Three configs in five take the shifted-GEMM path wherever it applies (stride 1);
-     * AUTO would never pick it for so few channels. */
+     * AUTO would never pick it for so few channels. One in five runs forward on the direct
+     * kernel, which AUTO takes only from 12 output columns on. */
     if (iter % 5 < 3)
         cvd_conv2d_set_path(l, CVD_PATH_SHIFT);
+    else if (iter % 5 == 3)
+        cvd_conv2d_set_path(l, CVD_PATH_DIRECT);
 
     const int64_t Cg = p.in_channels / p.groups;
     const int64_t ws[4] = {p.out_channels, Cg, p.kh, p.kw};
@@ -188,6 +192,10 @@ static void run_config(ref_rng *r, int iter, stats *st)
     st->shifted_dilated += shifted && (p.dh > 1 || p.dw > 1);
     st->shifted_grouped += shifted && p.groups > 1;
     st->shifted_batch += shifted && xs[0] > 1;
+    st->direct += iter % 5 == 3;
+    st->direct_strided += iter % 5 == 3 && (p.sh > 1 || p.sw > 1);
+    st->direct_dilated += iter % 5 == 3 && (p.dh > 1 || p.dw > 1);
+    st->direct_grouped += iter % 5 == 3 && p.groups > 1;
 
     cvd_tensor *all[] = {&tW, &tb, &tx, &ty, &tdelta, &tdx, &tdW, &tdb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -209,6 +217,8 @@ static void test_random_vs_reference(void **state)
     assert_true(st.f32 == N_CONFIGS / 2 && st.stateless >= 40);
     assert_true(st.shifted >= 60 && st.shifted_dilated >= 15 && st.shifted_grouped >= 15);
     assert_true(st.shifted_batch >= 30);
+    assert_true(st.direct >= 60 && st.direct_strided >= 20 && st.direct_dilated >= 15 &&
+                st.direct_grouped >= 15);
 }
 
 /* t (as doubles, through scratch got) against the reference want, labelled "name (what)". */
@@ -223,10 +233,11 @@ static void close_to_reference(const char *name, const char *what, int idx, cons
 
 /* One layer on input shape xs against the reference: forward, then backward of the
  * gradients in need (0: every one the layer has, db only with a bias); init and seed set W
- * and b, budget > 0 forces chunks of that many bytes. `what` labels failures. */
+ * and b, budget > 0 forces chunks of that many bytes, path forces a path (AUTO: the
+ * default). `what` labels failures. */
 static void check_vs_reference(const cvd_conv2d_params *p, const int64_t xs[4], ref_rng *r,
-                               cvd_init_scheme init, uint64_t seed, size_t budget, unsigned need,
-                               const char *what, int idx)
+                               cvd_init_scheme init, uint64_t seed, size_t budget, cvd_path path,
+                               unsigned need, const char *what, int idx)
 {
     const int d = p->dtype == CVD_F32;
     ref_geom rg;
@@ -237,6 +248,7 @@ static void check_vs_reference(const cvd_conv2d_params *p, const int64_t xs[4], 
     assert_int_equal(cvd_conv2d_create(p, &l, &e), CVD_OK);
     if (budget)
         cvd_conv2d_set_chunk_bytes(l, budget);
+    cvd_conv2d_set_path(l, path);
     assert_int_equal(cvd_conv2d_init(l, init, seed, &e), CVD_OK);
     const int64_t xn = xs[0] * xs[1] * xs[2] * xs[3], yn = ys[0] * ys[1] * ys[2] * ys[3];
     const int64_t wn = cvd_tensor_numel(cvd_conv2d_weight(l)), F = p->out_channels;
@@ -336,8 +348,8 @@ static void test_shift_default(void **state)
             assert_true(shifted);
             assert_int_equal(ws, (size_t)(g.kw * g.Cg * (g.Hp * g.Wp + g.dw * (g.kw - 1)) +
                                           g.Fg * g.OH * g.Wp + 2 * g.Fg * g.K));
-            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 5 + c, 0, 0, "shifted",
-                               (int)c);
+            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 5 + c, 0, CVD_PATH_SHIFT, 0,
+                               "shifted", (int)c);
         }
     }
     cvd_set_num_threads(before);
@@ -403,7 +415,65 @@ static void test_parallel_bands(void **state)
         else if (c == 0)
             assert_int_equal(cvd_parallel_parts((size_t)(g.K * rows * g.OW), cvd_get_num_threads()),
                              cvd_get_num_threads());
-        check_vs_reference(&p, xs, &r, CVD_INIT_NORMAL, 11, budget, 0, "bands", (int)c);
+        check_vs_reference(&p, xs, &r, CVD_INIT_NORMAL, 11, budget, CVD_PATH_IM2COL, 0, "bands",
+                           (int)c);
+    }
+    cvd_set_num_threads(before);
+}
+
+/* The direct forward kernel (direct.c) on layers that reach each of its parts: tiles of
+ * 1 to 4 vectors and several tiles a row, filter tails of every tile height, filter blocks
+ * and bands of rows, strides 2 and 3 (phases), asymmetric stride, dilation and padding,
+ * groups, rows split across threads (one image) and images split across threads (three),
+ * with and without bias, against the reference. */
+static void test_direct_tiles(void **state)
+{
+    (void)state;
+    if (!cvd_direct_available())
+        skip();
+    typedef struct direct_case {
+        int64_t C, F, G, kh, kw, sh, sw, dh, dw, ph, pw, H, W;
+    } direct_case;
+    const direct_case cases[] = {
+        {3, 20, 1, 7, 7, 2, 2, 1, 1, 3, 3, 70, 70},   /* the stem's kind, 35 columns */
+        {16, 19, 1, 5, 3, 2, 1, 1, 2, 2, 1, 40, 150}, /* 148 columns, filter blocks, bands */
+        {8, 12, 4, 3, 3, 1, 1, 2, 2, 2, 2, 20, 33},   /* groups of 2 channels, dilation */
+        {4, 9, 1, 4, 4, 3, 3, 1, 1, 1, 1, 50, 100},   /* stride 3: three phases */
+        {2, 5, 1, 3, 3, 1, 1, 1, 1, 0, 0, 6, 6},      /* 4 columns: one part vector */
+        {5, 17, 1, 1, 2, 1, 2, 1, 3, 0, 4, 9, 131},   /* a 1x2 kernel, wide pad on the right */
+    };
+    const int before = cvd_get_num_threads();
+    cvd_set_num_threads(2);
+    ref_rng r = {0xd12ec7};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int run = 0; run < 4; run++) {
+            const direct_case *dc = &cases[c];
+            const cvd_conv2d_params p = {.in_channels = dc->C,
+                                         .out_channels = dc->F,
+                                         .groups = dc->G,
+                                         .kh = dc->kh,
+                                         .kw = dc->kw,
+                                         .sh = dc->sh,
+                                         .sw = dc->sw,
+                                         .dh = dc->dh,
+                                         .dw = dc->dw,
+                                         .pad_mode = CVD_PAD_EXPLICIT,
+                                         .ph = dc->ph,
+                                         .pw = dc->pw,
+                                         .bias = run != 1,
+                                         .dtype = run % 2 ? CVD_F32 : CVD_F64};
+            const int64_t xs[4] = {run < 2 ? 1 : 3, dc->C, dc->H, dc->W};
+            cvd_geom g;
+            cvd_err e;
+            assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
+            cvd_plan pl;
+            assert_int_equal(
+                cvd_geom_split(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_DIRECT, 2, &pl, &e),
+                CVD_OK);
+            assert_true(pl.direct);
+            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 7 + c, 0, CVD_PATH_DIRECT, 0,
+                               "direct", (int)c);
+        }
     }
     cvd_set_num_threads(before);
 }
@@ -420,14 +490,20 @@ static void test_split_images(void **state)
         int64_t C, F, G, k, pad, H, W;
         int want_shift;
         int64_t chunk; /* images per chunk forced through the budget, or 0 */
+        cvd_path path; /* forced: forward would take the direct kernel on most of them */
     } split_case;
     const split_case cases[] = {
-        {6, 8, 2, 3, 1, 50, 47, 0, 0},   /* bands of output rows, P >= CVD_DIRECT_COLS */
-        {64, 64, 2, 3, 0, 10, 12, 0, 0}, /* chunks of small images */
-        {64, 64, 2, 3, 0, 10, 12, 0, 2}, /* chunks of 2, then one image, in each task */
-        {48, 34, 2, 1, 0, 24, 24, 0, 0}, /* 1x1, in place */
-        {64, 16, 2, 3, 1, 16, 18, 1, 0}, /* shifted GEMM */
-        {64, 8, 1, 5, 2, 20, 20, 0, 0},  /* bands done in blocks of channels (CVD_KBLOCK_BYTES) */
+        /* bands of output rows, P >= CVD_DIRECT_COLS */
+        {6, 8, 2, 3, 1, 50, 47, 0, 0, CVD_PATH_IM2COL},
+        {64, 64, 2, 3, 0, 10, 12, 0, 0, CVD_PATH_IM2COL}, /* chunks of small images */
+        /* chunks of 2, then one image, in each task */
+        {64, 64, 2, 3, 0, 10, 12, 0, 2, CVD_PATH_IM2COL},
+        {48, 34, 2, 1, 0, 24, 24, 0, 0, CVD_PATH_AUTO},  /* 1x1, in place */
+        {64, 16, 2, 3, 1, 16, 18, 1, 0, CVD_PATH_SHIFT}, /* shifted GEMM */
+        /* bands done in blocks of channels (CVD_KBLOCK_BYTES) */
+        {64, 8, 1, 5, 2, 20, 20, 0, 0, CVD_PATH_IM2COL},
+        /* the direct kernel forward (the default here), bands of rows backward */
+        {6, 8, 2, 3, 1, 50, 47, 0, 0, CVD_PATH_AUTO},
     };
     const unsigned needs[3] = {CVD_NEED_ALL, CVD_NEED_DX, CVD_NEED_DW};
     const int before = cvd_get_num_threads();
@@ -461,23 +537,20 @@ static void test_split_images(void **state)
             assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
             const size_t es = cvd_dtype_size(p.dtype);
             const size_t budget = (size_t)(sc->chunk * (g.K + g.Fg) * g.P) * es;
-            int tasks, shifted;
-            int64_t nb, rows[2];
-            size_t one, all;
-            assert_int_equal(cvd_geom_split(&g, es, budget, CVD_PATH_AUTO, threads, &tasks,
-                                            &shifted, &nb, rows, &one, &all, &e),
-                             CVD_OK);
-            assert_true(rows[1] <= rows[0]);
-            assert_int_equal(tasks, threads);
-            assert_int_equal(shifted, sc->want_shift);
+            cvd_plan pl;
+            assert_int_equal(cvd_geom_split(&g, es, budget, sc->path, threads, &pl, &e), CVD_OK);
+            assert_int_equal(pl.direct, c == 6 && cvd_direct_available());
+            assert_true(pl.rows[1] <= pl.rows[0]);
+            assert_int_equal(pl.tasks, threads);
+            assert_int_equal(pl.shifted, sc->want_shift);
             if (sc->chunk)
-                assert_int_equal(nb, sc->chunk);
+                assert_int_equal(pl.nb, sc->chunk);
             else
-                assert_true(c == 1 ? nb > 1 : nb == 1);
+                assert_true(c == 1 ? pl.nb > 1 : pl.nb == 1);
             if (c == 5) /* a band's col is over the block size: a task does it in blocks */
-                assert_true((size_t)(g.K * rows[1] * g.OW) * es > CVD_KBLOCK_BYTES);
-            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 3 + c, budget, needs[run / 2],
-                               "split", (int)c);
+                assert_true((size_t)(g.K * pl.rows[1] * g.OW) * es > CVD_KBLOCK_BYTES);
+            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 3 + c, budget, sc->path,
+                               needs[run / 2], "split", (int)c);
         }
     }
     cvd_set_num_threads(before);
@@ -633,8 +706,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_vs_reference), cmocka_unit_test(test_parallel_bands),
-        cmocka_unit_test(test_split_images),        cmocka_unit_test(test_shift_default),
-        cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_split_images),        cmocka_unit_test(test_direct_tiles),
+        cmocka_unit_test(test_shift_default),       cmocka_unit_test(test_finite_differences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -464,8 +464,9 @@ static void test_chunk_choice(void **state)
 }
 
 /* A y that overflows is caught on every forward path (1x1 in place, bands of rows, chunks
- * of images, shifted GEMMs) in both dtypes, also when the overflow lands at the very last
- * element of y (the tail of the finiteness sums), and the cache is left alone. */
+ * of images, shifted GEMMs, the direct kernel) in both dtypes, when the overflow lands at
+ * the very last element of y (the tail of the finiteness sums) or the first, and the cache
+ * is left alone. */
 static void test_nonfinite_every_path(void **state)
 {
     (void)state;
@@ -474,9 +475,11 @@ static void test_nonfinite_every_path(void **state)
         cvd_path path;
     } cases[] = {
         {3, 1, 0, 2, 24, CVD_PATH_AUTO},   /* 1x1, image by image in place (P >= 512) */
-        {3, 3, 1, 1, 40, CVD_PATH_AUTO},   /* one image: bands of output rows */
+        {3, 3, 1, 1, 40, CVD_PATH_IM2COL}, /* one image: bands of output rows */
         {3, 3, 1, 3, 10, CVD_PATH_AUTO},   /* several small images: one chunk */
         {32, 3, 1, 2, 12, CVD_PATH_SHIFT}, /* shifted GEMMs */
+        {3, 3, 1, 1, 40, CVD_PATH_AUTO},   /* the direct kernel, last in a part vector */
+        {3, 3, 1, 2, 17, CVD_PATH_DIRECT}, /* the same on two images, one lane in the last */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         for (int d = 0; d < 2; d++) {
@@ -519,9 +522,15 @@ static void test_nonfinite_every_path(void **state)
             cvd_tensor xh = tu_tensor(dt, 4, xs, xv);
             if (cvd_conv2d_forward(l, &xh, &y, 0, &e) != CVD_ERR_NONFINITE)
                 fail_msg("case %zu %s: an overflowing y was accepted", c, cvd_dtype_name(dt));
+            /* and at the very first (a full vector on the direct kernel) */
+            xv[xn - 1] = 1;
+            xv[0] = d ? 1e308 : 3e38;
+            cvd_tensor xf = tu_tensor(dt, 4, xs, xv);
+            if (cvd_conv2d_forward(l, &xf, &y, 0, &e) != CVD_ERR_NONFINITE)
+                fail_msg("case %zu %s: an overflowing y[0] was accepted", c, cvd_dtype_name(dt));
             int64_t cached[4];
             assert_int_equal(cvd_conv2d_has_cache(l, cached), 1);
-            cvd_tensor *all[] = {&W, &b, &x, &y, &xh};
+            cvd_tensor *all[] = {&W, &b, &x, &y, &xh, &xf};
             for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
                 cvd_tensor_release(all[i]);
             free(wv);
