@@ -62,14 +62,14 @@ static int64_t direct_wq(const cvd_geom *g, int64_t vl)
 size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size)
 {
     const int64_t vl = (int64_t)(64 / elem_size);
-    size_t xs, off, all;
-    /* every factor is below 2^31 (cvd_geom_init), so wq cannot overflow */
+    size_t xs, all, bytes;
+    /* every factor is below 2^31 (cvd_geom_init): wq and K*8 cannot overflow */
+    const size_t head = ((size_t)g->K * sizeof(int64_t) + elem_size - 1) / elem_size;
     if (cvd_mul_size((size_t)g->Cg, (size_t)g->sw, &xs) || cvd_mul_size(xs, (size_t)g->Hp, &xs) ||
-        cvd_mul_size(xs, (size_t)direct_wq(g, vl), &xs) ||
-        cvd_mul_size((size_t)g->K, sizeof(int64_t), &off) || cvd_add_size(xs, off, &all) ||
-        cvd_mul_size(all, elem_size, &off))
+        cvd_mul_size(xs, (size_t)direct_wq(g, vl), &xs) || cvd_add_size(xs, head, &all) ||
+        cvd_mul_size(all, elem_size, &bytes))
         return 0;
-    return xs + ((size_t)g->K * sizeof(int64_t) + elem_size - 1) / elem_size;
+    return all;
 }
 
 int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
