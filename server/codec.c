@@ -16,6 +16,7 @@
 #endif
 
 #include "base64.h"
+#include "prescan.h"
 #include "jsoncheck.h"
 #include "numfmt.h"
 
@@ -240,10 +241,29 @@ static void put_hex64(char *out, uint64_t v)
         out[i] = hex[v & 15];
 }
 
-/* The bytes of a string node: its span in the body for a marker, else valuestring. */
-static void string_bytes(const cJSON *n, const char **text, size_t *len)
+static uint64_t get_hex64(const char *v)
+{
+    uint64_t a = 0;
+    for (int i = 0; i < 16; i++)
+        a = a << 4 | (uint64_t)(v[i] <= '9' ? v[i] - '0' : v[i] - 'a' + 10);
+    return a;
+}
+
+/* A string whose leading base64 groups prescan took out (codec_parse_prescanned) has a
+ * marker of its own: "\xFE", then the address and length of the rest of its text in the
+ * body and the address of its prescan segment, 16 hex digits each. */
+#define MARK2_LEN 49
+
+/* The bytes of a string node: its span in the body for a marker, else valuestring; for a
+ * prescanned string, the rest of its text, and its segment is returned (else NULL). */
+static prescan_seg *string_bytes(const cJSON *n, const char **text, size_t *len)
 {
     const char *v = n->valuestring;
+    if ((unsigned char)v[0] == 0xFE && strlen(v) == MARK2_LEN) {
+        *text = (const char *)(uintptr_t)get_hex64(v + 1);
+        *len = (size_t)get_hex64(v + 17);
+        return (prescan_seg *)(uintptr_t)get_hex64(v + 33);
+    }
     if ((unsigned char)v[0] == 0xFF && strlen(v) == MARK_LEN) {
         uint64_t a = 0, l = 0;
         for (int i = 1; i <= 16; i++) {
@@ -252,20 +272,22 @@ static void string_bytes(const cJSON *n, const char **text, size_t *len)
         }
         *text = (const char *)(uintptr_t)a;
         *len = (size_t)l;
-        return;
+        return NULL;
     }
     *text = v;
     *len = strlen(v);
+    return NULL;
 }
 
-/* The body with every span replaced by its marker (malloc'd, NUL-terminated), or NULL. */
+/* The body with every span replaced by its marker (malloc'd, NUL-terminated), or NULL;
+ * a span with a segment (seg[k] non-NULL, seg may be NULL) gets a MARK2_LEN marker. */
 static char *mark_spans(const char *body, size_t from, size_t len, const jsoncheck_span *sp,
-                        size_t n, size_t *out_len)
+                        prescan_seg *const *seg, size_t n, size_t *out_len)
 {
     size_t cut = 0;
     for (size_t k = 0; k < n; k++)
         cut += sp[k].len;
-    size_t total = len - from - cut + n * MARK_LEN; /* spans never exceed the body */
+    size_t total = len - from - cut + n * MARK2_LEN; /* spans never exceed the body */
     char *text = malloc(total + 1);
     if (!text)
         return NULL;
@@ -274,10 +296,14 @@ static char *mark_spans(const char *body, size_t from, size_t len, const jsonche
     for (size_t k = 0; k < n; k++) {
         memcpy(o, body + at, sp[k].off - at);
         o += sp[k].off - at;
-        *o++ = (char)0xFF;
+        *o++ = (char)(seg && seg[k] ? 0xFE : 0xFF);
         put_hex64(o, (uint64_t)(uintptr_t)(body + sp[k].off));
         put_hex64(o + 16, (uint64_t)sp[k].len);
         o += 32;
+        if (seg && seg[k]) {
+            put_hex64(o, (uint64_t)(uintptr_t)seg[k]);
+            o += 16;
+        }
         at = sp[k].off + sp[k].len;
     }
     memcpy(o, body + at, len - at);
@@ -302,15 +328,13 @@ static size_t unmark_offset(size_t off, size_t from, const jsoncheck_span *sp, s
     return from + off + shrunk;
 }
 
-cJSON *codec_parse(const char *body, size_t len, apierr *e)
+/* codec_parse, marking at most max_spans long base64 strings (0: none, the tree holds
+ * copies of everything). */
+static cJSON *parse_text(const char *body, size_t len, size_t max_spans, apierr *e)
 {
-    if (!body) {
-        body = "";
-        len = 0;
-    }
     jsoncheck_span spans[MAX_SPANS];
     size_t nspans = 0;
-    if (jsoncheck_spans(body, len, spans, MAX_SPANS, &nspans, e) < 0)
+    if (jsoncheck_spans(body, len, spans, max_spans, &nspans, e) < 0)
         return NULL;
     size_t skip = len >= 3 && !memcmp(body, "\xEF\xBB\xBF", 3) ? 3 : 0;
     const char *end = NULL;
@@ -318,7 +342,7 @@ cJSON *codec_parse(const char *body, size_t len, apierr *e)
     size_t stop = 0;
     if (nspans) {
         size_t tlen;
-        char *text = mark_spans(body, skip, len, spans, nspans, &tlen);
+        char *text = mark_spans(body, skip, len, spans, NULL, nspans, &tlen);
         if (!text) {
             apierr_set(e, APIERR_INTERNAL, "out of memory while parsing a %zu-byte body", len);
             return NULL;
@@ -354,6 +378,64 @@ cJSON *codec_parse(const char *body, size_t len, apierr *e)
         cJSON_Delete(root);
         return NULL;
     }
+    return root;
+}
+
+cJSON *codec_parse(const char *body, size_t len, apierr *e)
+{
+    if (!body) {
+        body = "";
+        len = 0;
+    }
+    return parse_text(body, len, MAX_SPANS, e);
+}
+
+cJSON *codec_parse_prescanned(const char *body, size_t len, prescan *p, apierr *e)
+{
+    if (!p || !p->nsegs || !body)
+        return codec_parse(body, len, e);
+    /* Fast: every segment is the rest of a string the check reports as a "base64" value
+     * without escapes; those strings get segment markers, other long ones the usual ones. */
+    jsoncheck_span all[MAX_SPANS], spans[MAX_SPANS];
+    prescan_seg *seg[MAX_SPANS];
+    size_t nall = 0, n = 0;
+    int matched = 0;
+    apierr quiet;
+    if (jsoncheck_spans_min(body, len, all, MAX_SPANS, &nall, 0, &quiet) == 0) {
+        for (size_t k = 0; k < nall; k++) {
+            prescan_seg *sg = NULL;
+            for (int j = 0; j < p->nsegs; j++)
+                if (p->segs[j].off == all[k].off && p->segs[j].data)
+                    sg = &p->segs[j];
+            if (!sg && all[k].len < JSONCHECK_SPAN_MIN)
+                continue;
+            matched += sg != NULL;
+            spans[n] = all[k];
+            seg[n++] = sg;
+        }
+    }
+    if (matched == p->nsegs) {
+        const size_t skip = len >= 3 && !memcmp(body, "\xEF\xBB\xBF", 3) ? 3 : 0;
+        size_t tlen;
+        char *text = mark_spans(body, skip, len, spans, seg, n, &tlen);
+        cJSON *root = text ? cJSON_ParseWithLengthOpts(text, tlen, NULL, 0) : NULL;
+        free(text);
+        const char *dup = NULL;
+        if (root && find_duplicate_key(root, &dup) == 0 && !dup)
+            return root;
+        cJSON_Delete(root);
+    }
+    /* Anything else: the whole text, parsed as it would have been without prescan (its
+     * long strings copied into the tree, since the text is gone when this returns). */
+    buf whole;
+    buf_init(&whole);
+    if (prescan_restore(p, body, len, &whole) < 0) {
+        buf_free(&whole);
+        apierr_set(e, APIERR_INTERNAL, "out of memory while parsing a %zu-byte body", len);
+        return NULL;
+    }
+    cJSON *root = parse_text(whole.data, whole.len, 0, e);
+    buf_free(&whole);
     return root;
 }
 
@@ -760,6 +842,13 @@ static int64_t first_non_finite(const void *p, int64_t n, cvd_dtype dt)
     return -1;
 }
 
+static int decode_prescanned(prescan_seg *seg, const char *tail, size_t tlen, cvd_dtype want,
+                             cvd_dtype src, int rank, const int64_t *shape, int64_t max_elems,
+                             cvd_tensor *out);
+static int decode_b64_text(const char *text, size_t tlen, const char *field, cvd_dtype src,
+                           cvd_dtype want, int rank, const int64_t *shape, int64_t max_elems,
+                           const char *limit_setting, cvd_tensor *out, apierr *e);
+
 static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, int64_t max_elems,
                          const char *limit_setting, cvd_tensor *out, apierr *e)
 {
@@ -793,7 +882,69 @@ static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, i
                           field, codec_json_type_name(s));
     const char *text;
     size_t tlen;
-    string_bytes(s, &text, &tlen);
+    prescan_seg *seg = string_bytes(s, &text, &tlen);
+    if (seg) {
+        if (!seg->data)
+            return apierr_set(e, APIERR_INTERNAL, "%s.base64 was decoded twice", field);
+        if (decode_prescanned(seg, text, tlen, want, src, rank, shape, max_elems, out) == 0)
+            return 0;
+        /* not the plain case: the whole text, so every message is the plain path's */
+        char *whole = malloc(seg->chars + tlen + 1);
+        if (!whole)
+            return apierr_set(e, APIERR_INTERNAL, "out of memory decoding %s", field);
+        prescan_seg_text(seg, whole);
+        memcpy(whole + seg->chars, text, tlen);
+        int ret = decode_b64_text(whole, seg->chars + tlen, field, src, want, rank, shape,
+                                  max_elems, limit_setting, out, e);
+        free(whole);
+        return ret;
+    }
+    return decode_b64_text(text, tlen, field, src, want, rank, shape, max_elems, limit_setting, out,
+                           e);
+}
+
+/* A base64 string whose leading groups prescan decoded while the body arrived (seg), the
+ * rest of its text tail[0..tlen): in the plain case (the bytes need no conversion, the rest
+ * is valid, the sizes agree and every element is finite) the tensor takes seg's buffer,
+ * the rest decoded after seg's bytes, and this returns 0; otherwise 1 and nothing changed
+ * that the plain path reads (it re-encodes seg's characters, which are untouched). */
+static int decode_prescanned(prescan_seg *seg, const char *tail, size_t tlen, cvd_dtype want,
+                             cvd_dtype src, int rank, const int64_t *shape, int64_t max_elems,
+                             cvd_tensor *out)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return 1;
+#endif
+    const size_t es = cvd_dtype_size(src), have = seg->chars / 4 * 3;
+    size_t tn, bad_at;
+    const char *why;
+    int64_t numel;
+    if (src != want || (es == 4 ? seg->bad32 : seg->bad64) ||
+        base64_decoded_len(tail, tlen, &tn, &bad_at, &why) < 0 ||
+        cvd_shape_numel(rank, shape, &numel, NULL) != CVD_OK ||
+        (max_elems > 0 && numel > max_elems) || (uint64_t)numel > SIZE_MAX / es ||
+        (size_t)numel * es != have + tn || have + tn > seg->cap)
+        return 1;
+    if (tlen && base64_decode(seg->data + have, tail, tlen, 1, &bad_at, &why) < 0)
+        return 1;
+    /* prescan checked the elements in the first have/8*8 bytes; the rest reach past them */
+    const int64_t from = (int64_t)(have / 8 * 8 / es);
+    if (first_non_finite(seg->data + (size_t)from * es, numel - from, src) >= 0)
+        return 1;
+    memset(out, 0, sizeof *out);
+    out->dtype = want;
+    out->rank = rank;
+    memcpy(out->shape, shape, (size_t)rank * sizeof *shape);
+    out->data = seg->data;
+    seg->data = NULL;
+    return 0;
+}
+
+/* The plain path of decode_base64: the text of the base64 string. */
+static int decode_b64_text(const char *text, size_t tlen, const char *field, cvd_dtype src,
+                           cvd_dtype want, int rank, const int64_t *shape, int64_t max_elems,
+                           const char *limit_setting, cvd_tensor *out, apierr *e)
+{
     size_t nbytes, bad_at;
     const char *why;
     if (base64_decoded_len(text, tlen, &nbytes, &bad_at, &why) < 0)
@@ -1002,16 +1153,33 @@ static int put_base64(buf *b, const cvd_tensor *t, int64_t numel)
     return 0;
 }
 
+/* The shape t is written with (t's own when *shape is NULL) and its element count; -1 when
+ * that shape does not hold t's elements. */
+static int encode_shape(const cvd_tensor *t, int *rank, const int64_t **shape, int64_t *numel)
+{
+    if (!*shape) {
+        *rank = t->rank;
+        *shape = t->shape;
+    }
+    if (cvd_shape_numel(*rank, *shape, numel, NULL) != CVD_OK || *numel != cvd_tensor_numel(t) ||
+        cvd_dtype_size(t->dtype) == 0)
+        return -1;
+    return 0;
+}
+
+/* A base64 tensor's text up to the opening quote of its base64 string. */
+static void put_base64_head(buf *b, const cvd_tensor *t, int rank, const int64_t *shape)
+{
+    buf_putc(b, '{');
+    put_shape(b, rank, shape);
+    buf_printf(b, ",\"dtype\":\"%s\",\"base64\":\"", cvd_dtype_name(t->dtype));
+}
+
 int codec_tensor_encode(buf *b, const cvd_tensor *t, int rank, const int64_t *shape,
                         codec_form form)
 {
-    if (!shape) {
-        rank = t->rank;
-        shape = t->shape;
-    }
     int64_t numel;
-    if (cvd_shape_numel(rank, shape, &numel, NULL) != CVD_OK || numel != cvd_tensor_numel(t) ||
-        cvd_dtype_size(t->dtype) == 0)
+    if (encode_shape(t, &rank, &shape, &numel) < 0)
         return -1;
 
     if (form == CODEC_FLAT) {
@@ -1021,9 +1189,7 @@ int codec_tensor_encode(buf *b, const cvd_tensor *t, int rank, const int64_t *sh
         put_numbers(b, t, 0, numel);
         buf_puts(b, "]}");
     } else if (form == CODEC_BASE64) {
-        buf_putc(b, '{');
-        put_shape(b, rank, shape);
-        buf_printf(b, ",\"dtype\":\"%s\",\"base64\":\"", cvd_dtype_name(t->dtype));
+        put_base64_head(b, t, rank, shape);
         put_base64(b, t, numel);
         buf_puts(b, "\"}");
     } else {
@@ -1051,6 +1217,26 @@ int codec_tensor_encode(buf *b, const cvd_tensor *t, int rank, const int64_t *sh
         }
     }
     return b->oom ? -1 : 0;
+}
+
+int codec_tensor_encode_hole(buf *b, cvd_tensor *t, int rank, const int64_t *shape,
+                             codec_hole *hole)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    (void)hole;
+    return codec_tensor_encode(b, t, rank, shape, CODEC_BASE64) < 0 ? -1 : 1;
+#else
+    int64_t numel;
+    if (encode_shape(t, &rank, &shape, &numel) < 0)
+        return -1;
+    put_base64_head(b, t, rank, shape);
+    hole->off = b->len;
+    hole->nbytes = (size_t)numel * cvd_dtype_size(t->dtype);
+    hole->data = t->data;
+    t->data = NULL;
+    buf_puts(b, "\"}");
+    return b->oom ? -1 : 0;
+#endif
 }
 
 int codec_string_encode(buf *b, const char *s)

@@ -19,6 +19,7 @@
 #include "../core/cvd.h"
 #include "apierr.h"
 #include "buf.h"
+#include "prescan.h"
 
 typedef enum { CODEC_NESTED = 0, CODEC_FLAT, CODEC_BASE64 } codec_form;
 
@@ -34,6 +35,29 @@ int codec_form_parse(const char *s, codec_form *form);
  * marker that codec_tensor_decode reads the bytes through, so `body` must stay alive and
  * unchanged until the tree is deleted, and such a node's valuestring is not the text. */
 cJSON *codec_parse(const char *body, size_t len, apierr *e);
+
+/* codec_parse for a body that came through prescan_feed (p may be NULL: codec_parse): the
+ * same tree, answer and messages as codec_parse of the whole text (prescan_restore). Its
+ * prescanned strings' nodes read their bytes through the segments, so p (and body) must
+ * stay alive until the tree is deleted; decoding such a node hands the segment's buffer to
+ * the tensor, so each is decoded once (a second time is internal). */
+cJSON *codec_parse_prescanned(const char *body, size_t len, prescan *p, apierr *e);
+
+/* A base64 payload left out of an answer's text, to be encoded while the answer is sent
+ * (http.c): the base64 of data[0..nbytes) belongs at byte `off` of the text. data is
+ * owned (free()). */
+typedef struct codec_hole {
+    size_t off;
+    void *data;
+    size_t nbytes;
+} codec_hole;
+
+/* codec_tensor_encode in the base64 form, except that the base64 text is left out: *hole
+ * says where it belongs and takes t's data (t->data becomes NULL, so releasing t frees
+ * nothing). Returns 0; 1 (and nothing is left out, t untouched) on a big-endian host, whose
+ * bytes need swapping first; -1 as codec_tensor_encode. */
+int codec_tensor_encode_hole(buf *b, cvd_tensor *t, int rank, const int64_t *shape,
+                             codec_hole *hole);
 
 /* "a number", "a string", "a boolean", "null", "an array", "an object"; "missing" for NULL. */
 const char *codec_json_type_name(const cJSON *n);

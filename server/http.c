@@ -22,10 +22,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "answer.h"
 #include "api.h"
 #include "gate.h"
 #include "log.h"
 #include "metrics.h"
+#include "prescan.h"
 #include "router.h"
 
 #define CONNECTION_TIMEOUT_S 30 /* idle or slow clients cannot pin a worker longer */
@@ -52,6 +54,7 @@ typedef struct req {
     route_result rr;
     route_match m;
     buf body;
+    prescan pre;   /* the body's long base64 strings, decoded as they arrive */
     int too_large; /* the body outgrew max_body_bytes while streaming */
     apierr early;  /* a refusal decided before the body, answered on the next call */
     int counted;   /* counted in inflight (dispatched, answer not yet sent) */
@@ -87,7 +90,47 @@ static void add_header(struct MHD_Response *resp, const char *name, const char *
         log_warn("could not add header %s", name);
 }
 
-/* Sends r's answer (or its error) and records what was sent. Takes r->out. */
+static void free_holes(api_req *r)
+{
+    for (int k = 0; k < r->nholes; k++)
+        free(r->holes[k].data);
+    r->nholes = 0;
+}
+
+/* Bytes libmicrohttpd asks answer_read for at a time: small enough to stay in L2 between
+ * encoding and the socket copy, large enough that calls cost nothing. */
+#define ANSWER_BLOCK ((size_t)256 << 10)
+_Static_assert(API_MAX_HOLES <= ANSWER_MAX_HOLES, "an answer must take every hole");
+
+static ssize_t answer_read_cb(void *cls, uint64_t pos, char *out, size_t max)
+{
+    size_t n = answer_read(cls, pos, out, max);
+    return n ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* The response for r's text and holes (takes both), or NULL; *len gets its size. */
+static struct MHD_Response *answer_response(api_req *r, size_t *len)
+{
+    size_t tlen;
+    char *text = buf_steal(&r->out, &tlen);
+    answer *a = text ? answer_new(text, tlen, r->holes, r->nholes) : NULL;
+    if (!a) {
+        free(text);
+        free_holes(r);
+        return NULL;
+    }
+    r->nholes = 0;
+    struct MHD_Response *resp = MHD_create_response_from_callback(answer_size(a), ANSWER_BLOCK,
+                                                                  answer_read_cb, a, answer_free);
+    if (!resp) {
+        answer_free(a);
+        return NULL;
+    }
+    *len = answer_size(a);
+    return resp;
+}
+
+/* Sends r's answer (or its error) and records what was sent. Takes r->out and r->holes. */
 static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q, api_req *r)
 {
     int status = r->status ? r->status : 200;
@@ -95,6 +138,7 @@ static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q,
     if (r->err.code != APIERR_NONE) {
         status = apierr_status(r->err.code);
         ctype = "application/json";
+        free_holes(r);
         buf_free(&r->out);
         buf_init(&r->out);
         api_error_body(&r->out, &r->err);
@@ -104,6 +148,7 @@ static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q,
     struct MHD_Response *resp;
     size_t len = 0;
     if (r->out.oom) {
+        free_holes(r);
         static const char oom[] =
             "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
         buf_free(&r->out);
@@ -111,6 +156,8 @@ static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q,
         ctype = "application/json";
         len = sizeof oom - 1;
         resp = MHD_create_response_from_buffer(len, (void *)oom, MHD_RESPMEM_PERSISTENT);
+    } else if (r->nholes) {
+        resp = answer_response(r, &len);
     } else {
         char *data = buf_steal(&r->out, &len);
         if (!data)
@@ -217,7 +264,8 @@ static int sends_body(struct MHD_Connection *c)
 
 /* With the first bytes of a body, reserves all its declared Content-Length (early_checks
  * refused more than max_body_bytes), so a large upload is allocated once instead of being
- * copied through a series of reallocations. */
+ * copied through a series of reallocations (pages the body never reaches, because prescan
+ * takes its base64 out, are never touched), and starts the prescan of a large one. */
 static void presize_body(const http_server *h, struct MHD_Connection *c, req *q)
 {
     const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -225,15 +273,17 @@ static void presize_body(const http_server *h, struct MHD_Connection *c, req *q)
         return;
     char *end;
     unsigned long long n = strtoull(cl, &end, 10);
-    if (!*end && n <= h->cfg->max_body_bytes)
+    if (!*end && n <= h->cfg->max_body_bytes) {
         buf_presize(&q->body, (size_t)n);
+        prescan_init(&q->pre, (size_t)n);
+    }
 }
 
 static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q)
 {
     api_req r = {0};
     buf_init(&r.out);
-    if (q->body.oom) {
+    if (q->body.oom || prescan_finish(&q->pre, &q->body) < 0) {
         apierr_set(&r.err, APIERR_INTERNAL, "out of memory reading the request body");
         return respond(h, c, q, &r);
     }
@@ -248,10 +298,12 @@ static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q
     r.q_output = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "output");
     r.body = q->body.data;
     r.body_len = q->body.len;
+    r.pre = &q->pre;
     q->m.handler(&h->ctx, &r);
     enum MHD_Result ret = respond(h, c, q, &r);
     buf_free(&r.out);
     buf_free(&q->body); /* the answer is queued: the body is no longer needed */
+    prescan_free(&q->pre);
     return ret;
 }
 
@@ -300,17 +352,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         if (q->responded || q->too_large || q->early.code != APIERR_NONE)
             return MHD_YES; /* discard the rest */
-        if (q->body.len + n > h->cfg->max_body_bytes) {
+        if (q->bytes_in > h->cfg->max_body_bytes) {
             /* A chunked body (no Content-Length) that outgrew the limit. MHD 0.9.75 cannot
              * answer mid-upload, so the rest is read and dropped, and 413 comes last. */
             q->too_large = 1;
             buf_free(&q->body);
             buf_init(&q->body);
+            prescan_free(&q->pre);
             return MHD_YES;
         }
         if (!q->body.data)
             presize_body(h, c, q);
-        buf_append(&q->body, upload_data, n);
+        prescan_feed(&q->pre, &q->body, upload_data, n); /* failure: body.oom, answered 500 */
         return MHD_YES;
     }
     if (q->responded)
@@ -346,6 +399,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (q->counted)
         atomic_fetch_sub(&h->inflight, 1);
     buf_free(&q->body);
+    prescan_free(&q->pre);
     free(q);
     *con_cls = NULL;
 }

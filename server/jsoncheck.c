@@ -419,6 +419,12 @@ int jsoncheck(const char *body, size_t len, apierr *e)
 int jsoncheck_spans(const char *body, size_t len, jsoncheck_span *spans, size_t max, size_t *nspans,
                     apierr *e)
 {
+    return jsoncheck_spans_min(body, len, spans, max, nspans, JSONCHECK_SPAN_MIN, e);
+}
+
+int jsoncheck_spans_min(const char *body, size_t len, jsoncheck_span *spans, size_t max,
+                        size_t *nspans, size_t min_len, apierr *e)
+{
     size_t n_found = 0;
     if (nspans)
         *nspans = 0;
@@ -480,7 +486,7 @@ int jsoncheck_spans(const char *body, size_t len, jsoncheck_span *spans, size_t 
                 size_t start = i + 1;
                 if (scan_string(s, len, &i, &escaped, &why, &at) < 0)
                     return fail(e, body, len, at, why);
-                if (is_b64 && !escaped && i - 1 - start >= JSONCHECK_SPAN_MIN && n_found < max) {
+                if (is_b64 && !escaped && i - 1 - start >= min_len && n_found < max) {
                     spans[n_found].off = start;
                     spans[n_found].len = i - 1 - start;
                     n_found++;

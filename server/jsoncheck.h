@@ -34,6 +34,9 @@ typedef struct jsoncheck_span {
  * (0 on failure); spans and nspans may be NULL when max is 0. */
 int jsoncheck_spans(const char *body, size_t len, jsoncheck_span *spans, size_t max, size_t *nspans,
                     apierr *e);
+/* jsoncheck_spans with the shortest string reported set to min_len (0: every such string). */
+int jsoncheck_spans_min(const char *body, size_t len, jsoncheck_span *spans, size_t max,
+                        size_t *nspans, size_t min_len, apierr *e);
 
 /* Turns the AVX2 loops off (on = 1) or back on, for every thread: lets tests check the
  * SSE2 and portable loops on a machine that has AVX2. */

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -84,6 +85,21 @@ static int drain(http_server *h, double timeout)
     return 0;
 }
 
+/* A large request allocates and frees blocks of several MB (the body, tensors, the
+ * answer). glibc's defaults serve them with fresh mmaps, or trim the heap after each
+ * free, and every request then pays a page fault per 4 KiB it touches: measured on the
+ * 8x64x56x56 base64 pair, 5,300 faults and +10 ms a request in some daemon runs, 10-80
+ * in others. Fixed thresholds keep blocks up to 32 MiB in the heap and leave up to 128
+ * MiB free at its top for the next request (the daemon's memory stays at its high-water
+ * mark instead of returning to the OS between requests). GLIBC_TUNABLES, when set, wins. */
+static void keep_large_blocks(void)
+{
+    if (getenv("GLIBC_TUNABLES"))
+        return;
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
+}
+
 int main(int argc, char **argv)
 {
     srv_config cfg;
@@ -115,6 +131,7 @@ int main(int argc, char **argv)
         break;
     }
 
+    keep_large_blocks();
     log_set_level(cfg.log_level);
     log_info("convd %s starting", CVD_VERSION);
     config_log(&cfg);
