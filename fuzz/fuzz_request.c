@@ -350,8 +350,6 @@ static void serve(state *s, request *q)
         r.body = q->body_len ? q->body : NULL;
         r.body_len = q->body_len;
         rc = m.handler(&ctx, &r);
-        if (api_fill_holes(&r) < 0)
-            fail("out of memory filling an answer's holes", NULL);
         if ((rc == 0) != (r.err.code == APIERR_NONE))
             fail("a handler's return value and its error disagree", r.err.msg);
         if (rc != 0 && !r.err.msg[0])

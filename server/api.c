@@ -11,11 +11,9 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "base64.h"
 #include "codec.h"
 #include "metrics.h"
 
@@ -349,20 +347,6 @@ static void weight_shape(const cvd_tensor *W, int W_rank, int64_t out[4])
     }
 }
 
-/* t into the answer. A large base64 tensor's text is left out (a hole, which takes t's
- * data) for http.c to encode while the answer goes out: the encoding then overlaps the
- * client's reading instead of preceding it. */
-static void put_tensor(api_req *r, cvd_tensor *t, int rank, const int64_t *shape, codec_form form)
-{
-    const size_t bytes = (size_t)cvd_tensor_numel(t) * cvd_dtype_size(t->dtype);
-    if (form == CODEC_BASE64 && bytes >= API_HOLE_MIN_BYTES && r->nholes < API_MAX_HOLES) {
-        if (codec_tensor_encode_hole(&r->out, t, rank, shape, &r->holes[r->nholes]) == 0)
-            r->nholes++;
-        return;
-    }
-    codec_tensor_encode(&r->out, t, rank, shape, form);
-}
-
 static void key(buf *b, const char *k, int first)
 {
     buf_printf(b, first ? "\"%s\":" : ",\"%s\":", k);
@@ -605,8 +589,8 @@ int api_forward(const api_ctx *ctx, api_req *r)
     put_session_field(b, sid);
     key(b, "y", 0);
     /* y comes back with x's rank: (F, OH, OW) when x was (C, H, W) */
-    put_tensor(r, &y, x.rank, x.rank == 3 ? ys + 1 : ys,
-               out_form >= 0 ? (codec_form)out_form : x_form);
+    codec_tensor_encode(b, &y, x.rank, x.rank == 3 ? ys + 1 : ys,
+                        out_form >= 0 ? (codec_form)out_form : x_form);
     buf_putc(b, '}');
     r->status = 200;
     rc = 0;
@@ -709,52 +693,25 @@ static int run_backward(cvd_conv2d *l, const cvd_tensor *x4, const int64_t xs[4]
     return 0;
 }
 
-int api_fill_holes(api_req *r)
-{
-    buf whole;
-    buf_init(&whole);
-    size_t at = 0;
-    for (int k = 0; k < r->nholes; k++) {
-        const codec_hole *h = &r->holes[k];
-        const size_t chars = base64_encoded_len(h->nbytes);
-        buf_append(&whole, r->out.data + at, h->off - at);
-        if (buf_reserve(&whole, chars) == 0) {
-            base64_encode(whole.data + whole.len, h->data, h->nbytes);
-            whole.len += chars;
-            whole.data[whole.len] = '\0';
-        }
-        at = h->off;
-        free(h->data);
-    }
-    r->nholes = 0;
-    if (at == 0 && !whole.data)
-        return r->out.oom ? -1 : 0;
-    buf_append(&whole, r->out.data + at, r->out.len - at);
-    buf_free(&r->out);
-    r->out = whole;
-    return whole.oom ? -1 : 0;
-}
-
-static void encode_grads(api_req *r, grads *g, unsigned need, int x_rank, int W_rank, int b_rank,
+static void encode_grads(buf *b, const grads *g, unsigned need, int x_rank, int W_rank, int b_rank,
                          codec_form form, int first)
 {
-    buf *b = &r->out;
     if (need & CVD_NEED_DX) {
         key(b, "dx", first);
         first = 0;
-        put_tensor(r, &g->dx, x_rank, x_rank == 3 ? g->dx.shape + 1 : g->dx.shape, form);
+        codec_tensor_encode(b, &g->dx, x_rank, x_rank == 3 ? g->dx.shape + 1 : g->dx.shape, form);
     }
     if (need & CVD_NEED_DW) {
         int64_t ws[4];
         weight_shape(&g->dW, W_rank, ws);
         key(b, "dW", first);
         first = 0;
-        put_tensor(r, &g->dW, W_rank, ws, form);
+        codec_tensor_encode(b, &g->dW, W_rank, ws, form);
     }
     if (need & CVD_NEED_DB) {
         int64_t bs[2] = {g->db.shape[0], 1};
         key(b, "db", first);
-        put_tensor(r, &g->db, b_rank, bs, form);
+        codec_tensor_encode(b, &g->db, b_rank, bs, form);
     }
     buf_putc(b, '}');
 }
@@ -806,7 +763,7 @@ static int backward_session(const api_ctx *ctx, api_req *r, const cJSON *root, c
     s = NULL;
 
     put_session_field(&r->out, r->session);
-    encode_grads(r, &g, o.need, x_rank ? x_rank : 4, W_rank, b_rank,
+    encode_grads(&r->out, &g, o.need, x_rank ? x_rank : 4, W_rank, b_rank,
                  out_form >= 0 ? (codec_form)out_form : d_form, 0);
     r->status = 200;
     rc = 0;
@@ -858,7 +815,7 @@ static int backward_stateless(const api_ctx *ctx, api_req *r, const cJSON *root,
         delta_as4(&delta, ys, 0, &d4, e) || run_backward(l, &x4, x4.shape, &d4, &o, &g, e))
         goto done;
     buf_putc(&r->out, '{');
-    encode_grads(r, &g, o.need, x.rank, cl.has_W ? cl.W_rank : 4, cl.has_b ? cl.b_rank : 1,
+    encode_grads(&r->out, &g, o.need, x.rank, cl.has_W ? cl.W_rank : 4, cl.has_b ? cl.b_rank : 1,
                  out_form >= 0 ? (codec_form)out_form : d_form, 1);
     r->status = 200;
     rc = 0;

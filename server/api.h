@@ -12,7 +12,6 @@
 
 #include "apierr.h"
 #include "buf.h"
-#include "codec.h"
 #include "prescan.h"
 #include "config.h"
 #include "session.h"
@@ -24,12 +23,6 @@ typedef struct api_ctx {
     const atomic_int *draining; /* non-zero once shutdown has begun */
 } api_ctx;
 
-/* Tensors of an answer whose base64 is encoded while it is sent (y; dx, dW, db; see
- * answer.h, whose ANSWER_MAX_HOLES is at least this). */
-#define API_MAX_HOLES 3
-/* Smallest tensor (bytes) worth it: below this, encoding is a few microseconds. */
-#define API_HOLE_MIN_BYTES ((size_t)256 << 10)
-
 typedef struct api_req {
     /* in (borrowed for the call) */
     const char *id;          /* {id} captured from /sessions/{id}, else NULL */
@@ -39,11 +32,8 @@ typedef struct api_req {
     size_t body_len;
     prescan *pre; /* body's prescan (http.c), or NULL: see codec_parse_prescanned */
     /* out */
-    int status; /* set on success */
-    buf out;    /* the answer's body (owned; http.c sends or frees it) */
-    /* large base64 tensors left out of out, encoded as the answer is sent (owned likewise) */
-    codec_hole holes[API_MAX_HOLES];
-    int nholes;
+    int status;                         /* set on success */
+    buf out;                            /* the answer's body (owned; http.c sends or frees it) */
     const char *content_type;           /* NULL: application/json */
     char session[SESSION_ID_LEN + 1];   /* "" or the session the answer concerns */
     char location[SESSION_ID_LEN + 16]; /* "" or the Location of a created session */
@@ -65,8 +55,5 @@ int api_backward(const api_ctx *ctx, api_req *r);
 
 /* Appends {"error":{"code":..,"message":..}} for e to b. 0 or -1 (out of memory). */
 int api_error_body(buf *b, const apierr *e);
-/* Puts the base64 of r's holes into r->out and frees them: the whole answer as one text,
- * for callers that do not stream answers (tests, fuzzers). 0, or -1 out of memory. */
-int api_fill_holes(api_req *r);
 
 #endif /* SERVER_API_H */

@@ -1153,33 +1153,16 @@ static int put_base64(buf *b, const cvd_tensor *t, int64_t numel)
     return 0;
 }
 
-/* The shape t is written with (t's own when *shape is NULL) and its element count; -1 when
- * that shape does not hold t's elements. */
-static int encode_shape(const cvd_tensor *t, int *rank, const int64_t **shape, int64_t *numel)
-{
-    if (!*shape) {
-        *rank = t->rank;
-        *shape = t->shape;
-    }
-    if (cvd_shape_numel(*rank, *shape, numel, NULL) != CVD_OK || *numel != cvd_tensor_numel(t) ||
-        cvd_dtype_size(t->dtype) == 0)
-        return -1;
-    return 0;
-}
-
-/* A base64 tensor's text up to the opening quote of its base64 string. */
-static void put_base64_head(buf *b, const cvd_tensor *t, int rank, const int64_t *shape)
-{
-    buf_putc(b, '{');
-    put_shape(b, rank, shape);
-    buf_printf(b, ",\"dtype\":\"%s\",\"base64\":\"", cvd_dtype_name(t->dtype));
-}
-
 int codec_tensor_encode(buf *b, const cvd_tensor *t, int rank, const int64_t *shape,
                         codec_form form)
 {
+    if (!shape) {
+        rank = t->rank;
+        shape = t->shape;
+    }
     int64_t numel;
-    if (encode_shape(t, &rank, &shape, &numel) < 0)
+    if (cvd_shape_numel(rank, shape, &numel, NULL) != CVD_OK || numel != cvd_tensor_numel(t) ||
+        cvd_dtype_size(t->dtype) == 0)
         return -1;
 
     if (form == CODEC_FLAT) {
@@ -1189,7 +1172,9 @@ int codec_tensor_encode(buf *b, const cvd_tensor *t, int rank, const int64_t *sh
         put_numbers(b, t, 0, numel);
         buf_puts(b, "]}");
     } else if (form == CODEC_BASE64) {
-        put_base64_head(b, t, rank, shape);
+        buf_putc(b, '{');
+        put_shape(b, rank, shape);
+        buf_printf(b, ",\"dtype\":\"%s\",\"base64\":\"", cvd_dtype_name(t->dtype));
         put_base64(b, t, numel);
         buf_puts(b, "\"}");
     } else {
@@ -1217,26 +1202,6 @@ int codec_tensor_encode(buf *b, const cvd_tensor *t, int rank, const int64_t *sh
         }
     }
     return b->oom ? -1 : 0;
-}
-
-int codec_tensor_encode_hole(buf *b, cvd_tensor *t, int rank, const int64_t *shape,
-                             codec_hole *hole)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    (void)hole;
-    return codec_tensor_encode(b, t, rank, shape, CODEC_BASE64) < 0 ? -1 : 1;
-#else
-    int64_t numel;
-    if (encode_shape(t, &rank, &shape, &numel) < 0)
-        return -1;
-    put_base64_head(b, t, rank, shape);
-    hole->off = b->len;
-    hole->nbytes = (size_t)numel * cvd_dtype_size(t->dtype);
-    hole->data = t->data;
-    t->data = NULL;
-    buf_puts(b, "\"}");
-    return b->oom ? -1 : 0;
-#endif
 }
 
 int codec_string_encode(buf *b, const char *s)

@@ -43,22 +43,6 @@ cJSON *codec_parse(const char *body, size_t len, apierr *e);
  * the tensor, so each is decoded once (a second time is internal). */
 cJSON *codec_parse_prescanned(const char *body, size_t len, prescan *p, apierr *e);
 
-/* A base64 payload left out of an answer's text, to be encoded while the answer is sent
- * (http.c): the base64 of data[0..nbytes) belongs at byte `off` of the text. data is
- * owned (free()). */
-typedef struct codec_hole {
-    size_t off;
-    void *data;
-    size_t nbytes;
-} codec_hole;
-
-/* codec_tensor_encode in the base64 form, except that the base64 text is left out: *hole
- * says where it belongs and takes t's data (t->data becomes NULL, so releasing t frees
- * nothing). Returns 0; 1 (and nothing is left out, t untouched) on a big-endian host, whose
- * bytes need swapping first; -1 as codec_tensor_encode. */
-int codec_tensor_encode_hole(buf *b, cvd_tensor *t, int rank, const int64_t *shape,
-                             codec_hole *hole);
-
 /* "a number", "a string", "a boolean", "null", "an array", "an object"; "missing" for NULL. */
 const char *codec_json_type_name(const cJSON *n);
 

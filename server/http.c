@@ -22,7 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "answer.h"
 #include "api.h"
 #include "gate.h"
 #include "log.h"
@@ -90,47 +89,7 @@ static void add_header(struct MHD_Response *resp, const char *name, const char *
         log_warn("could not add header %s", name);
 }
 
-static void free_holes(api_req *r)
-{
-    for (int k = 0; k < r->nholes; k++)
-        free(r->holes[k].data);
-    r->nholes = 0;
-}
-
-/* Bytes libmicrohttpd asks answer_read for at a time: small enough to stay in L2 between
- * encoding and the socket copy, large enough that calls cost nothing. */
-#define ANSWER_BLOCK ((size_t)256 << 10)
-_Static_assert(API_MAX_HOLES <= ANSWER_MAX_HOLES, "an answer must take every hole");
-
-static ssize_t answer_read_cb(void *cls, uint64_t pos, char *out, size_t max)
-{
-    size_t n = answer_read(cls, pos, out, max);
-    return n ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
-}
-
-/* The response for r's text and holes (takes both), or NULL; *len gets its size. */
-static struct MHD_Response *answer_response(api_req *r, size_t *len)
-{
-    size_t tlen;
-    char *text = buf_steal(&r->out, &tlen);
-    answer *a = text ? answer_new(text, tlen, r->holes, r->nholes) : NULL;
-    if (!a) {
-        free(text);
-        free_holes(r);
-        return NULL;
-    }
-    r->nholes = 0;
-    struct MHD_Response *resp = MHD_create_response_from_callback(answer_size(a), ANSWER_BLOCK,
-                                                                  answer_read_cb, a, answer_free);
-    if (!resp) {
-        answer_free(a);
-        return NULL;
-    }
-    *len = answer_size(a);
-    return resp;
-}
-
-/* Sends r's answer (or its error) and records what was sent. Takes r->out and r->holes. */
+/* Sends r's answer (or its error) and records what was sent. Takes r->out. */
 static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q, api_req *r)
 {
     int status = r->status ? r->status : 200;
@@ -138,7 +97,6 @@ static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q,
     if (r->err.code != APIERR_NONE) {
         status = apierr_status(r->err.code);
         ctype = "application/json";
-        free_holes(r);
         buf_free(&r->out);
         buf_init(&r->out);
         api_error_body(&r->out, &r->err);
@@ -148,7 +106,6 @@ static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q,
     struct MHD_Response *resp;
     size_t len = 0;
     if (r->out.oom) {
-        free_holes(r);
         static const char oom[] =
             "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
         buf_free(&r->out);
@@ -156,8 +113,6 @@ static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q,
         ctype = "application/json";
         len = sizeof oom - 1;
         resp = MHD_create_response_from_buffer(len, (void *)oom, MHD_RESPMEM_PERSISTENT);
-    } else if (r->nholes) {
-        resp = answer_response(r, &len);
     } else {
         char *data = buf_steal(&r->out, &len);
         if (!data)
