@@ -53,10 +53,11 @@ typedef struct req {
     route_result rr;
     route_match m;
     buf body;
-    prescan pre;   /* the body's long base64 strings, decoded as they arrive */
-    int too_large; /* the body outgrew max_body_bytes while streaming */
-    apierr early;  /* a refusal decided before the body, answered on the next call */
-    int counted;   /* counted in inflight (dispatched, answer not yet sent) */
+    prescan pre;      /* the body's long base64 strings, decoded as they arrive */
+    int body_started; /* its first bytes came: presized, prescan started (once) */
+    int too_large;    /* the body outgrew max_body_bytes while streaming */
+    apierr early;     /* a refusal decided before the body, answered on the next call */
+    int counted;      /* counted in inflight (dispatched, answer not yet sent) */
     int responded;
     int status;
     size_t bytes_in, bytes_out;
@@ -316,8 +317,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             prescan_free(&q->pre);
             return MHD_YES;
         }
-        if (!q->body.data)
+        if (!q->body_started) {
+            q->body_started = 1;
             presize_body(h, c, q);
+        }
         prescan_feed(&q->pre, &q->body, upload_data, n); /* failure: body.oom, answered 500 */
         return MHD_YES;
     }
