@@ -52,11 +52,17 @@ int cvd_direct_available(void)
 #endif
 }
 
-/* Columns of an xs row: the output columns rounded up to whole vectors, plus the furthest
- * tap's shift, so a tile never needs a bounds check. */
+/* The output columns rounded up to whole vectors of vl elements. */
+static int64_t direct_lanes(const cvd_geom *g, int64_t vl)
+{
+    return (g->OW + vl - 1) / vl * vl;
+}
+
+/* Columns of an xs row: the lanes plus the furthest tap's shift, so a tile never needs a
+ * bounds check. */
 static int64_t direct_wq(const cvd_geom *g, int64_t vl)
 {
-    return (g->OW + vl - 1) / vl * vl + (g->kw - 1) * g->dw / g->sw;
+    return direct_lanes(g, vl) + (g->kw - 1) * g->dw / g->sw;
 }
 
 size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size)
@@ -74,16 +80,17 @@ size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size)
 
 int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
 {
-    if (want == CVD_PATH_IM2COL || want == CVD_PATH_SHIFT || !cvd_direct_available() ||
-        cvd_direct_ws(g, elem_size) == 0)
+    if (want == CVD_PATH_IM2COL || want == CVD_PATH_SHIFT || !cvd_direct_available())
+        return 0;
+    const size_t ws = cvd_direct_ws(g, elem_size);
+    if (ws == 0)
         return 0;
     if (want == CVD_PATH_DIRECT)
         return 1;
     /* a row's vectors must be at least 3/4 full: resnet_deep's 14 columns (float32: 14 of
      * 16 lanes) pay, a 7x7 image (7 of 16) runs at half speed; a 1x1 layer is one GEMM */
-    const int64_t vl = (int64_t)(64 / elem_size), lanes = (g->OW + vl - 1) / vl * vl;
-    return !g->is_1x1 && 4 * g->OW >= 3 * lanes &&
-           cvd_direct_ws(g, elem_size) <= CVD_DIRECT_MAX_WS / elem_size;
+    return !g->is_1x1 && 4 * g->OW >= 3 * direct_lanes(g, (int64_t)(64 / elem_size)) &&
+           ws <= CVD_DIRECT_MAX_WS / elem_size;
 }
 
 #if DIRECT_X86

@@ -295,8 +295,9 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
     if (s != CVD_OK)
         return s;
     const int direct = cvd_direct_pays(&share, elem_size, want);
-    if (direct && cvd_direct_ws(&share, elem_size) > one)
-        one = cvd_direct_ws(&share, elem_size);
+    const size_t direct_ws = direct ? cvd_direct_ws(&share, elem_size) : 0;
+    if (direct_ws > one)
+        one = direct_ws;
     if (cvd_add_size(one, 15, &one) || cvd_mul_size(one & ~(size_t)15, (size_t)t, &all) ||
         cvd_mul_size((size_t)(g->F * g->K), (size_t)(t - 1), &parts) ||
         cvd_add_size(all, parts, &all) || cvd_mul_size(all, elem_size, &parts))

@@ -265,13 +265,8 @@ static prescan_seg *string_bytes(const cJSON *n, const char **text, size_t *len)
         return (prescan_seg *)(uintptr_t)get_hex64(v + 33);
     }
     if ((unsigned char)v[0] == 0xFF && strlen(v) == MARK_LEN) {
-        uint64_t a = 0, l = 0;
-        for (int i = 1; i <= 16; i++) {
-            a = a << 4 | (uint64_t)(v[i] <= '9' ? v[i] - '0' : v[i] - 'a' + 10);
-            l = l << 4 | (uint64_t)(v[i + 16] <= '9' ? v[i + 16] - '0' : v[i + 16] - 'a' + 10);
-        }
-        *text = (const char *)(uintptr_t)a;
-        *len = (size_t)l;
+        *text = (const char *)(uintptr_t)get_hex64(v + 1);
+        *len = (size_t)get_hex64(v + 17);
         return NULL;
     }
     *text = v;

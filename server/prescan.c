@@ -81,7 +81,6 @@ static int seg_room(prescan *p, buf *body, size_t chars)
     unsigned char *d = realloc(p->cur.data, cap);
     if (!d) {
         body->oom = 1;
-        p->oom = 1;
         return -1;
     }
     p->cur.data = d;
@@ -133,6 +132,19 @@ static int take(prescan *p, buf *body, const unsigned char *s, size_t len, size_
     return 0;
 }
 
+/* Appends the text of s's characters to b. 0 or -1 (out of memory, b->oom set). */
+static int append_text(buf *b, const prescan_seg *s)
+{
+    if (!s->chars)
+        return 0;
+    if (buf_reserve(b, s->chars) < 0)
+        return -1;
+    prescan_seg_text(s, b->data + b->len);
+    b->len += s->chars;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
 /* Ends the current string's run: keeps it as a segment, or (too short, too many segments,
  * or `back`) puts its characters back into the body; then the pending characters. */
 static int end_run(prescan *p, buf *body, int back)
@@ -141,13 +153,8 @@ static int end_run(prescan *p, buf *body, int back)
     if (!back && c->chars >= p->min_chars && p->nsegs < PRESCAN_MAX_SEGS) {
         p->segs[p->nsegs++] = *c;
     } else {
-        if (c->chars && buf_reserve(body, c->chars) < 0)
+        if (append_text(body, c) < 0)
             return -1;
-        if (c->chars) {
-            prescan_seg_text(c, body->data + body->len);
-            body->len += c->chars;
-            body->data[body->len] = '\0';
-        }
         free(c->data);
     }
     memset(c, 0, sizeof *c);
@@ -241,7 +248,6 @@ int prescan_feed(prescan *p, buf *body, const char *data, size_t n)
             p->cur.data = malloc(p->cur.cap);
             if (!p->cur.data) {
                 body->oom = 1;
-                p->oom = 1;
                 return -1;
             }
         }
@@ -270,11 +276,8 @@ int prescan_restore(const prescan *p, const char *body, size_t len, buf *out)
     for (int k = 0; k < p->nsegs; k++) {
         const prescan_seg *s = &p->segs[k];
         if (!s->data || s->off > len || buf_append(out, body + at, s->off - at) < 0 ||
-            buf_reserve(out, s->chars) < 0)
+            append_text(out, s) < 0)
             return -1;
-        prescan_seg_text(s, out->data + out->len);
-        out->len += s->chars;
-        out->data[out->len] = '\0';
         at = s->off;
     }
     return buf_append(out, body + at, len - at);

@@ -59,7 +59,6 @@ typedef struct prescan {
     int npend;
     prescan_seg segs[PRESCAN_MAX_SEGS];
     int nsegs;
-    int oom;
     size_t min_chars; /* PRESCAN_MIN_CHARS but in tests */
 } prescan;
 
