@@ -1,6 +1,9 @@
 /*
- * base64.c — strict RFC 4648 base64 (base64.h). On x86-64 CPUs with AVX2 (checked at run
- * time) the bulk of a text goes 32 characters <-> 24 bytes per step (Muła and Lemire,
+ * base64.c — strict RFC 4648 base64 (base64.h). On x86-64 CPUs with AVX-512 VBMI (checked
+ * at run time) the bulk of a text goes 64 characters <-> 48 bytes per step (Muła and
+ * Lemire, "Base64 encoding and decoding at almost the speed of a memory copy", 2019: one
+ * two-table byte permute maps and validates 64 characters; encoding picks the 6-bit fields
+ * with a multishift). With AVX2 only, 32 characters <-> 24 bytes per step (Muła and Lemire,
  * "Faster Base64 Encoding and Decoding Using AVX2 Instructions", 2018: pshufb lookups that
  * both map and validate, multiply-adds that pack the bits). Otherwise, and for what the
  * vector loops leave, decoding ORs four per-position tables whose entries are pre-shifted
@@ -18,6 +21,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define B64_AVX2 1
+#define B64_VBMI_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi")))
 #else
 #define B64_AVX2 0
 #endif
@@ -77,18 +81,79 @@ static const uint32_t D3[256] = {R256(D3_ENTRY, 0)};
 static const uint16_t PAIR[4096] = {R4096(PAIR_ENTRY, 0)};
 #endif
 
-static atomic_int scalar_only;
+static atomic_int simd_limit; /* enum base64_simd */
 
-void base64_force_scalar(int on)
+void base64_limit_simd(enum base64_simd level)
 {
-    atomic_store_explicit(&scalar_only, on, memory_order_relaxed);
+    atomic_store_explicit(&simd_limit, (int)level, memory_order_relaxed);
 }
 
 #if B64_AVX2
+static int limit(void)
+{
+    return atomic_load_explicit(&simd_limit, memory_order_relaxed);
+}
+
+static int use_vbmi(void)
+{
+    return limit() == BASE64_SIMD_BEST && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vbmi");
+}
+
 static int use_avx2(void)
 {
-    return !atomic_load_explicit(&scalar_only, memory_order_relaxed) &&
-           __builtin_cpu_supports("avx2");
+    return limit() <= BASE64_SIMD_AVX2 && __builtin_cpu_supports("avx2");
+}
+
+/* 48 bytes -> 64 characters per step; a step loads 64 bytes, hence i + 64 <= n. Each 3
+ * bytes a b c become the 32-bit word b a c b, in which the four 6-bit fields start at bits
+ * 10, 4, 22 and 16: the multishift takes them out (with two stray high bits that the
+ * alphabet permute ignores). */
+B64_VBMI_TARGET static size_t encode_vbmi(char *out, const unsigned char *p, size_t n)
+{
+    const __m512i spread = _mm512_setr_epi32(
+        0x01020001, 0x04050304, 0x07080607, 0x0a0b090a, 0x0d0e0c0d, 0x10110f10, 0x13141213,
+        0x16171516, 0x191a1819, 0x1c1d1b1c, 0x1f201e1f, 0x22232122, 0x25262425, 0x28292728,
+        0x2b2c2a2b, 0x2e2f2d2e);
+    const __m512i shifts = _mm512_set1_epi64(0x3036242a1016040all);
+    const __m512i abc = _mm512_loadu_si512((const void *)ALPHABET);
+    size_t i = 0;
+    for (; i + 64 <= n; i += 48) {
+        __m512i v = _mm512_permutexvar_epi8(spread, _mm512_loadu_si512((const void *)(p + i)));
+        v = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(shifts, v), abc);
+        _mm512_storeu_si512((void *)out, v);
+        out += 64;
+    }
+    return i;
+}
+
+/* PACK48[j]: the byte of the multiply-adds' 32-bit words that is decoded byte j (each
+ * word holds its group's 24 bits, first byte highest). */
+#define PACK_ENTRY(j) (char)((j) < 48 ? (j) / 3 * 4 + 2 - (j) % 3 : 0),
+static const char PACK48[64] = {R64(PACK_ENTRY, 0)};
+
+/* 64 characters -> 48 bytes per step, storing 64 bytes: i + 88 <= full leaves 24 more
+ * characters, whose 18 bytes cover the 16 stored past the step's 48. VALUE's first half
+ * is the permute's table: 0xFF, outside the alphabet, and characters from 128 on both have
+ * the high bit set. Returns the characters consumed; stops before a step with a character
+ * outside the alphabet ('=' included). */
+B64_VBMI_TARGET static size_t decode_vbmi(unsigned char *o, const unsigned char *t, size_t full)
+{
+    const __m512i lo = _mm512_loadu_si512((const void *)VALUE);
+    const __m512i hi = _mm512_loadu_si512((const void *)(VALUE + 64));
+    const __m512i pack = _mm512_loadu_si512((const void *)PACK48);
+    size_t i = 0;
+    for (; i + 88 <= full; i += 64) {
+        __m512i in = _mm512_loadu_si512((const void *)(t + i));
+        __m512i v = _mm512_permutex2var_epi8(lo, in, hi);
+        if (_mm512_movepi8_mask(_mm512_or_si512(v, in)))
+            break;
+        v = _mm512_maddubs_epi16(v, _mm512_set1_epi32(0x01400140));
+        v = _mm512_madd_epi16(v, _mm512_set1_epi32(0x00011000));
+        _mm512_storeu_si512((void *)o, _mm512_permutexvar_epi8(pack, v));
+        o += 48;
+    }
+    return i;
 }
 
 /* 24 bytes -> 32 characters per step. Each 128-bit lane loads 16 bytes of which it uses
@@ -182,9 +247,14 @@ void base64_encode(char *out, const void *src, size_t n)
     const unsigned char *p = src;
     size_t i = 0;
 #if B64_AVX2
-    if (use_avx2()) {
-        i = encode_avx2(out, p, n);
+    if (use_vbmi()) {
+        i = encode_vbmi(out, p, n);
         out += i / 3 * 4;
+    }
+    if (use_avx2()) {
+        size_t k = encode_avx2(out, p + i, n - i);
+        i += k;
+        out += k / 3 * 4;
     }
 #endif
 #if B64_LITTLE_ENDIAN
@@ -274,9 +344,14 @@ int base64_decode(void *out, const char *s, size_t len, int last, size_t *bad_at
     size_t full = last && len >= 4 && t[len - 1] == '=' ? len - 4 : len;
     size_t i = 0;
 #if B64_AVX2
-    if (use_avx2()) {
-        i = decode_avx2(o, t, full);
+    if (use_vbmi()) {
+        i = decode_vbmi(o, t, full);
         o += i / 4 * 3;
+    }
+    if (use_avx2()) {
+        size_t k = decode_avx2(o, t + i, full - i);
+        i += k;
+        o += k / 4 * 3;
     }
 #endif
 #if B64_LITTLE_ENDIAN

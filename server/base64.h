@@ -27,8 +27,9 @@ int base64_decoded_len(const char *s, size_t len, size_t *n, size_t *bad_at, con
  * '=' padding may appear. */
 int base64_decode(void *out, const char *s, size_t len, int last, size_t *bad_at, const char **why);
 
-/* Turns the AVX2 loops off (on = 1) or back on, for every thread: lets tests and
- * benchmarks check the portable code on a machine that has AVX2. */
-void base64_force_scalar(int on);
+/* The widest vector loops base64 may use (where the CPU has them), for every thread: lets
+ * tests and benchmarks check each narrower path on a machine that has the wider ones. */
+enum base64_simd { BASE64_SIMD_BEST, BASE64_SIMD_AVX2, BASE64_SIMD_NONE };
+void base64_limit_simd(enum base64_simd level);
 
 #endif /* SERVER_BASE64_H */

@@ -2,10 +2,11 @@
  * test_base64.c — strict RFC 4648 base64 (server/base64.c): the §10 test vectors both
  * ways, random round trips of every length up to 300 bytes, chunked decoding, and every
  * rejection (length, padding placement, alphabet, non-zero padding bits); the table-driven
- * fast paths (the AVX2 loops where the CPU has them, and the portable ones forced with
- * base64_force_scalar) against a plain one-character-at-a-time reference on random bytes,
- * on texts with one character damaged anywhere, and with every byte value at every offset
- * of a text long enough for several vector steps (same bytes, same rejection, same offset).
+ * fast paths (each of the AVX-512 VBMI, AVX2 and portable loops, as far as the CPU has
+ * them, chosen with base64_limit_simd) against a plain one-character-at-a-time reference on
+ * random bytes, on texts with one character damaged anywhere, and with every byte value at
+ * every offset of a text long enough for several vector steps of each width (same bytes,
+ * same rejection, same offset).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -226,26 +227,27 @@ static void fast_paths_match_reference(void)
 static void test_fast_paths_match_reference(void **state)
 {
     (void)state;
-    for (int scalar = 0; scalar < 2; scalar++) {
-        base64_force_scalar(scalar);
+    for (int level = BASE64_SIMD_BEST; level <= BASE64_SIMD_NONE; level++) {
+        base64_limit_simd((enum base64_simd)level);
         fast_paths_match_reference();
     }
-    base64_force_scalar(0);
+    base64_limit_simd(BASE64_SIMD_BEST);
 }
 
-/* Each of the 256 byte values at each offset of a 128-character text (four 32-character
- * vector steps): accepted and decoded, or refused at that offset, exactly as the reference. */
+/* Each of the 256 byte values at each offset of a 256-character text (three 64-character
+ * steps then AVX2 ones, or eight 32-character steps): accepted and decoded, or refused at
+ * that offset, exactly as the reference. */
 static void test_every_byte_at_every_offset(void **state)
 {
     (void)state;
-    enum { N = 96 };
+    enum { N = 192 };
     unsigned char raw[N], back[N + 8], want[N + 8];
     char text[4 * N / 3];
     for (size_t i = 0; i < N; i++)
         raw[i] = (unsigned char)(i * 101 + 7);
     base64_encode(text, raw, N);
-    for (int scalar = 0; scalar < 2; scalar++) {
-        base64_force_scalar(scalar);
+    for (int level = BASE64_SIMD_BEST; level <= BASE64_SIMD_NONE; level++) {
+        base64_limit_simd((enum base64_simd)level);
         for (size_t k = 0; k < sizeof text; k++) {
             char keep = text[k];
             for (int c = 0; c < 256; c++) {
@@ -256,19 +258,19 @@ static void test_every_byte_at_every_offset(void **state)
                 int rc = base64_decode(back, text, sizeof text, 1, &bad, &why);
                 if (ref_bad >= 0) {
                     if (rc == 0)
-                        fail_msg("byte %d at %zu accepted (scalar=%d)", c, k, scalar);
+                        fail_msg("byte %d at %zu accepted (level %d)", c, k, level);
                     assert_int_equal(bad, (size_t)ref_bad);
                     continue;
                 }
                 if (rc != 0)
-                    fail_msg("byte %d at %zu refused (scalar=%d)", c, k, scalar);
+                    fail_msg("byte %d at %zu refused (level %d)", c, k, level);
                 size_t dn = ref_decode(want, text, sizeof text);
                 assert_memory_equal(back, want, dn);
             }
             text[k] = keep;
         }
     }
-    base64_force_scalar(0);
+    base64_limit_simd(BASE64_SIMD_BEST);
 }
 
 /* A long text (the fast loops' steady state) with a bad character at every position in
@@ -285,8 +287,8 @@ static void test_long_text_rejections_at_every_offset(void **state)
     base64_encode(text, raw, N);
     size_t bad;
     const char *why;
-    for (int scalar = 0; scalar < 2; scalar++) {
-        base64_force_scalar(scalar);
+    for (int level = BASE64_SIMD_BEST; level <= BASE64_SIMD_NONE; level++) {
+        base64_limit_simd((enum base64_simd)level);
         assert_int_equal(base64_decode(back, text, tl, 1, &bad, &why), 0);
         assert_memory_equal(back, raw, N);
         for (size_t k = 0; k < tl; k++) {
@@ -299,7 +301,7 @@ static void test_long_text_rejections_at_every_offset(void **state)
             text[k] = keep;
         }
     }
-    base64_force_scalar(0);
+    base64_limit_simd(BASE64_SIMD_BEST);
 }
 
 int main(void)
