@@ -68,6 +68,7 @@ TEST_BINS := $(core_BINS) $(server_BINS) $(integration_BINS)
 BENCH_BIN   := $(BUILD)/bench/bench_core
 BENCH_CODEC := $(BUILD)/bench/bench_codec
 BENCH_PEAK  := $(BUILD)/bench/bench_peak
+BENCH_LOOP  := $(BUILD)/bench/bench_loopback
 
 .PHONY: all deps deps-test run test test-build test-pass test-san check bench bench-peak bench-core bench-compare \
         bench-http install uninstall clean format lint fuzz valgrind soak tsan docker-check
@@ -122,6 +123,9 @@ $(BENCH_BIN): $(BUILD)/bench/bench_core.o $(LIBCVD)
 $(BENCH_PEAK): $(BUILD)/bench/bench_peak.o $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(BLAS_LIBS) -lm
 
+$(BENCH_LOOP): $(BUILD)/bench/bench_loopback.o
+	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^
+
 $(BENCH_CODEC): $(BUILD)/bench/bench_codec.o $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(SRV_LIBS) $(BLAS_LIBS) -lm
 
@@ -170,9 +174,9 @@ bench-compare: deps
 
 bench-http:
 	@scripts/deps.sh bench
-	@$(MAKE) --no-print-directory $(CONVD) $(BENCH_CODEC) $(BENCH_BIN)
+	@$(MAKE) --no-print-directory $(CONVD) $(BENCH_CODEC) $(BENCH_BIN) $(BENCH_LOOP)
 	@$(BENCH_CODEC)
-	@bench/http.sh $(CONVD) $(BENCH_BIN)
+	@bench/http.sh $(CONVD) $(BENCH_BIN) $(BENCH_LOOP)
 
 install: $(CONVD)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/convd $(DESTDIR)$(PREFIX)/share/man/man1

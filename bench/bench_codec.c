@@ -12,21 +12,9 @@
 #include <time.h>
 
 #include "../server/codec.h"
+#include "bench_time.h"
 
 #define RUNS 7
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void report(const char *name, size_t bytes, double *ms)
 {

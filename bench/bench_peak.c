@@ -15,6 +15,7 @@
  */
 #include "../core/cvd.h"
 #include "bench_shapes.h"
+#include "bench_time.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -23,13 +24,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 enum { FMA_ITERS = 100000000 };
@@ -82,14 +76,14 @@ static void fma_peak(int threads)
         fma_job j = {.wide = wide, .dbl = dbl};
         pthread_t th[64];
         int started = 0;
-        double t0 = now_s();
+        double t0 = now_ms() / 1e3;
         for (int i = 1; i < threads && i < 64; i++)
             if (pthread_create(&th[started], NULL, fma_worker, &j) == 0)
                 started++;
         fma_worker(&j);
         for (int i = 0; i < started; i++)
             pthread_join(th[i], NULL);
-        double dt = now_s() - t0;
+        double dt = now_ms() / 1e3 - t0;
         double lanes = (wide ? 64 : 32) / (dbl ? 8.0 : 4.0);
         double flops = (double)(started + 1) * FMA_ITERS * 12 * lanes * 2;
         printf("bench peak=fma dtype=%s threads=%d gflops=%.1f\n", dbl ? "float64" : "float32",
@@ -104,12 +98,6 @@ static void fma_peak(int threads)
     fprintf(stderr, "# bench_peak: the FMA peak is measured on x86-64 only\n");
 }
 #endif
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct gemm_job {
     int dbl, M, N, K, parts;
@@ -199,10 +187,10 @@ static int gemm_peak(const shape *s, int dbl, int threads, int reps, int split)
     const int parts = (int64_t)M * N * K < ((int64_t)1 << 21) ? 1 : threads;
     gemm_job j = {dbl, M, N, K, split ? parts : 0, buf, buf + na * es, buf + (na + nb) * es};
     for (int r = -1; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = now_ms() / 1e3;
         gemm_once(&j, threads);
         if (r >= 0)
-            times[r] = now_s() - t0;
+            times[r] = now_ms() / 1e3 - t0;
     }
     qsort(times, (size_t)reps, sizeof *times, cmp_double);
     double sec = reps % 2 ? times[reps / 2] : (times[reps / 2 - 1] + times[reps / 2]) / 2;

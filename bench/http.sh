@@ -1,19 +1,25 @@
 #!/bin/sh
 # http.sh — HTTP benchmark of the convd daemon (run by `make bench-http`).
-# Usage: bench/http.sh CONVD_BIN BENCH_CORE_BIN
-#   1. the notebook's forward+backward pair on one session (bench/notebook_pair.lua), at 2
-#      and 8 connections, ~10 s each (BENCH_SECONDS), printing
-#      `bench http=notebook_pair conns=<n> rps=<..> p50_ms=<..> p99_ms=<..>`;
+# Usage: bench/http.sh CONVD_BIN BENCH_CORE_BIN [BENCH_LOOPBACK_BIN]
+#   1. the notebook's forward+backward pair on one session (bench/notebook_pair.lua): 2
+#      connections from two wrk threads, then 8 from one and from two, ~10 s each
+#      (BENCH_SECONDS), printing `bench http=notebook_pair conns=<n> wrk_threads=<t>
+#      rps=<..> p50_ms=<..> p99_ms=<..>`;
 #   2. forward and backward of an 8x64x56x56 float32 layer (64 filters, 3x3, pad 1) with
 #      base64 tensors (bench/big_pair.lua; bodies generated with python3), printing the
 #      mean time per request and per pair next to the pure compute time for the same shape
 #      (`c_resnet_mid`) twice: bench_core's, run alone afterwards (core_ms), and the core's
 #      time inside the daemon during those same requests, from /metrics
 #      (daemon_compute_ms); the pair line adds overhead_ms and ratio against the latter.
+#      With BENCH_LOOPBACK_BIN, bench_loopback's line follows (one request's bytes there
+#      and back over loopback TCP with no HTTP at all), and the pair line adds floor_ms
+#      (twice its mean, as wrk's are means: forward and backward each move that much) and
+#      floor_ratio, the ratio of a daemon that did nothing but compute and move the bytes.
 # Needs wrk and curl; part 2 needs python3 (skipped with a note when it is missing).
 set -eu
-convd=${1:?usage: bench/http.sh CONVD_BIN BENCH_CORE_BIN}
-core=${2:?usage: bench/http.sh CONVD_BIN BENCH_CORE_BIN}
+convd=${1:?usage: bench/http.sh CONVD_BIN BENCH_CORE_BIN [BENCH_LOOPBACK_BIN]}
+core=${2:?usage: bench/http.sh CONVD_BIN BENCH_CORE_BIN [BENCH_LOOPBACK_BIN]}
+loopback=${3:-}
 secs=${BENCH_SECONDS:-10}
 here=$(cd "$(dirname "$0")" && pwd)
 for tool in wrk curl; do
@@ -78,10 +84,16 @@ nb_fwd='{"layer":{"W":[[[0,0,0],[0,1,0],[0,-1,0]],[[0,0,0],[0,-1,1],[0,0,0]]]},"
 SID=$(curl -sf "$base/forward" -H 'Content-Type: application/json' -d "$nb_fwd" | session_of)
 [ -n "$SID" ] || { echo "http.sh: could not create the notebook session" >&2; exit 1; }
 export SID
-for conns in 2 8; do
-    wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$here/notebook_pair.lua" "$base/" >"$tmp/wrk.txt"
+# wrk threads: at 2 connections, one each (a thread serving both would serialise their
+# round trips); at 8, one thread, busy all the time, then wrk's default of two for
+# comparison: with two, four busy threads share the two cores and the p99 shows the
+# scheduler's time slices (README.md, "HTTP").
+for run in "2 2" "1 8" "2 8"; do
+    set -- $run
+    wrk -t"$1" -c"$2" -d"${secs}s" --latency -s "$here/notebook_pair.lua" "$base/" >"$tmp/wrk.txt"
+    conns=$2 threads=$1
     set -- $(wrk_stats "$tmp/wrk.txt")
-    echo "bench http=notebook_pair conns=$conns rps=$1 p50_ms=$2 p99_ms=$3"
+    echo "bench http=notebook_pair conns=$conns wrk_threads=$threads rps=$1 p50_ms=$2 p99_ms=$3"
 done
 stop_daemon
 
@@ -143,13 +155,22 @@ core_ms() {
 }
 core_f=$(core_ms forward)
 core_b=$(core_ms backward)
+floor=0
+if [ -n "$loopback" ]; then
+    "$loopback" >"$tmp/loopback.txt"
+    cat "$tmp/loopback.txt"
+    floor=$(sed -n 's/.* mean_ms=\([0-9.]*\).*/\1/p' "$tmp/loopback.txt")
+fi
 # core_ms: bench_core alone, after the daemon stopped; daemon_compute_ms: the core's time
 # inside the daemon for the same requests (same run, so the VM's drift cancels out).
 awk -v hf="$http_forward" -v hb="$http_backward" -v cf="${core_f:-0}" -v cb="${core_b:-0}" \
-    -v df="$daemon_forward" -v db="$daemon_backward" \
+    -v df="$daemon_forward" -v db="$daemon_backward" -v fl="${floor:-0}" \
     'BEGIN {
     f = "bench http=c_resnet_mid dtype=float32 form=base64 pass=%s ms=%.1f core_ms=%.1f daemon_compute_ms=%.1f"
     printf f "\n", "forward", hf, cf, df
     printf f "\n", "backward", hb, cb, db
-    printf f " overhead_ms=%.1f ratio=%.2f\n", "pair", hf + hb, cf + cb, df + db, hf + hb - df - db, (df + db > 0 ? (hf + hb) / (df + db) : 0)
+    printf f " overhead_ms=%.1f ratio=%.2f", "pair", hf + hb, cf + cb, df + db, hf + hb - df - db, (df + db > 0 ? (hf + hb) / (df + db) : 0)
+    if (fl > 0 && df + db > 0)
+        printf " floor_ms=%.1f floor_ratio=%.2f", 2 * fl, (df + db + 2 * fl) / (df + db)
+    printf "\n"
     }'
