@@ -20,7 +20,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define B64_AVX2 1
+#define B64_AVX2        1
 #define B64_VBMI_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi")))
 #else
 #define B64_AVX2 0
@@ -111,10 +111,10 @@ static int use_avx2(void)
  * alphabet permute ignores). */
 B64_VBMI_TARGET static size_t encode_vbmi(char *out, const unsigned char *p, size_t n)
 {
-    const __m512i spread = _mm512_setr_epi32(
-        0x01020001, 0x04050304, 0x07080607, 0x0a0b090a, 0x0d0e0c0d, 0x10110f10, 0x13141213,
-        0x16171516, 0x191a1819, 0x1c1d1b1c, 0x1f201e1f, 0x22232122, 0x25262425, 0x28292728,
-        0x2b2c2a2b, 0x2e2f2d2e);
+    const __m512i spread =
+        _mm512_setr_epi32(0x01020001, 0x04050304, 0x07080607, 0x0a0b090a, 0x0d0e0c0d, 0x10110f10,
+                          0x13141213, 0x16171516, 0x191a1819, 0x1c1d1b1c, 0x1f201e1f, 0x22232122,
+                          0x25262425, 0x28292728, 0x2b2c2a2b, 0x2e2f2d2e);
     const __m512i shifts = _mm512_set1_epi64(0x3036242a1016040all);
     const __m512i abc = _mm512_loadu_si512((const void *)ALPHABET);
     size_t i = 0;
