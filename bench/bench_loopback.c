@@ -5,9 +5,9 @@
  *
  * A client thread does what wrk does with one request: writes the whole body with write()
  * calls, then reads the answer 8 KiB per read() (wrk's buffer). A server thread reads the
- * body with 256 KiB recv() calls and sends the answer back in one send() loop. Bodies and
- * answers are BENCH_LOOPBACK_BYTES long (default: the 8x64x56x56 float32 tensor in base64,
- * 8,563,368 bytes). Prints
+ * body with 256 KiB read() calls and writes the answer back whole, as the daemon does.
+ * Bodies and answers are BENCH_LOOPBACK_BYTES long (default: the 8x64x56x56 float32 tensor
+ * in base64, 8,563,372 bytes). Prints
  *   bench http=loopback_floor bytes=<n> best_ms=<..> p50_ms=<..> mean_ms=<..>
  * for one round trip (body there, answer back), over LOOPBACK_RUNS round trips (the mean
  * is what wrk's latency line gives for the HTTP requests).
@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,10 +28,10 @@
 #define LOOPBACK_RUNS 100
 #define CLIENT_READ   8192
 #define SERVER_READ   (256 * 1024)
-#define DEFAULT_BYTES ((size_t)8 * 64 * 56 * 56 * 4 / 3 * 4)
+#define DEFAULT_BYTES (((size_t)8 * 64 * 56 * 56 * 4 + 2) / 3 * 4)
 
 typedef struct {
-    int listen_fd;
+    int fd; /* the accepted connection; the server thread closes it */
     size_t bytes;
     int failed;
 } server_arg;
@@ -64,22 +65,22 @@ static int read_all(int fd, char *scratch, size_t chunk, size_t n)
     return 0;
 }
 
+/* Answers each body; closes its socket when done or on a failure, which ends the client's
+ * blocked write() or read() with an error instead of a hang. */
 static void *serve(void *p)
 {
     server_arg *a = p;
-    int fd = accept(a->listen_fd, NULL, NULL);
     char *answer = malloc(a->bytes), *scratch = malloc(SERVER_READ);
-    a->failed = fd < 0 || !answer || !scratch;
+    a->failed = !answer || !scratch;
     if (!a->failed) {
         memset(answer, 'B', a->bytes);
         for (int r = 0; r < LOOPBACK_RUNS && !a->failed; r++)
-            a->failed = read_all(fd, scratch, SERVER_READ, a->bytes) < 0 ||
-                        write_all(fd, answer, a->bytes) < 0;
+            a->failed = read_all(a->fd, scratch, SERVER_READ, a->bytes) < 0 ||
+                        write_all(a->fd, answer, a->bytes) < 0;
     }
     free(answer);
     free(scratch);
-    if (fd >= 0)
-        close(fd);
+    close(a->fd);
     return NULL;
 }
 
@@ -100,18 +101,42 @@ static int listen_loopback(struct sockaddr_in *sa)
     return fd;
 }
 
+/* A connected pair of loopback TCP sockets: *client and *server. 0, or -1 with errno. The
+ * connection completes in the listen backlog, so one thread can connect, then accept. */
+static int connect_pair(int *client, int *server)
+{
+    struct sockaddr_in sa;
+    int lfd = listen_loopback(&sa);
+    *client = *server = -1;
+    if (lfd < 0)
+        return -1;
+    *client = socket(AF_INET, SOCK_STREAM, 0);
+    if (*client >= 0 && connect(*client, (struct sockaddr *)&sa, sizeof sa) == 0)
+        *server = accept(lfd, NULL, NULL);
+    close(lfd);
+    if (*server < 0) {
+        if (*client >= 0)
+            close(*client);
+        return -1;
+    }
+    return 0;
+}
+
 int main(void)
 {
     const char *env = getenv("BENCH_LOOPBACK_BYTES");
-    size_t bytes = env ? strtoull(env, NULL, 10) : DEFAULT_BYTES;
-    if (bytes == 0) {
+    char *end = NULL;
+    size_t bytes = env ? strtoull(env, &end, 10) : DEFAULT_BYTES;
+    if (bytes == 0 || (env && *end != '\0')) {
         fprintf(stderr, "bench_loopback: BENCH_LOOPBACK_BYTES must be a positive count\n");
         return 1;
     }
-    struct sockaddr_in sa;
-    server_arg arg = {listen_loopback(&sa), bytes, 0};
-    if (arg.listen_fd < 0) {
-        perror("bench_loopback: listen");
+    /* a peer that closed early is an error from write(), not a silent death */
+    signal(SIGPIPE, SIG_IGN);
+    int fd;
+    server_arg arg = {-1, bytes, 0};
+    if (connect_pair(&fd, &arg.fd) < 0) {
+        perror("bench_loopback: loopback connection");
         return 1;
     }
     pthread_t server;
@@ -119,10 +144,9 @@ int main(void)
         fprintf(stderr, "bench_loopback: cannot start the server thread\n");
         return 1;
     }
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
     char *body = malloc(bytes), *scratch = malloc(CLIENT_READ);
     double ms[LOOPBACK_RUNS];
-    int ok = fd >= 0 && body && scratch && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    int ok = body && scratch;
     if (ok)
         memset(body, 'A', bytes);
     for (int r = 0; r < LOOPBACK_RUNS && ok; r++) {
@@ -130,14 +154,10 @@ int main(void)
         ok = write_all(fd, body, bytes) == 0 && read_all(fd, scratch, CLIENT_READ, bytes) == 0;
         ms[r] = now_ms() - t0;
     }
-    /* wakes the server thread wherever it waits: in accept() or in a read() */
-    shutdown(arg.listen_fd, SHUT_RDWR);
-    if (fd >= 0)
-        shutdown(fd, SHUT_RDWR);
+    /* ends the server thread's read() if the client stopped early */
+    shutdown(fd, SHUT_RDWR);
     pthread_join(server, NULL);
-    if (fd >= 0)
-        close(fd);
-    close(arg.listen_fd);
+    close(fd);
     free(body);
     free(scratch);
     if (!ok || arg.failed) {

@@ -11,7 +11,7 @@
 #      (`c_resnet_mid`) twice: bench_core's, run alone afterwards (core_ms), and the core's
 #      time inside the daemon during those same requests, from /metrics
 #      (daemon_compute_ms); the pair line adds overhead_ms and ratio against the latter.
-#      With BENCH_LOOPBACK_BIN, bench_loopback's line follows (one request's bytes there
+#      With BENCH_LOOPBACK_BIN, bench_loopback's line comes first (one request's bytes there
 #      and back over loopback TCP with no HTTP at all), and the pair line adds floor_ms
 #      (twice its mean, as wrk's are means: forward and backward each move that much) and
 #      floor_ratio, the ratio of a daemon that did nothing but compute and move the bytes.
@@ -156,10 +156,12 @@ core_ms() {
 core_f=$(core_ms forward)
 core_b=$(core_ms backward)
 floor=0
-if [ -n "$loopback" ]; then
-    "$loopback" >"$tmp/loopback.txt"
+# the floor is an extra: without it the pair line still prints, without floor_*
+if [ -n "$loopback" ] && "$loopback" >"$tmp/loopback.txt"; then
     cat "$tmp/loopback.txt"
     floor=$(sed -n 's/.* mean_ms=\([0-9.]*\).*/\1/p' "$tmp/loopback.txt")
+elif [ -n "$loopback" ]; then
+    echo "# http.sh: $loopback failed: no loopback floor in this run" >&2
 fi
 # core_ms: bench_core alone, after the daemon stopped; daemon_compute_ms: the core's time
 # inside the daemon for the same requests (same run, so the VM's drift cancels out).

@@ -15,6 +15,8 @@
 #include <cmocka.h>
 
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "../../server/base64.h"
 
@@ -235,8 +237,8 @@ static void test_fast_paths_match_reference(void **state)
 }
 
 /* Each of the 256 byte values at each offset of a 256-character text (three 64-character
- * steps then AVX2 ones, or eight 32-character steps): accepted and decoded, or refused at
- * that offset, exactly as the reference. */
+ * VBMI steps, then one AVX2 step and scalar groups; with AVX2 alone, seven 32-character
+ * steps): accepted and decoded, or refused at that offset, exactly as the reference. */
 static void test_every_byte_at_every_offset(void **state)
 {
     (void)state;
@@ -304,6 +306,67 @@ static void test_long_text_rejections_at_every_offset(void **state)
     base64_limit_simd(BASE64_SIMD_BEST);
 }
 
+/* One readable and writable page followed by a PROT_NONE one; returns the first byte of
+ * the guard page, so a buffer placed to end there faults on any access past its end. */
+static unsigned char *guarded_page_end(size_t page)
+{
+    unsigned char *m =
+        mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mprotect(m + page, page, PROT_NONE), 0);
+    return m + page;
+}
+
+/* Every length up to 1000 bytes at each SIMD width, with each input and each output ending
+ * exactly at a guard page: whole encode, whole decode, and decode in two chunks (the first
+ * not `last`, as prescan feeds them). The other tests' buffers are larger than their texts,
+ * so a vector loop reading or writing past its buffer would pass there and faults here. */
+static void test_buffers_end_at_a_guard_page(void **state)
+{
+    (void)state;
+    enum { MAX = 1000 };
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    assert_true(page >= 4 * MAX / 3 + 4);
+    unsigned char *in_end = guarded_page_end(page), *out_end = guarded_page_end(page);
+    unsigned char raw[MAX], back[MAX];
+    char text[4 * MAX / 3 + 4];
+    for (size_t i = 0; i < MAX; i++)
+        raw[i] = (unsigned char)(i * 73 + 5);
+    size_t bad;
+    const char *why;
+    for (int level = BASE64_SIMD_BEST; level <= BASE64_SIMD_NONE; level++) {
+        base64_limit_simd((enum base64_simd)level);
+        for (size_t n = 0; n <= MAX; n++) {
+            const size_t tl = base64_encoded_len(n);
+            ref_encode(text, raw, n);
+
+            memcpy(in_end - n, raw, n);
+            base64_encode((char *)out_end - tl, in_end - n, n);
+            assert_memory_equal(out_end - tl, text, tl);
+
+            memcpy(in_end - tl, text, tl);
+            assert_int_equal(base64_decode(out_end - n, (char *)in_end - tl, tl, 1, &bad, &why), 0);
+            assert_memory_equal(out_end - n, raw, n);
+
+            const size_t first = tl / 8 * 4, rest = tl - first;
+            memcpy(in_end - first, text, first);
+            assert_int_equal(base64_decode(out_end - first / 4 * 3, (char *)in_end - first, first,
+                                           0, &bad, &why),
+                             0);
+            memcpy(back, out_end - first / 4 * 3, first / 4 * 3);
+            memcpy(in_end - rest, text + first, rest);
+            assert_int_equal(base64_decode(out_end - (n - first / 4 * 3), (char *)in_end - rest,
+                                           rest, 1, &bad, &why),
+                             0);
+            memcpy(back + first / 4 * 3, out_end - (n - first / 4 * 3), n - first / 4 * 3);
+            assert_memory_equal(back, raw, n);
+        }
+    }
+    base64_limit_simd(BASE64_SIMD_BEST);
+    munmap(in_end - page, 2 * page);
+    munmap(out_end - page, 2 * page);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_fast_paths_match_reference),
         cmocka_unit_test(test_long_text_rejections_at_every_offset),
         cmocka_unit_test(test_every_byte_at_every_offset),
+        cmocka_unit_test(test_buffers_end_at_a_guard_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
