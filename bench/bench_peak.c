@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -76,14 +75,14 @@ static void fma_peak(int threads)
         fma_job j = {.wide = wide, .dbl = dbl};
         pthread_t th[64];
         int started = 0;
-        double t0 = now_ms() / 1e3;
+        double t0 = now_ms();
         for (int i = 1; i < threads && i < 64; i++)
             if (pthread_create(&th[started], NULL, fma_worker, &j) == 0)
                 started++;
         fma_worker(&j);
         for (int i = 0; i < started; i++)
             pthread_join(th[i], NULL);
-        double dt = now_ms() / 1e3 - t0;
+        double dt = (now_ms() - t0) / 1e3;
         double lanes = (wide ? 64 : 32) / (dbl ? 8.0 : 4.0);
         double flops = (double)(started + 1) * FMA_ITERS * 12 * lanes * 2;
         printf("bench peak=fma dtype=%s threads=%d gflops=%.1f\n", dbl ? "float64" : "float32",
@@ -187,10 +186,10 @@ static int gemm_peak(const shape *s, int dbl, int threads, int reps, int split)
     const int parts = (int64_t)M * N * K < ((int64_t)1 << 21) ? 1 : threads;
     gemm_job j = {dbl, M, N, K, split ? parts : 0, buf, buf + na * es, buf + (na + nb) * es};
     for (int r = -1; r < reps; r++) {
-        double t0 = now_ms() / 1e3;
+        double t0 = now_ms();
         gemm_once(&j, threads);
         if (r >= 0)
-            times[r] = now_ms() / 1e3 - t0;
+            times[r] = (now_ms() - t0) / 1e3;
     }
     qsort(times, (size_t)reps, sizeof *times, cmp_double);
     double sec = reps % 2 ? times[reps / 2] : (times[reps / 2 - 1] + times[reps / 2]) / 2;

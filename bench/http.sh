@@ -88,10 +88,10 @@ export SID
 # round trips); at 8, one thread, busy all the time, then wrk's default of two for
 # comparison: with two, four busy threads share the two cores and the p99 shows the
 # scheduler's time slices (README.md, "HTTP").
-for run in "2 2" "1 8" "2 8"; do
-    set -- $run
-    wrk -t"$1" -c"$2" -d"${secs}s" --latency -s "$here/notebook_pair.lua" "$base/" >"$tmp/wrk.txt"
-    conns=$2 threads=$1
+for run in "2 2" "1 8" "2 8"; do # "threads connections"
+    threads=${run% *} conns=${run#* }
+    wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$here/notebook_pair.lua" "$base/" \
+        >"$tmp/wrk.txt"
     set -- $(wrk_stats "$tmp/wrk.txt")
     echo "bench http=notebook_pair conns=$conns wrk_threads=$threads rps=$1 p50_ms=$2 p99_ms=$3"
 done
@@ -157,11 +157,13 @@ core_f=$(core_ms forward)
 core_b=$(core_ms backward)
 floor=0
 # the floor is an extra: without it the pair line still prints, without floor_*
-if [ -n "$loopback" ] && "$loopback" >"$tmp/loopback.txt"; then
-    cat "$tmp/loopback.txt"
-    floor=$(sed -n 's/.* mean_ms=\([0-9.]*\).*/\1/p' "$tmp/loopback.txt")
-elif [ -n "$loopback" ]; then
-    echo "# http.sh: $loopback failed: no loopback floor in this run" >&2
+if [ -n "$loopback" ]; then
+    if "$loopback" >"$tmp/loopback.txt"; then
+        cat "$tmp/loopback.txt"
+        floor=$(sed -n 's/.* mean_ms=\([0-9.]*\).*/\1/p' "$tmp/loopback.txt")
+    else
+        echo "# http.sh: $loopback failed: no loopback floor in this run" >&2
+    fi
 fi
 # core_ms: bench_core alone, after the daemon stopped; daemon_compute_ms: the core's time
 # inside the daemon for the same requests (same run, so the VM's drift cancels out).

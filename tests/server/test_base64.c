@@ -348,17 +348,17 @@ static void test_buffers_end_at_a_guard_page(void **state)
             assert_int_equal(base64_decode(out_end - n, (char *)in_end - tl, tl, 1, &bad, &why), 0);
             assert_memory_equal(out_end - n, raw, n);
 
+            /* chars and decoded bytes of the two chunks */
             const size_t first = tl / 8 * 4, rest = tl - first;
+            const size_t head = first / 4 * 3, tail = n - head;
             memcpy(in_end - first, text, first);
-            assert_int_equal(base64_decode(out_end - first / 4 * 3, (char *)in_end - first, first,
-                                           0, &bad, &why),
-                             0);
-            memcpy(back, out_end - first / 4 * 3, first / 4 * 3);
+            assert_int_equal(
+                base64_decode(out_end - head, (char *)in_end - first, first, 0, &bad, &why), 0);
+            memcpy(back, out_end - head, head);
             memcpy(in_end - rest, text + first, rest);
-            assert_int_equal(base64_decode(out_end - (n - first / 4 * 3), (char *)in_end - rest,
-                                           rest, 1, &bad, &why),
-                             0);
-            memcpy(back + first / 4 * 3, out_end - (n - first / 4 * 3), n - first / 4 * 3);
+            assert_int_equal(
+                base64_decode(out_end - tail, (char *)in_end - rest, rest, 1, &bad, &why), 0);
+            memcpy(back + head, out_end - tail, tail);
             assert_memory_equal(back, raw, n);
         }
     }
