@@ -1,7 +1,7 @@
 # convd — one non-recursive Makefile. Products go under $(BUILD) (default build/;
 # the sanitizer pass uses build/san). User CFLAGS go last so `make CFLAGS=...` wins.
 #
-#   make            build build/convd and build/libcvd.a
+#   make            install missing build packages, build build/convd and build/libcvd.a
 #   make run        install missing packages, build, start the daemon (config/convd.conf)
 #   make test       install, build, run every test: plain build, then ASan+UBSan build
 #   make test SANITIZE=address,undefined   only the instrumented pass
@@ -70,13 +70,19 @@ BENCH_CODEC := $(BUILD)/bench/bench_codec
 BENCH_PEAK  := $(BUILD)/bench/bench_peak
 BENCH_LOOP  := $(BUILD)/bench/bench_loopback
 
-.PHONY: all deps deps-test run test test-build test-pass test-san check bench bench-peak bench-core bench-compare \
+.PHONY: all deps deps-run deps-test run test test-build test-pass test-san check bench bench-peak bench-core bench-compare \
         bench-http install uninstall clean format lint fuzz valgrind soak tsan docker-check
 
-all: $(CONVD) $(LIBCVD)
+# The default target installs what the build needs first, so a fresh machine gets
+# packages (or a message naming them) rather than a missing header.
+all: deps
+	@$(MAKE) --no-print-directory $(CONVD) $(LIBCVD)
 
 deps:
 	@scripts/deps.sh build
+
+deps-run:
+	@scripts/deps.sh run
 
 deps-test:
 	@scripts/deps.sh test
@@ -129,8 +135,8 @@ $(BENCH_LOOP): $(BUILD)/bench/bench_loopback.o
 $(BENCH_CODEC): $(BUILD)/bench/bench_codec.o $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(SRV_LIBS) $(BLAS_LIBS) -lm
 
-run: deps
-	@$(MAKE) --no-print-directory all
+run: deps-run
+	@$(MAKE) --no-print-directory $(CONVD)
 	exec $(CONVD) --config config/convd.conf
 
 test-build: $(CONVD) $(TEST_BINS)
@@ -188,8 +194,8 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/convd $(DESTDIR)$(PREFIX)/etc/convd/convd.conf \
 	      $(DESTDIR)$(PREFIX)/share/man/man1/convd.1
 
-# Builds the image with podman (../shared/tools/docker-check.sh), runs it, probes /healthz
-# and runs the notebook flow against the container (as root).
+# Builds the image with podman or docker, runs it, probes /healthz and runs the notebook
+# flow against the container (scripts/docker-verify.sh).
 docker-check:
 	scripts/docker-verify.sh
 
