@@ -9,8 +9,10 @@
 #   make bench-compare   the core against PyTorch 1.13 in the same run (installs python3-torch)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
-# Source lists are globbed per folder: a module is one .c/.h pair, and every test file
-# named test_*.c is its own binary.
+# Source lists are globbed per folder: every .c file of core/ and server/ goes into its
+# library (core/ has one public header, cvd.h, and *_impl.h templates that are included,
+# not compiled; a server module is one header with one or more .c files), and every test
+# file named test_*.c is its own binary.
 
 PKG_CONFIG ?= pkg-config
 PREFIX     ?= /usr/local
@@ -50,10 +52,8 @@ LIBCVD    := $(BUILD)/libcvd.a
 LIBSERVER := $(BUILD)/libconvd_server.a
 CONVD     := $(BUILD)/convd
 
-# Tests: tests/<suite>/test_*.c are binaries; other .c files in the suite and in
-# tests/common are linked into each binary of that suite.
-COMMON_SRC := $(sort $(wildcard tests/common/*.c))
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+# Tests: tests/<suite>/test_*.c are binaries; the suite's other .c files are linked into
+# each binary of that suite.
 define suite
 $(1)_MAIN := $$(sort $$(wildcard tests/$(1)/test_*.c))
 $(1)_HELP := $$(filter-out $$($(1)_MAIN),$$(sort $$(wildcard tests/$(1)/*.c)))
@@ -114,13 +114,13 @@ $(LIBSERVER): $(SERVER_OBJ)
 $(CONVD): $(BUILD)/server/main.o $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(SRV_LIBS) $(BLAS_LIBS) -lm
 
-$(core_BINS): $(BUILD)/tests/core/%: $(BUILD)/tests/core/%.o $(core_HOBJ) $(COMMON_OBJ) $(LIBCVD)
+$(core_BINS): $(BUILD)/tests/core/%: $(BUILD)/tests/core/%.o $(core_HOBJ) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CJSON_LIBS) $(BLAS_LIBS) -lm
 
-$(server_BINS): $(BUILD)/tests/server/%: $(BUILD)/tests/server/%.o $(server_HOBJ) $(COMMON_OBJ) $(LIBSERVER) $(LIBCVD)
+$(server_BINS): $(BUILD)/tests/server/%: $(BUILD)/tests/server/%.o $(server_HOBJ) $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(SRV_LIBS) $(BLAS_LIBS) -lm
 
-$(integration_BINS): $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(integration_HOBJ) $(COMMON_OBJ)
+$(integration_BINS): $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(integration_HOBJ)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CURL_LIBS) $(CJSON_LIBS) -lm
 
 $(BENCH_BIN): $(BUILD)/bench/bench_core.o $(LIBCVD)

@@ -42,11 +42,12 @@ record() {
 }
 
 for b in "$@"; do
+    case "$b" in /*) convd=$b/convd ;; *) convd=$top/$b/convd ;; esac
     for suite in core server integration; do
         for t in "$b"/tests/"$suite"/test_*; do
             [ -x "$t" ] || continue
             case "$t" in *.o | *.d) continue ;; esac
-            CONVD_BIN="$top/$b/convd" CONVD_FIXTURES="$top/tests/fixtures" \
+            CONVD_BIN="$convd" CONVD_FIXTURES="$top/tests/fixtures" \
                 CMOCKA_MESSAGE_OUTPUT=stdout ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
                 "$t" >"$log" 2>&1
             rc=$?
