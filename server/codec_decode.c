@@ -262,6 +262,20 @@ static int read_shape(const cJSON *obj, const char *field, int *rank, int64_t *s
 
 static const char *const FLAT_FIELDS[] = {"shape", "data", NULL};
 static const char *const B64_FIELDS[] = {"shape", "dtype", "base64", NULL};
+static const char FLAT_WHAT[] = "a flat tensor: shape, data";
+static const char B64_WHAT[] = "a base64 tensor: shape, dtype, base64";
+
+/* Checks the fields of a {shape, ...} tensor object against `known` (messages say the
+ * object is `what`), then reads its shape. */
+static int read_object_shape(const cJSON *node, const char *field, const char *const *known,
+                             const char *what, int *rank, int64_t *shape, apierr *e)
+{
+    char where[96];
+    snprintf(where, sizeof where, "%s (%s)", field, what);
+    if (codec_check_fields(node, known, where, e) < 0)
+        return -1;
+    return read_shape(node, field, rank, shape, e);
+}
 
 static int decode_flat(const cJSON *node, const char *field, cvd_dtype want, int64_t max_elems,
                        const char *limit_setting, cvd_tensor *out, apierr *e)
@@ -271,13 +285,9 @@ static int decode_flat(const cJSON *node, const char *field, cvd_dtype want, int
                           "%s has a \"dtype\" field, which only the base64 form takes; a flat "
                           "tensor is {\"shape\": [...], \"data\": [...]}",
                           field);
-    char where[96];
-    snprintf(where, sizeof where, "%s (a flat tensor: shape, data)", field);
-    if (codec_check_fields(node, FLAT_FIELDS, where, e) < 0)
-        return -1;
     int rank = 0;
     int64_t shape[CVD_MAX_RANK];
-    if (read_shape(node, field, &rank, shape, e) < 0)
+    if (read_object_shape(node, field, FLAT_FIELDS, FLAT_WHAT, &rank, shape, e) < 0)
         return -1;
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(node, "data");
     if (!cJSON_IsArray(data))
@@ -423,13 +433,9 @@ static int decode_b64_text(const char *text, size_t tlen, const char *field, cvd
 static int decode_base64(const cJSON *node, const char *field, cvd_dtype want, int64_t max_elems,
                          const char *limit_setting, cvd_tensor *out, apierr *e)
 {
-    char where[96];
-    snprintf(where, sizeof where, "%s (a base64 tensor: shape, dtype, base64)", field);
-    if (codec_check_fields(node, B64_FIELDS, where, e) < 0)
-        return -1;
     int rank = 0;
     int64_t shape[CVD_MAX_RANK];
-    if (read_shape(node, field, &rank, shape, e) < 0)
+    if (read_object_shape(node, field, B64_FIELDS, B64_WHAT, &rank, shape, e) < 0)
         return -1;
     cvd_dtype src = want;
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(node, "dtype");
