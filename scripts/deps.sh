@@ -7,7 +7,7 @@
 # Downloads nothing but Debian packages.
 set -eu
 
-set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev"
+set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev libsqlite3-dev"
 set_run="$set_build curl python3"
 set_test="$set_run libcmocka-dev libcurl4-openssl-dev"
 set_bench="$set_test wrk"
