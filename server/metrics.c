@@ -9,8 +9,8 @@
 #include <stdatomic.h>
 
 static const char *const ep_names[METRICS_EP_COUNT] = {
-    "root",        "healthz",        "readyz",  "metrics",  "create_session",
-    "get_session", "delete_session", "forward", "backward", "other",
+    "root",           "healthz", "readyz",   "metrics", "create_session", "get_session",
+    "delete_session", "forward", "backward", "openapi", "other",
 };
 
 static const int statuses[] = {200, 201, 204, 400, 401, 404, 405, 409,
