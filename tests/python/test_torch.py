@@ -6,9 +6,13 @@ at every step (float64 within 1e-9 relative, float32 within 1e-4). A grouped, st
 dilated, bias-free layer's y, dx and dW equal nn.Conv2d's; gradcheck on a tiny float64
 layer; and the module's contract: same initialisation and state_dict as nn.Conv2d,
 weights sent only when they changed, no-grad forwards that keep the daemon's cache, one
-module applied twice in a graph, dtype changes, close().
+module applied twice in a graph, dtype changes, close(). And both examples run.
 """
 import copy
+import os
+import re
+import subprocess
+import sys
 import unittest
 
 import numpy as np
@@ -17,7 +21,7 @@ from torch import nn
 
 import convd
 from convd.torch import RemoteConv2d, _RemoteConv2dFn
-from daemon import Daemon
+from daemon import TOP, Daemon
 
 D = None
 
@@ -238,6 +242,23 @@ class ModuleContract(unittest.TestCase):
         self.assertIsNone(twin.session)
         twin(torch.ones(1, 1, 2, 2))
         self.assertNotEqual(twin.session.id, remote.session.id)
+
+
+class Examples(unittest.TestCase):
+    def run_example(self, name):
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        r = subprocess.run([sys.executable, os.path.join(TOP, "examples", name), D.url],
+                           capture_output=True, text=True, timeout=300, env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return r.stdout
+
+    def test_sgd_example_recovers_the_teacher(self):
+        self.assertIn("ok: loss fell", self.run_example("sgd.py"))
+
+    def test_digits_example_learns(self):
+        out = self.run_example("digits.py")
+        acc = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
+        self.assertGreaterEqual(acc, 0.9, out)
 
 
 if __name__ == "__main__":
