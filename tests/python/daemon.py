@@ -71,6 +71,11 @@ class Daemon:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    def state(self):
+        """The process state letter from /proc (R, S, T = stopped, ...)."""
+        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+
     def wait(self, timeout):
         """The exit status, or None if still running after timeout seconds."""
         try:

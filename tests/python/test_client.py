@@ -284,6 +284,30 @@ class KeepAlive(unittest.TestCase):
             d2.stop()
 
 
+    def test_only_idempotent_requests_are_retried(self):
+        """A stopped daemon times requests out: a GET is sent again on a fresh connection,
+        a POST is not (the daemon may have applied it)."""
+        d = Daemon()
+        c = convd.Client(d.url, timeout=0.5)
+        try:
+            c.health()
+            d.signal(signal.SIGSTOP)
+            deadline = time.monotonic() + 5
+            while d.state() != "T" and time.monotonic() < deadline:
+                time.sleep(0.005)
+            self.assertEqual(d.state(), "T")
+            with self.assertRaises(convd.ConnectionFailed):
+                c.health()
+            self.assertEqual(c.connects, 2)
+            with self.assertRaises(convd.ConnectionFailed) as cm:
+                c.session(in_channels=1, out_channels=1, kernel_size=1)
+            self.assertEqual(c.connects, 3)
+            self.assertIn("not retried", cm.exception.message)
+        finally:
+            d.signal(signal.SIGCONT)
+            d.stop()
+
+
 class ErrorClasses(unittest.TestCase):
     """Each class from a real answer of the daemon: status, code and message."""
 
