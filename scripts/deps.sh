@@ -5,7 +5,7 @@
 # Downloads nothing but Debian packages.
 set -eu
 
-set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev"
+set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev libsqlite3-dev"
 # the Python client's tests (tests/python): NumPy, PyTorch, scikit-learn's bundled digits,
 # PyYAML for the OpenAPI document, setuptools + venv + pip for the offline install
 set_python="python3 python3-numpy python3-torch python3-sklearn python3-yaml python3-setuptools python3-venv python3-pip"
