@@ -36,8 +36,9 @@ def supports(flag):
 
 class Daemon:
     def __init__(self, *args, port=0, start_timeout=15.0):
+        # memory only unless a test passes its own --state-dir (later flags win)
         cmd = [BIN, "--port", str(port), "--bind", "127.0.0.1", "--log-level", "warn",
-               *args]
+               "--state-dir=", *args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, cwd=TOP)
         _LIVE.add(self.proc)
