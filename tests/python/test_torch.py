@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import unittest
 
 import numpy as np
@@ -232,6 +233,28 @@ class ModuleContract(unittest.TestCase):
             second.info()
         with self.assertRaises(RuntimeError):
             remote(torch.ones(1, 1, 2, 2))  # float32 input, float64 weights: as nn.Conv2d
+
+    def test_survives_an_expired_session(self):
+        d = Daemon("--idle-timeout", "0.3")
+        self.addCleanup(d.stop)
+        torch.manual_seed(8)
+        ref = nn.Conv2d(1, 2, 3, dtype=torch.float64)
+        remote = RemoteConv2d(1, 2, 3, dtype=torch.float64, url=d.url)
+        remote.load_state_dict(ref.state_dict())
+        x = torch.randn(1, 1, 5, 5, dtype=torch.float64)
+        y = remote(x)
+        first = remote.session.id
+        time.sleep(0.6)
+        y.sum().backward()  # the cache is gone with the session: sent again, statelessly
+        ref(x).sum().backward()
+        torch.testing.assert_close(remote.weight.grad, ref.weight.grad, rtol=1e-12, atol=1e-12)
+        with torch.no_grad():
+            remote.weight.add_(0.5)
+            ref.weight.add_(0.5)
+        time.sleep(0.6)
+        torch.testing.assert_close(remote(x), ref(x), rtol=1e-12, atol=1e-12)
+        self.assertNotEqual(remote.session.id, first)
+        remote.close()
 
     def test_deepcopy_gets_its_own_session(self):
         remote = RemoteConv2d(1, 1, 1, url=D.url)

@@ -10,7 +10,9 @@ forward itself (W/b, §8.2), so an optimizer step costs no extra request. Forwar
 need no gradient (no_grad, eval) leave the daemon's cached input alone (cache: false).
 backward asks only for the gradients autograd needs (no dx for a first layer), from the
 session's cache when it still holds this forward's input and weights, else statelessly
-from the saved input and weights (a module applied twice in one graph, gradcheck).
+from the saved input and weights (a module applied twice in one graph, gradcheck, a
+daemon restarted since). A session the daemon dropped (idle timeout) is made anew from
+the module's weights, which stay the truth: training resumes after any pause.
 """
 import math
 import weakref
@@ -23,7 +25,7 @@ from torch.nn.modules.utils import _pair
 
 from ._wire import decode_tensor
 from .client import Client, Session
-from .errors import Error
+from .errors import Error, NoForwardCache, SessionExpired, SessionNotFound
 
 __all__ = ["RemoteConv2d"]
 
@@ -175,37 +177,41 @@ class RemoteConv2d(nn.Module):
             self.close()  # .double()/.float() since the last forward: a new layer
             s = None
         bits = (_bits(weight).clone(), None if bias is None else _bits(bias).clone())
-        if s is None:
+        y = None
+        if s is not None:
+            same_w = torch.equal(bits[0], self._sent[0])
+            same_b = bias is None or torch.equal(bits[1], self._sent[1])
+            try:
+                y = s.forward(_np(x), cache=cache, W=None if same_w else _np(weight),
+                              b=None if same_b else _np(bias))
+            except (SessionExpired, SessionNotFound):
+                self.close()  # idle too long, or a daemon that lost it: the weights are here
+        if y is None:
             layer = self._layer(weight)
-            layer["W"] = _np(weight)
-            if bias is not None:
-                layer["b"] = _np(bias)
-            ans, hdrs = self.client._call("POST", "/forward",
-                                          {"layer": layer, "x": _np(x), "cache": cache})
+            ans, hdrs = self.client._call("POST", "/forward", {
+                "layer": dict(layer, W=_np(weight), b=None if bias is None else _np(bias)),
+                "x": _np(x), "cache": cache})
             sid = hdrs.get("X-Session-Id") or ans["session"]
             self._session = Session(self.client, sid, layer)
             self._finalizer = weakref.finalize(self, _delete_quietly, self.client, sid)
-            y, changed = decode_tensor(ans["y"]), True
-        else:
-            same_w = torch.equal(bits[0], self._sent[0])
-            same_b = bias is None or torch.equal(bits[1], self._sent[1])
-            y = s.forward(_np(x), cache=cache, W=None if same_w else _np(weight),
-                          b=None if same_b else _np(bias))
-            changed = not (same_w and same_b)
+            y, same_w, same_b = decode_tensor(ans["y"]), False, False
         self._sent = bits
-        if changed or cache:
+        if cache or not (same_w and same_b):
             self._token += 1
         return _torch(y, x), self._token
 
     def _remote_backward(self, token, x, weight, bias, gy, need):
-        """(dx, dW, db) as torch tensors (None where not needed)."""
+        """(dx, dW, db) as torch tensors (None where not needed): from the session's cache
+        when it holds this forward, else (or when the daemon lost it) statelessly."""
         delta = _np(gy)
+        grads = None
         if token == self._token and self._session is not None:
-            grads = self._session.backward(delta, need=need)
-        else:
-            layer = self._layer(weight)
-            layer["W"] = _np(weight)
-            if bias is not None:
-                layer["b"] = _np(bias)
+            try:
+                grads = self._session.backward(delta, need=need)
+            except (SessionExpired, SessionNotFound, NoForwardCache):
+                pass  # expired, or a restarted daemon without the input: send it
+        if grads is None:
+            layer = dict(self._layer(weight), W=_np(weight),
+                         b=None if bias is None else _np(bias))
             grads = self.client.backward(_np(x), delta, layer=layer, need=need)
         return tuple(None if g is None else _torch(g, gy) for g in grads)
