@@ -186,6 +186,7 @@ bench-http:
 	@$(MAKE) --no-print-directory $(CONVD) $(BENCH_CODEC) $(BENCH_BIN) $(BENCH_LOOP)
 	@$(BENCH_CODEC)
 	@bench/http.sh $(CONVD) $(BENCH_BIN) $(BENCH_LOOP)
+	@bench/durable.sh $(CONVD)
 	@$(TORCH_PYTHON) bench/client.py $(CONVD)
 
 install: $(CONVD)
