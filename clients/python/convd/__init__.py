@@ -10,8 +10,18 @@
 (importing it needs PyTorch; this module needs only NumPy).
 """
 from .client import Client, Session
-from .errors import *  # noqa: F401,F403  (one class per contract error code)
-from .errors import __all__ as _errors_all
+from .errors import (ConnectionFailed, Error, Internal, InvalidArgument, InvalidJSON,
+                     InvalidLayer, InvalidTensor, MethodNotAllowed, NoForwardCache,
+                     NonFiniteResult, NotFound, OutOfMemory, PayloadTooLarge, SessionExpired,
+                     SessionNotFound, ShapeMismatch, ShuttingDown, TooManySessions, Unauthorized,
+                     UnsupportedMediaType, WrongNode, error_class)
 
 __version__ = "1.1.0"
-__all__ = ["Client", "Session", "__version__"] + _errors_all
+__all__ = [
+    "Client", "Session", "Error", "ConnectionFailed", "InvalidJSON", "InvalidTensor",
+    "InvalidLayer", "ShapeMismatch", "InvalidArgument", "Unauthorized", "NotFound",
+    "SessionNotFound", "MethodNotAllowed", "NoForwardCache", "SessionExpired",
+    "PayloadTooLarge", "UnsupportedMediaType", "WrongNode", "NonFiniteResult",
+    "TooManySessions", "Internal", "ShuttingDown", "OutOfMemory", "error_class",
+    "__version__",
+]

@@ -17,7 +17,6 @@ the module's weights, which stay the truth: training resumes after any pause.
 import math
 import weakref
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import init
