@@ -46,7 +46,9 @@ CJSON_LIBS  := $(call pc_libs,libcjson,-lcjson)
 CORE_SRC   := $(sort $(wildcard core/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(sort $(wildcard server/*.c)))
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# docs/openapi.yaml is compiled in as a C string (server/api_openapi.h serves it)
+GEN_OBJ    := $(BUILD)/gen/openapi_yaml.o
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(GEN_OBJ)
 
 LIBCVD    := $(BUILD)/libcvd.a
 LIBSERVER := $(BUILD)/libconvd_server.a
@@ -94,6 +96,13 @@ $(BUILD)/core/%.o: core/%.c
 $(BUILD)/server/%.o: server/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(SRV_CFLAGS) -pthread -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/openapi_yaml.c: docs/openapi.yaml scripts/embed-text.sh
+	@mkdir -p $(@D)
+	scripts/embed-text.sh api_openapi_yaml $< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -184,6 +193,7 @@ bench-http:
 	@$(BENCH_CODEC)
 	@bench/http.sh $(CONVD) $(BENCH_BIN) $(BENCH_LOOP)
 	@bench/durable.sh $(CONVD)
+	@$(TORCH_PYTHON) bench/client.py $(CONVD)
 
 install: $(CONVD)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/convd $(DESTDIR)$(PREFIX)/share/man/man1

@@ -599,7 +599,12 @@ static int decode_b64_text(const char *text, size_t tlen, const char *field, cvd
             }
             fmt_path(path, sizeof path, field, idx, rank);
             cvd_tensor_release(out);
-            return not_finite(e, path, bad_value, want);
+            /* big-endian bytes read as little-endian look like this: say so */
+            not_finite(e, path, bad_value, want);
+            if (e)
+                strncat(e->msg, " (is the byte order little-endian?)",
+                        sizeof e->msg - strlen(e->msg) - 1);
+            return -1;
         }
         at += n;
         pos += clen;

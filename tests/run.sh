@@ -1,9 +1,10 @@
 #!/bin/sh
 # run.sh — run every test binary under each BUILD dir given (core, server, integration
-# suites), each with its own build's convd. One line per binary; a failing binary's whole
-# output follows its line. The last line is the summary "N passed, M failed, K skipped"
-# (cmocka's per-binary summaries summed; a binary that crashes or exits non-zero without a
-# cmocka failure counts as one failure).
+# suites), each with its own build's convd, then the Python client's tests once (with the
+# first BUILD's convd; tests/python/run.py, Debian's python3). One line per binary; a
+# failing binary's whole output follows its line. The last line is the summary
+# "N passed, M failed, K skipped" (cmocka's and the Python summaries summed; a binary that
+# crashes or exits non-zero without a failure counted counts as one failure).
 # Exit status: 0 only if nothing failed and at least one test ran.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,6 +57,16 @@ for b in "$@"; do
         done
     done
 done
+
+# The Python client's tests, once, against the first build's daemon.
+case "$1" in /*) convd=$1/convd ;; *) convd=$top/$1/convd ;; esac
+CONVD_BIN="$convd" ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" PYTHONDONTWRITEBYTECODE=1 \
+    "${CONVD_PYTHON:-/usr/bin/python3}" tests/python/run.py >"$log" 2>&1
+rc=$?
+summary='^python: \([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed, \([0-9][0-9]*\) skipped.*'
+p=$(sed -n "s/$summary/\1/p" "$log")
+record tests/python "$rc" "${p:-0}" "$(sed -n "s/$summary/\2/p" "$log" | grep . || echo 1)" \
+    "$(sed -n "s/$summary/\3/p" "$log" | grep . || echo 0)"
 
 [ -n "$failed_names" ] && echo "failing binaries:$failed_names"
 echo "$passed passed, $failed failed, $skipped skipped"
