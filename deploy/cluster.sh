@@ -118,7 +118,7 @@ start_node() {
     pid[$n]=$!
     deadline=$((SECONDS + 20))
     while [ $SECONDS -lt $deadline ]; do
-        p=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p;T;q' "$d/convd.log")
+        p=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p;T;q' "$d/convd.log" 2>/dev/null || true)
         [ -z "$p" ] || break
         kill -0 "${pid[$n]}" 2>/dev/null || break
         sleep 0.05
