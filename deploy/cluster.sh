@@ -200,12 +200,34 @@ start_router() {
     done
 }
 
+# The pids of nginx's workers (children of its master).
+nginx_workers() {
+    local m f pp
+    m=$(nginx_pid)
+    for f in /proc/[0-9]*/stat; do
+        pp=$(awk '{print $4}' "$f" 2>/dev/null) || continue
+        [ "$pp" != "$m" ] || { f=${f#/proc/}; echo "${f%/stat}"; }
+    done
+}
+
 # Reload the router and wait until it routes to node $1 (a new node, or a node on a new
-# port): only the new config can answer 200 for it.
+# port). A reload starts new workers, then tells the old ones to stop accepting; until
+# they have, a new connection may still get the old config. So wait for every old worker
+# to exit or to call itself "shutting down", then for the router to reach $1.
 reload_router() {
+    local old w deadline=$((SECONDS + 10)) cmd
+    old=$(nginx_workers)
     render_router
     "$nginx_bin" -p "$ngx/" -c "$ngx/nginx.conf" -e "$ngx/logs/error.log" -s reload ||
         die "nginx -s reload failed (its log: $ngx/logs/error.log)"
+    for w in $old; do
+        while cmd=$(tr '\0' ' ' <"/proc/$w/cmdline" 2>/dev/null) && [ -n "$cmd" ] &&
+            [[ $cmd != *"shutting down"* ]]; do
+            [ $SECONDS -lt $deadline ] ||
+                die "nginx's old worker $w still takes requests 10 s after the reload (its log: $ngx/logs/error.log)"
+            sleep 0.02
+        done
+    done
     wait_200 "http://127.0.0.1:$front_port/nodes/$1/healthz" 10 ||
         die "the router does not reach node $1 10 s after the reload (its log: $ngx/logs/error.log)"
 }

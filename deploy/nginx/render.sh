@@ -46,7 +46,7 @@ for spec in "$@"; do
     all="${all}    server $addr;${nl}"
     nodemap="${nodemap}    $name  convd_$name;${nl}"
 done
-upstreams="${upstreams}upstream convd_all {${nl}${all}    keepalive 16;${nl}}"
+upstreams="${upstreams}upstream convd_all {${nl}    zone convd_all 64k;${nl}${all}}"
 nodemap=${nodemap%"$nl"}
 
 # Inline the includes (indented like the include line), then fill in the @...@ lines.

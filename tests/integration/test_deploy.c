@@ -366,8 +366,8 @@ static void test_k8s_configmap_is_deploy_nginx(void **state)
         const char *got =
             cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(at(cm, "data"), files[i]));
         if (!got || strcmp(got, want) != 0)
-            fail_msg("deploy/k8s/router.yaml's ConfigMap key %s differs from %s: regenerate it "
-                     "(see the comment at the top of router.yaml)",
+            fail_msg("deploy/k8s/router.yaml's ConfigMap key %s differs from %s: run "
+                     "deploy/k8s/sync-configmap.sh",
                      files[i], path);
         free(want);
     }
@@ -511,8 +511,10 @@ static void test_render_static_passes_nginx_t(void **state)
     /* one upstream per node and the spread over all of them */
     assert_non_null(strstr(out, "upstream convd_n1 {\n    server 127.0.0.1:18081;"));
     assert_non_null(strstr(out, "upstream convd_node-2 {\n    server 10.0.0.2:8080;"));
-    assert_non_null(strstr(out, "upstream convd_all {\n    server 127.0.0.1:18081;\n    server "
-                                "10.0.0.2:8080;\n    server [::1]:8082;"));
+    assert_non_null(strstr(
+        out,
+        "upstream convd_all {\n    zone convd_all 64k;\n    server 127.0.0.1:18081;\n    server "
+        "10.0.0.2:8080;\n    server [::1]:8082;\n}"));
     assert_non_null(strstr(out, "node-2  convd_node-2;"));
     assert_non_null(strstr(out, "listen 127.0.0.1:18080;"));
     assert_false(has_placeholder(out));
