@@ -11,6 +11,7 @@
  * The tests run in order on one cluster; the group teardown runs `down` whatever
  * happened, and removes the cluster directory only when everything passed.
  */
+#include "front.h"
 #include "itest.h"
 
 #include <errno.h>
@@ -90,29 +91,10 @@ static const node *node_named(const char *name)
     return NULL;
 }
 
-/* The node part of an id "NODE.<32 hex>", checked for that form; fails the test if not. */
-static void id_node(const char *id, char *name, size_t n)
-{
-    const char *dot = strchr(id, '.');
-    if (!dot || dot == id || (size_t)(dot - id) >= n || strlen(dot + 1) != 32 ||
-        strspn(dot + 1, "0123456789abcdef") != 32 ||
-        strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != (size_t)(dot - id))
-        fail_msg("session id '%s' is not NODE.<32 lowercase hex>", id);
-    memcpy(name, id, (size_t)(dot - id));
-    name[dot - id] = '\0';
-}
-
-/* A request to the front; fails the test when no HTTP answer arrives. sid (may be NULL)
- * goes in X-Session-Id. */
 static void front_req(const char *method, const char *path, const char *body, const char *sid,
                       http_res *r)
 {
-    char hdr[160];
-    const char *hdrs[] = {hdr, NULL};
-    snprintf(hdr, sizeof hdr, "X-Session-Id: %s", sid ? sid : "");
-    if (http_do(NULL, front, method, path, body, body ? strlen(body) : 0, sid ? hdrs : NULL, r) !=
-        0)
-        fail_msg("%s %s%s: no answer (curl %d)", method, front, path, r->curl_rc);
+    front_do(front, method, path, body, sid, r);
 }
 
 static void remember(const char *id, int ref_case)
@@ -243,7 +225,7 @@ static void test_notebook_through_front(void **state)
         expect_status(&r, 201);
         char *id = strdup(cJSON_GetStringValue(jget(r.json, "session")));
         assert_string_equal(r.session_id, id);
-        id_node(id, name, sizeof name);
+        front_id_node(id, name, sizeof name);
         assert_non_null(node_named(name));
         http_res_free(&r);
         front_req("POST", "/forward", xbody, id, &r);
@@ -288,7 +270,7 @@ static void test_notebook_through_front(void **state)
     expect_status(&r, 200);
     expect_tensor(jget(r.json, "y"), &nb->y, TT_NESTED, 0, 0, "inline y");
     char *id = strdup(r.session_id);
-    id_node(id, name, sizeof name);
+    front_id_node(id, name, sizeof name);
     http_res_free(&r);
     front_req("POST", "/backward", dbody, id, &r);
     expect_status(&r, 200);
@@ -396,7 +378,7 @@ static void test_reference_cases_spread_over_nodes(void **state)
         expect_status(&r, 201);
         char name[48];
         const char *id = cJSON_GetStringValue(jget(r.json, "session"));
-        id_node(id, name, sizeof name);
+        front_id_node(id, name, sizeof name);
         const node *nd = node_named(name);
         if (!nd)
             fail_msg("session %s names node %s, which is not in the cluster", id, name);
@@ -426,7 +408,7 @@ static void test_body_only_reference_is_421_elsewhere(void **state)
     (void)state;
     const char *id = sessions[0].id;
     char name[48];
-    id_node(id, name, sizeof name);
+    front_id_node(id, name, sizeof name);
     const notebook *nb = notebook_get();
     char *x = tt_json(nb->x.data, nb->x.rank, nb->x.shape, TT_NESTED, 64, 1);
     char *body = strf("{\"session\":\"%s\",\"x\":%s}", id, x);
@@ -508,7 +490,7 @@ static void test_kill9_and_restart_keeps_sessions(void **state)
     /* the victim: the node of the first notebook session, which gets an SGD step first */
     const char *trained = sessions[0].id;
     char victim[48];
-    id_node(trained, victim, sizeof victim);
+    front_id_node(trained, victim, sizeof victim);
     char *delta = tt_json(nb->delta.data, nb->delta.rank, nb->delta.shape, TT_NESTED, 64, 1);
     char *x = tt_json(nb->x.data, nb->x.rank, nb->x.shape, TT_NESTED, 64, 1);
     char *xbody = strf("{\"x\":%s}", x);
@@ -527,7 +509,7 @@ static void test_kill9_and_restart_keeps_sessions(void **state)
     int on_victim = 0;
     for (int i = 0; i < n_sessions; i++) {
         char name[48];
-        id_node(sessions[i].id, name, sizeof name);
+        front_id_node(sessions[i].id, name, sizeof name);
         if (strcmp(name, victim) != 0)
             continue;
         long st;
@@ -558,7 +540,7 @@ static void test_kill9_and_restart_keeps_sessions(void **state)
         front_req("POST", "/sessions", layer, NULL, &r);
         expect_status(&r, 201);
         char name[48];
-        id_node(r.session_id, name, sizeof name);
+        front_id_node(r.session_id, name, sizeof name);
         assert_string_not_equal(name, victim);
         http_res_free(&r);
     }
@@ -654,7 +636,7 @@ static void test_add_keeps_every_session_reachable(void **state)
         front_req("POST", "/sessions", layer, NULL, &r);
         expect_status(&r, 201);
         char name[48];
-        id_node(r.session_id, name, sizeof name);
+        front_id_node(r.session_id, name, sizeof name);
         if (strcmp(name, "n4") == 0) {
             on_new++;
             assert_int_equal(run_case(c0, r.session_id, 1), 0);

@@ -1,12 +1,12 @@
 /*
  * test_deploy.c — the files an operator deploys with (deploy/): the YAML passes
  * `yamllint --strict` (deploy/.yamllint); the Kubernetes manifests and compose.yaml agree
- * with each other (names, labels, selectors, ports, the state dir, the node name, probes,
- * a grace period above drain_timeout); the router ConfigMap holds deploy/nginx's files
- * byte for byte; and both nginx configs (render.sh's for fixed nodes, router-start.sh's
- * for DNS) pass `nginx -t` on Debian's nginx, while bad input to the scripts is refused.
- * YAML is read through Debian's python3-yaml (yamllint's own dependency) as JSON.
- * Runs from the source tree's top (tests/run.sh does); starts no convd.
+ * with each other and with the Dockerfile (names, labels, selectors, ports, the state dir
+ * and its VOLUME, the node name, probes, a grace period above drain_timeout); the router ConfigMap
+ * holds deploy/nginx's files byte for byte; and both nginx configs (render.sh's for fixed nodes,
+ * router-start.sh's for DNS) pass `nginx -t` on Debian's nginx, while bad input to the scripts is
+ * refused. YAML is read through Debian's python3-yaml (yamllint's own dependency) as JSON. Runs
+ * from the source tree's top (tests/run.sh does); starts no convd.
  */
 #include "itest.h"
 
@@ -430,6 +430,15 @@ static void test_compose_agrees(void **state)
     if (nodes < 2)
         fail_msg("compose.yaml has %d nodes; a cluster needs at least 2", nodes);
     assert_int_equal(cJSON_GetArraySize(at(router, "depends_on")), nodes);
+    /* the image itself declares that state dir (so a new volume is the convd user's) */
+    char *docker = slurp("Dockerfile");
+    const char *dir = env_value(k8s_node, "CONVD_STATE_DIR");
+    char *volume = strf("\nVOLUME %s\n", dir), *env = strf("CONVD_STATE_DIR=%s", dir);
+    if (!strstr(docker, volume) || !strstr(docker, env))
+        fail_msg("the Dockerfile should set CONVD_STATE_DIR=%s and declare VOLUME %s", dir, dir);
+    free(env);
+    free(volume);
+    free(docker);
     assert_string_equal(str_at(router, "volumes.0", "router"), "./nginx:/etc/convd-router:ro");
     assert_string_equal(str_at(router, "entrypoint.1", "router"),
                         "/etc/convd-router/router-start.sh");
