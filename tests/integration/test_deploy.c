@@ -375,8 +375,8 @@ static void test_k8s_configmap_is_deploy_nginx(void **state)
 }
 
 /* compose.yaml: every node's name is its service name, its own volume is at the state dir,
- * its grace period exceeds drain_timeout, all share the alias and port the router uses;
- * and the numbers match the Kubernetes nodes'. */
+ * its grace period exceeds drain_timeout, the router lists every node and uses their
+ * port; and the numbers match the Kubernetes nodes'. */
 static void test_compose_agrees(void **state)
 {
     (void)state;
@@ -387,7 +387,8 @@ static void test_compose_agrees(void **state)
     const cJSON *services = at(compose, "0.services");
     const cJSON *router = at(services, "router");
     assert_non_null(router);
-    const char *any = str_at(router, "environment.CONVD_ANY_NODE", "router");
+    const char *listed = str_at(router, "environment.CONVD_NODES", "router");
+    assert_null(at(router, "environment.CONVD_ANY_NODE"));
     const char *node_port = str_at(router, "environment.CONVD_NODE_PORT", "router");
     assert_string_equal(str_at(router, "environment.CONVD_NODE_SUFFIX", "router"), "");
     assert_string_equal(node_port, env_value(k8s_node, "CONVD_PORT"));
@@ -417,7 +418,11 @@ static void test_compose_agrees(void **state)
         if (grace <= atoi(drain))
             fail_msg("%s: stop_grace_period %d s must exceed drain_timeout %s s", s->string, grace,
                      drain);
-        assert_string_equal(str_at(s, "networks.convd.aliases.0", s->string), any);
+        char *word = strf(" %s ", s->string), *padded = strf(" %s ", listed);
+        if (!strstr(padded, word))
+            fail_msg("the router's CONVD_NODES '%s' does not list node %s", listed, s->string);
+        free(padded);
+        free(word);
         int dep = 0;
         const cJSON *d;
         cJSON_ArrayForEach(d, at(router, "depends_on"))
@@ -430,6 +435,10 @@ static void test_compose_agrees(void **state)
     if (nodes < 2)
         fail_msg("compose.yaml has %d nodes; a cluster needs at least 2", nodes);
     assert_int_equal(cJSON_GetArraySize(at(router, "depends_on")), nodes);
+    int words = 0;
+    for (const char *p = listed; *p; p++)
+        words += *p != ' ' && (p == listed || p[-1] == ' ');
+    assert_int_equal(words, nodes);
     /* the image itself declares that state dir (so a new volume is the convd user's) */
     char *docker = slurp("Dockerfile");
     const char *dir = env_value(k8s_node, "CONVD_STATE_DIR");
@@ -573,9 +582,27 @@ static void test_router_start_dns_passes_nginx_t(void **state)
     nginx_check(out);
     free(out);
 
+    /* compose: the nodes listed, in an upstream resolved at start */
+    const char *listed[] = {"CONVD_RESOLVER=127.0.0.1", "CONVD_NODES=localhost", NULL};
+    assert_int_equal(run(cmd, listed, &out), 0);
+    assert_non_null(strstr(out, "upstream convd_any {\n    zone convd_any 64k;\n    server "
+                                "localhost:8080;\n}"));
+    assert_non_null(strstr(out, "\"\"       convd_any;"));
+    assert_false(has_placeholder(out));
+    nginx_check(out);
+    free(out);
+
     const char *no_any[] = {"CONVD_RESOLVER=127.0.0.1", NULL};
     assert_int_equal(run(cmd, no_any, &out), 2);
     assert_non_null(strstr(out, "CONVD_ANY_NODE is not set"));
+    free(out);
+    const char *both[] = {"CONVD_RESOLVER=127.0.0.1", "CONVD_ANY_NODE=a", "CONVD_NODES=n1", NULL};
+    assert_int_equal(run(cmd, both, &out), 2);
+    assert_non_null(strstr(out, "not both"));
+    free(out);
+    const char *bad_node[] = {"CONVD_RESOLVER=127.0.0.1", "CONVD_NODES=n1 N2", NULL};
+    assert_int_equal(run(cmd, bad_node, &out), 2);
+    assert_non_null(strstr(out, "'N2' is not a node name"));
     free(out);
     const char *bad_suffix[] = {"CONVD_RESOLVER=127.0.0.1", "CONVD_ANY_NODE=nodes",
                                 "CONVD_NODE_SUFFIX=nodes;", NULL};
