@@ -1,11 +1,11 @@
 # convd — HTTP daemon for a Conv2d layer (forward/backward), as a container image.
 #
 #   docker build -t convd .
-#   docker run --rm -p 127.0.0.1:8080:8080 -v convd-state:/var/lib/convd convd
+#   docker run --rm -p 127.0.0.1:8080:8080 convd
 #
 # Two stages on the same Debian 12 base: the first has the compiler and the -dev
-# packages, the second only the four runtime libraries, the binary, its config file,
-# a non-root user and its state dir /var/lib/convd (a VOLUME). Configure with CONVD_* variables (see `docker run convd --help`).
+# packages, the second only the four runtime libraries, the binary, its config file
+# and a non-root user. Configure with CONVD_* variables (see `docker run convd --help`).
 
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
@@ -28,17 +28,17 @@ RUN apt-get update \
  && groupadd --gid 10001 convd \
  && useradd --uid 10001 --gid convd --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin convd \
- && install -d -o convd -g convd -m 0750 /var/lib/convd
+ && install -d -o convd -g convd -m 0700 /var/lib/convd
 COPY --from=build /src/build/convd /usr/local/bin/convd
 COPY config/convd.conf /etc/convd/convd.conf
 
 # The file gives the defaults; CONVD_* variables override it, flags override both.
+# Sessions live in /var/lib/convd: mount a volume there (docker run -v convd-state:/var/lib/convd)
+# or they go with the container.
 ENV CONVD_CONFIG=/etc/convd/convd.conf \
     CONVD_BIND=0.0.0.0 \
     CONVD_PORT=8080 \
     CONVD_STATE_DIR=/var/lib/convd
-# Sessions live here (docs/deploy.md): mount a named volume to keep them across containers.
-# The directory belongs to convd, so a new volume starts out writable for it.
 VOLUME /var/lib/convd
 USER convd:convd
 EXPOSE 8080

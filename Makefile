@@ -177,6 +177,7 @@ bench-http:
 	@$(MAKE) --no-print-directory $(CONVD) $(BENCH_CODEC) $(BENCH_BIN) $(BENCH_LOOP)
 	@$(BENCH_CODEC)
 	@bench/http.sh $(CONVD) $(BENCH_BIN) $(BENCH_LOOP)
+	@bench/durable.sh $(CONVD)
 
 install: $(CONVD)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/convd $(DESTDIR)$(PREFIX)/share/man/man1

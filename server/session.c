@@ -73,6 +73,7 @@ struct session_store {
     int reaper_on, stopping;
     pthread_cond_t cv;
     double last_prune, last_malloc_trim;
+    int trim_pending; /* memory was freed since the last malloc_trim (store mutex) */
 };
 
 static double clock_s(clockid_t c)
@@ -402,15 +403,18 @@ static void reaper_tick(session_store *st, double now)
 {
     entry *dead = NULL;
     reap_locked(st, now, &dead);
-    size_t trimmed = trim_locked(st, now);
-    pthread_mutex_unlock(&st->mu);
-    bury(st, dead);
-    /* glibc keeps freed memory for the next request; after many sessions went idle or away,
-     * give it back (at most every 10 s: malloc_trim walks the whole heap). */
-    if ((dead || trimmed) && now - st->last_malloc_trim >= 10) {
-        malloc_trim(0);
+    /* glibc keeps freed memory for the next request; once sessions went idle or away, give
+     * it back (at most every 2 s: malloc_trim walks the whole heap, arena by arena) */
+    st->trim_pending |= dead || trim_locked(st, now);
+    int give_back = st->trim_pending && now - st->last_malloc_trim >= 2;
+    if (give_back) {
+        st->trim_pending = 0;
         st->last_malloc_trim = now;
     }
+    pthread_mutex_unlock(&st->mu);
+    bury(st, dead);
+    if (give_back)
+        malloc_trim(0);
     if (st->o.db) {
         session_store_flush(st);
         state_checkpoint(st->o.db);
@@ -860,6 +864,7 @@ int session_delete(session_store *st, const char *id, apierr *e)
     if (n) {
         unlink_entry(st, n);
         st->deleted++;
+        st->trim_pending = 1;
         last = n->refs == 0;
     }
     pthread_mutex_unlock(&st->mu);
