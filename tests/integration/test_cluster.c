@@ -3,6 +3,7 @@
  * nodes, each on its own state dir, behind Debian's nginx with deploy/nginx's routing),
  * and everything through the front URL with the session id in X-Session-Id or the path:
  * the notebook's three flows and the 40 reference cases, checked against the fixtures;
+ * misuse of cluster.sh refused with the reason;
  * ids that name their node, spread over at least two nodes; a body-only reference on the
  * wrong node answering 421; one node kill -9'ed (its sessions answer 502 from the router,
  * everything else goes on), restarted on its state dir with its sessions intact (same W;
@@ -203,6 +204,36 @@ static void test_up_prints_front_and_nodes(void **state)
     front_req("GET", "/healthz", NULL, NULL, &r);
     expect_status(&r, 200);
     http_res_free(&r);
+    passed();
+}
+
+/* Misuse is refused with the reason, and changes nothing. */
+static void test_cluster_sh_refuses_misuse(void **state)
+{
+    (void)state;
+    static const char *const bad[][3] = {
+        {"up", "3", "a cluster is running"},
+        {"up", "0", "usage: cluster.sh up N"},
+        {"restart", "n9", "usage: cluster.sh restart NAME"},
+        {"add", "N-1", "is not [a-z0-9-]{1,40}"},
+        {"add", "n1", "already in the cluster"},
+        {"frobnicate", NULL, "usage: cluster.sh up N"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *out;
+        int rc = cluster_sh(bad[i][0], bad[i][1], &out);
+        if (rc != 1 || !strstr(out, bad[i][2]))
+            fail_msg("cluster.sh %s %s: exit %d, '%s' (want 1 and '%s')", bad[i][0],
+                     bad[i][1] ? bad[i][1] : "", rc, out, bad[i][2]);
+        free(out);
+    }
+    char *out;
+    assert_int_equal(cluster_sh("status", NULL, &out), 0);
+    assert_int_equal(parse_nodes(out), 3);
+    assert_int_equal(n_nodes, 3);
+    free(out);
+    for (int i = 0; i < n_nodes; i++)
+        assert_int_equal(kill(nodes[i].pid, 0), 0);
     passed();
 }
 
@@ -670,6 +701,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_up_prints_front_and_nodes, count_run),
+        cmocka_unit_test_setup(test_cluster_sh_refuses_misuse, count_run),
         cmocka_unit_test_setup(test_notebook_through_front, count_run),
         cmocka_unit_test_setup(test_reference_cases_spread_over_nodes, count_run),
         cmocka_unit_test_setup(test_body_only_reference_is_421_elsewhere, count_run),
