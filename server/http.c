@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +57,8 @@ typedef struct req {
     prescan pre;      /* the body's long base64 strings, decoded as they arrive */
     int body_started; /* its first bytes came: presized, prescan started (once) */
     int too_large;    /* the body outgrew max_body_bytes while streaming */
+    int oom;          /* an allocation for the body failed: the rest is dropped, 503 */
+    int must_close;   /* badly framed: the answer closes the connection */
     apierr early;     /* a refusal decided before the body, answered on the next call */
     int counted;      /* counted in inflight (dispatched, answer not yet sent) */
     int responded;
@@ -136,6 +139,10 @@ static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q,
         add_header(resp, MHD_HTTP_HEADER_ALLOW, q->m.allow);
     if (status == 401)
         add_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"convd\"");
+    if (r->err.code == APIERR_OUT_OF_MEMORY)
+        add_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (q->must_close)
+        add_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
     if (ret == MHD_YES) {
@@ -175,6 +182,37 @@ static int early_checks(http_server *h, struct MHD_Connection *c, req *q, apierr
         .content_length = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH),
     };
     return gate_check(h->cfg, &g, e);
+}
+
+static enum MHD_Result frame_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    gate_frame *f = cls;
+    if (!key || !value)
+        return MHD_YES;
+    if (strpbrk(key, " \t") && !f->bad_name)
+        f->bad_name = key;
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        f->hosts++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (f->content_lengths++ == 0)
+            f->content_length = value;
+        else if (strcmp(value, f->content_length) != 0)
+            f->lengths_differ = 1;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        if (f->transfer_encodings++ == 0)
+            f->transfer_encoding = value;
+    }
+    return MHD_YES;
+}
+
+/* The framing check (gate_frame_check) over every header line as received. */
+static int frame_check(struct MHD_Connection *c, const char *version, apierr *e)
+{
+    gate_frame f = {.http11 = strcmp(version, MHD_HTTP_VERSION_1_0) != 0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, frame_header, &f);
+    return gate_frame_check(&f, e);
 }
 
 /* Uploads in progress count as in flight at shutdown (a slow client still gets its answer),
@@ -235,13 +273,22 @@ static void presize_body(const http_server *h, struct MHD_Connection *c, req *q)
     }
 }
 
+static apierr out_of_memory(void)
+{
+    apierr e;
+    apierr_set(&e, APIERR_OUT_OF_MEMORY,
+               "convd ran out of memory reading the request body; retry later or send a "
+               "smaller body");
+    return e;
+}
+
 static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q)
 {
     api_req r = {0};
     buf_init(&r.out);
     if (q->body.oom || prescan_finish(&q->pre, &q->body) < 0) {
-        apierr_set(&r.err, APIERR_INTERNAL, "out of memory reading the request body");
-        return respond(h, c, q, &r);
+        apierr e = out_of_memory();
+        return respond_error(h, c, q, &e);
     }
     /* In flight from here until MHD reports the answer sent. */
     upload_end(h, q);
@@ -277,7 +324,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
 {
-    (void)version;
     http_server *h = cls;
     req *q = *con_cls;
     if (!q) {
@@ -290,6 +336,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         copy_printable(q->method, sizeof q->method, method);
         copy_printable(q->path, sizeof q->path, url);
         q->rr = router_match(method, url, &q->m);
+        if (frame_check(c, version, &q->early)) {
+            q->must_close = 1;
+            return respond_error(h, c, q, &q->early);
+        }
         if (early_checks(h, c, q, &q->early)) {
             /* Answering before a body is read makes MHD close the connection, which is
              * what a refused upload needs; a bodiless request keeps its connection and is
@@ -306,7 +356,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         size_t n = *upload_size;
         q->bytes_in += n;
         *upload_size = 0;
-        if (q->responded || q->too_large || q->early.code != APIERR_NONE)
+        if (q->responded || q->too_large || q->oom || q->early.code != APIERR_NONE)
             return MHD_YES; /* discard the rest */
         if (q->bytes_in > h->cfg->max_body_bytes) {
             /* A chunked body (no Content-Length) that outgrew the limit. MHD 0.9.75 cannot
@@ -321,16 +371,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             q->body_started = 1;
             presize_body(h, c, q);
         }
-        prescan_feed(&q->pre, &q->body, upload_data, n); /* failure: body.oom, answered 500 */
+        if (prescan_feed(&q->pre, &q->body, upload_data, n) < 0) {
+            /* The rest is read and dropped like an oversized body's; 503 comes last. */
+            q->oom = 1;
+            buf_free(&q->body);
+            buf_init(&q->body);
+            prescan_free(&q->pre);
+        }
         return MHD_YES;
     }
     if (q->responded)
         return MHD_YES;
     if (q->early.code != APIERR_NONE)
         return respond_error(h, c, q, &q->early);
-    if (q->too_large) {
+    if (q->too_large || q->oom) {
         upload_end(h, q);
-        apierr e = too_large(h);
+        apierr e = q->oom ? out_of_memory() : too_large(h);
         return respond_error(h, c, q, &e);
     }
     return dispatch(h, c, q);
