@@ -35,6 +35,10 @@ static const srv_config defaults = {
     .api_key_file = "",
     .log_level = LOG_LEVEL_INFO,
     .config_path = "",
+    .header_timeout = 10,
+    .body_min_rate = 1024,
+    .connection_timeout = 30,
+    .max_connections = 1024,
 };
 
 typedef enum { K_STR, K_INT, K_BYTES, K_SECONDS, K_LEVEL, K_KEY, K_KEYFILE } kind;
@@ -87,6 +91,24 @@ static const setting settings[] = {
      "FILE", "read the API key from the first line of FILE"},
     {"log_level", "log-level", "CONVD_LOG_LEVEL", K_LEVEL, OFF(log_level), 0, 0, "LEVEL",
      "debug, info, warn or error (default info; info logs one line per request)"},
+    /* the edge (api.md §8.3) */
+    {"header_timeout", "header-timeout", "CONVD_HEADER_TIMEOUT", K_SECONDS, OFF(header_timeout),
+     0.01, 1e6, "SECONDS",
+     "a request whose headers are not complete this long after the connection opened (or "
+     "after the previous answer, at least connection_timeout) is closed (default 10)"},
+    {"body_min_rate", "body-min-rate", "CONVD_BODY_MIN_RATE", K_BYTES, OFF(body_min_rate), 0, 0,
+     "BYTES",
+     "bytes per second a request body must average once it has been arriving for "
+     "header_timeout seconds, else the connection is closed (default 1024; 0 = no "
+     "minimum)"},
+    {"connection_timeout", "connection-timeout", "CONVD_CONNECTION_TIMEOUT", K_SECONDS,
+     OFF(connection_timeout), 1, 1e6, "SECONDS",
+     "a connection with nothing moving for this long (idle keep-alive, a client not reading "
+     "its answer) is closed (default 30)"},
+    {"max_connections", "max-connections", "CONVD_MAX_CONNECTIONS", K_INT, OFF(max_connections), 1,
+     1000000, "N",
+     "open connections in all (default 1024); more wait, or are closed at once while the "
+     "limit is reached"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
@@ -211,9 +233,9 @@ static int set_value(srv_config *c, const setting *st, const char *v, const char
         uint64_t x;
         if (parse_bytes(v, &x) || x < (uint64_t)st->min || x > (uint64_t)SIZE_MAX / 2)
             return fail(err, n,
-                        "%s: %s must be a byte count >= 1 (digits, optionally with K, M, G or "
-                        "T for KiB..TiB), not \"%s\"",
-                        where, st->flag, v);
+                        "%s: %s must be a byte count >= %.0f (digits, optionally with K, M, G "
+                        "or T for KiB..TiB), not \"%s\"",
+                        where, st->flag, st->min, v);
         *(uint64_t *)field = x;
         return 0;
     }
@@ -288,7 +310,8 @@ int config_parse_file(srv_config *c, const char *path, char *err, size_t n)
                       "%s: unknown key \"%s\" (known: bind, port, threads, blas_threads, "
                       "max_body_bytes, max_sessions, max_connections_per_ip, idle_timeout, "
                       "max_session_bytes, "
-                      "drain_timeout, api_key_file, log_level)",
+                      "drain_timeout, api_key_file, log_level, header_timeout, body_min_rate, "
+                      "connection_timeout, max_connections)",
                       where, key);
             break;
         }
@@ -591,4 +614,8 @@ void config_log(const srv_config *c)
              c->drain_timeout,
              c->api_key[0] ? (c->api_key_file[0] ? "on (key from api_key_file)" : "on") : "off",
              log_level_name(c->log_level));
+    log_info("config: header_timeout=%gs body_min_rate=%llu connection_timeout=%gs "
+             "max_connections=%d",
+             c->header_timeout, (unsigned long long)c->body_min_rate, c->connection_timeout,
+             c->max_connections);
 }

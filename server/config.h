@@ -36,6 +36,11 @@ typedef struct srv_config {
     char api_key_file[CONFIG_PATH_MAX]; /* where api_key was read from, if a file */
     log_level log_level;
     char config_path[CONFIG_PATH_MAX]; /* the file actually read; "" if none */
+    /* the edge (api.md §8.3) */
+    double header_timeout;     /* s from accept (or the last answer) to complete headers */
+    uint64_t body_min_rate;    /* bytes/s a body must average after header_timeout; 0 = off */
+    double connection_timeout; /* s a keep-alive connection may stay idle */
+    int max_connections;       /* open connections in all */
 } srv_config;
 
 typedef enum {

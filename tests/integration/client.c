@@ -141,9 +141,20 @@ void http_res_free(http_res *r)
 
 int raw_connect(int port)
 {
+    return raw_connect_from(port, NULL);
+}
+
+int raw_connect_from(int port, const char *from)
+{
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    if (from && (inet_pton(AF_INET, from, &src.sin_addr) != 1 ||
+                 bind(fd, (struct sockaddr *)&src, sizeof src) != 0)) {
+        close(fd);
+        return -1;
+    }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
