@@ -35,8 +35,8 @@ pc_libs   = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null || echo $(2))
 
 BLAS_CFLAGS := $(call pc_cflags,openblas)
 BLAS_LIBS   := $(call pc_libs,openblas,-lopenblas)
-SRV_CFLAGS  := $(call pc_cflags,libmicrohttpd libcjson)
-SRV_LIBS    := $(call pc_libs,libmicrohttpd libcjson,-lmicrohttpd -lcjson)
+SRV_CFLAGS  := $(call pc_cflags,libmicrohttpd libcjson sqlite3)
+SRV_LIBS    := $(call pc_libs,libmicrohttpd libcjson sqlite3,-lmicrohttpd -lcjson -lsqlite3)
 CURL_LIBS   := $(call pc_libs,libcurl,-lcurl)
 CMOCKA_LIBS := $(call pc_libs,cmocka,-lcmocka)
 CJSON_LIBS  := $(call pc_libs,libcjson,-lcjson)
@@ -184,6 +184,7 @@ bench-http:
 	@$(MAKE) --no-print-directory $(CONVD) $(BENCH_CODEC) $(BENCH_BIN) $(BENCH_LOOP)
 	@$(BENCH_CODEC)
 	@bench/http.sh $(CONVD) $(BENCH_BIN) $(BENCH_LOOP)
+	@bench/durable.sh $(CONVD)
 
 install: $(CONVD)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/convd $(DESTDIR)$(PREFIX)/share/man/man1

@@ -5,7 +5,7 @@
 # Downloads nothing but Debian packages.
 set -eu
 
-set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev"
+set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev libsqlite3-dev"
 set_test="$set_build libcmocka-dev libcurl4-openssl-dev"
 set_bench="$set_test wrk"
 set_fuzz="$set_test clang libclang-rt-14-dev valgrind"

@@ -26,6 +26,7 @@ typedef enum {
     APIERR_SESSION_EXPIRED,        /* 410 session_expired */
     APIERR_PAYLOAD_TOO_LARGE,      /* 413 payload_too_large */
     APIERR_UNSUPPORTED_MEDIA_TYPE, /* 415 unsupported_media_type */
+    APIERR_WRONG_NODE,             /* 421 wrong_node */
     APIERR_NON_FINITE_RESULT,      /* 422 non_finite_result */
     APIERR_TOO_MANY_SESSIONS,      /* 429 too_many_sessions */
     APIERR_INTERNAL,               /* 500 internal (out of memory and our own bugs) */

@@ -34,6 +34,9 @@ static const srv_config defaults = {
     .api_key = "",
     .api_key_file = "",
     .log_level = LOG_LEVEL_INFO,
+    .state_dir = "",
+    .persist_inputs = 0,
+    .node_name = "",
     .config_path = "",
     .header_timeout = 10,
     .body_min_rate = 1024,
@@ -41,7 +44,19 @@ static const srv_config defaults = {
     .max_connections = 1024,
 };
 
-typedef enum { K_STR, K_INT, K_BYTES, K_SECONDS, K_LEVEL, K_KEY, K_KEYFILE } kind;
+/* K_DIR may be empty (state_dir: memory only); K_NODE is "" or [a-z0-9-]{1,40}. */
+typedef enum {
+    K_STR,
+    K_INT,
+    K_BYTES,
+    K_SECONDS,
+    K_LEVEL,
+    K_KEY,
+    K_KEYFILE,
+    K_DIR,
+    K_BOOL,
+    K_NODE
+} kind;
 
 typedef struct setting {
     const char *key;  /* file key; NULL when the setting has no file key */
@@ -91,6 +106,16 @@ static const setting settings[] = {
      "FILE", "read the API key from the first line of FILE"},
     {"log_level", "log-level", "CONVD_LOG_LEVEL", K_LEVEL, OFF(log_level), 0, 0, "LEVEL",
      "debug, info, warn or error (default info; info logs one line per request)"},
+    {"state_dir", "state-dir", "CONVD_STATE_DIR", K_DIR, OFF(state_dir), 0, 0, "DIR",
+     "directory of the session database (SQLite, created if missing): sessions survive a "
+     "restart or kill -9 (default empty = memory only; config/convd.conf sets var/state)"},
+    {"persist_inputs", "persist-inputs", "CONVD_PERSIST_INPUTS", K_BOOL, OFF(persist_inputs), 0, 0,
+     "BOOL",
+     "also store each session's forward cache (x), so a backward works across a restart "
+     "(default false: one write per forward saved)"},
+    {"node_name", "node-name", "CONVD_NODE_NAME", K_NODE, OFF(node_name), 0, 0, "NAME",
+     "this node's name, [a-z0-9-]{1,40}: session ids become NAME.<32 hex> so a router can "
+     "send each session's requests here (default empty)"},
     /* the edge (api.md §8.3) */
     {"header_timeout", "header-timeout", "CONVD_HEADER_TIMEOUT", K_SECONDS, OFF(header_timeout),
      0.01, 1e6, "SECONDS",
@@ -111,6 +136,7 @@ static const setting settings[] = {
      "limit is reached"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
+_Static_assert(NSETTINGS <= 64, "config_parse_file marks settings seen in a uint64_t");
 
 static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t n, const char *fmt, ...)
@@ -247,6 +273,30 @@ static int set_value(srv_config *c, const setting *st, const char *v, const char
         memcpy(field, &x, sizeof x);
         return 0;
     }
+    case K_DIR:
+        if (strlen(v) >= CONFIG_PATH_MAX)
+            return fail(err, n, "%s: %s is too long (at most %d bytes)", where, st->flag,
+                        CONFIG_PATH_MAX - 1);
+        memcpy(field, v, strlen(v) + 1);
+        return 0;
+    case K_NODE: {
+        size_t len = strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-");
+        if (v[len] || len > CONFIG_NODE_MAX)
+            return fail(err, n,
+                        "%s: %s must be empty or 1 to %d characters of a-z, 0-9 and '-', not "
+                        "\"%.64s\"",
+                        where, st->flag, CONFIG_NODE_MAX, v);
+        memcpy(field, v, len + 1);
+        return 0;
+    }
+    case K_BOOL:
+        if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+            *(int *)field = 1;
+        else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+            *(int *)field = 0;
+        else
+            return fail(err, n, "%s: %s must be true or false, not \"%.64s\"", where, st->flag, v);
+        return 0;
     case K_LEVEL: {
         log_level l;
         if (log_level_parse(v, &l))
@@ -276,7 +326,7 @@ int config_parse_file(srv_config *c, const char *path, char *err, size_t n)
         return fail(err, n, "%s: cannot open config file: %s", path, strerror(errno));
     char line[4096];
     char where[CONFIG_PATH_MAX + 32];
-    unsigned seen = 0; /* bit i: settings[i] already set in this file */
+    uint64_t seen = 0; /* bit i: settings[i] already set in this file */
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof line, f)) {
         lineno++;
@@ -306,16 +356,17 @@ int config_parse_file(srv_config *c, const char *path, char *err, size_t n)
         }
         const setting *st = by_key(key);
         if (!st) {
-            rc = fail(err, n,
-                      "%s: unknown key \"%s\" (known: bind, port, threads, blas_threads, "
-                      "max_body_bytes, max_sessions, max_connections_per_ip, idle_timeout, "
-                      "max_session_bytes, "
-                      "drain_timeout, api_key_file, log_level, header_timeout, body_min_rate, "
-                      "connection_timeout, max_connections)",
-                      where, key);
+            char known[512];
+            size_t k = 0;
+            known[0] = '\0';
+            for (size_t i = 0; i < NSETTINGS && k < sizeof known; i++)
+                if (settings[i].key)
+                    k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", k ? ", " : "",
+                                          settings[i].key);
+            rc = fail(err, n, "%s: unknown key \"%s\" (known: %s)", where, key, known);
             break;
         }
-        unsigned bit = 1u << (st - settings);
+        uint64_t bit = (uint64_t)1 << (st - settings);
         if (seen & bit) {
             rc = fail(err, n, "%s: key \"%s\" is set twice", where, key);
             break;
@@ -607,13 +658,14 @@ void config_log(const srv_config *c)
 {
     log_info("config: file=%s bind=%s port=%d threads=%d blas_threads=%d max_body_bytes=%llu "
              "max_sessions=%d max_connections_per_ip=%d idle_timeout=%gs max_session_bytes=%llu "
-             "drain_timeout=%gs auth=%s log_level=%s",
+             "drain_timeout=%gs auth=%s log_level=%s state_dir=%s persist_inputs=%s node_name=%s",
              c->config_path[0] ? c->config_path : "(none)", c->bind, c->port, c->threads,
              c->blas_threads, (unsigned long long)c->max_body_bytes, c->max_sessions,
              c->max_connections_per_ip, c->idle_timeout, (unsigned long long)c->max_session_bytes,
              c->drain_timeout,
              c->api_key[0] ? (c->api_key_file[0] ? "on (key from api_key_file)" : "on") : "off",
-             log_level_name(c->log_level));
+             log_level_name(c->log_level), c->state_dir[0] ? c->state_dir : "(memory only)",
+             c->persist_inputs ? "true" : "false", c->node_name[0] ? c->node_name : "(none)");
     log_info("config: header_timeout=%gs body_min_rate=%llu connection_timeout=%gs "
              "max_connections=%d",
              c->header_timeout, (unsigned long long)c->body_min_rate, c->connection_timeout,

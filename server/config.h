@@ -16,6 +16,7 @@
 
 #define CONFIG_STR_MAX  256
 #define CONFIG_PATH_MAX 1024
+#define CONFIG_NODE_MAX 40
 
 /* Where the config file is looked for when neither --config nor CONVD_CONFIG names one
  * (relative to the working directory: `make run` and the tests start in the source tree). */
@@ -35,6 +36,9 @@ typedef struct srv_config {
     char api_key[CONFIG_STR_MAX];       /* "" = auth off; never logged */
     char api_key_file[CONFIG_PATH_MAX]; /* where api_key was read from, if a file */
     log_level log_level;
+    char state_dir[CONFIG_PATH_MAX]; /* "" = sessions in memory only (v1); else their database */
+    int persist_inputs;              /* 1: the forward cache (x) is stored too */
+    char node_name[CONFIG_NODE_MAX + 1]; /* "" or [a-z0-9-]{1,40}: ids are NODE.<32 hex> */
     char config_path[CONFIG_PATH_MAX]; /* the file actually read; "" if none */
     /* the edge (api.md §8.3) */
     double header_timeout;     /* s from accept (or the last answer) to complete headers */

@@ -84,7 +84,7 @@ typedef struct req {
     size_t bytes_in, bytes_out;
     char method[8];
     char path[96];
-    char session[SESSION_ID_LEN + 1];
+    char session[SESSION_ID_MAX + 1];
 } req;
 
 static double mono(void)
@@ -314,6 +314,8 @@ static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q
     r->id = q->m.id[0] ? q->m.id : NULL;
     r->hdr_session = header(c, "X-Session-Id");
     r->q_output = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "output");
+    r->q_limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    r->q_after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
     r->body = q->body.data;
     r->body_len = q->body.len;
     r->pre = &q->pre;

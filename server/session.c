@@ -4,16 +4,30 @@
  * and a mutex per session held by its user for the whole request. Dropped ids (expired or
  * evicted) go into a ring with a hash index so they answer 410 for remember_s or until
  * remember_max newer ones push them out. Sessions are freed outside the store mutex, by
- * whoever drops the last reference.
+ * whoever drops the last reference, and database writes run outside it too. The entry
+ * mirrors what GET /sessions and the counter flush read (params, counters, cached), so
+ * neither needs a session's own lock; a session with refs == 0 is touched by nobody else,
+ * which is what lets the reaper trim or unload it under the store mutex alone.
  */
 #include "session.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "log.h"
+
+/* An idle session's workspace goes after TRIM_AFTER_S; with a database, its layer too
+ * after unload_after() (then loaded again on use): memory then follows the active sessions.
+ * Half the idle timeout, at most a minute: a session that idle is likely done for a while,
+ * and loading it back costs one indexed read. */
+#define TRIM_AFTER_S 1.0
+
 
 typedef struct entry {
     session s; /* first: a session * is an entry * */
@@ -24,6 +38,13 @@ typedef struct entry {
     int dead; /* removed from the map; freed when refs drops to 0 */
     double last_used;
     struct entry *next; /* hash chain */
+    cvd_conv2d_params p; /* mirrors, updated at create, load and release */
+    uint64_t fw, bw;
+    int cached;
+    int stored;  /* in the database (persisted once) */
+    int dirty;   /* counters or idle clock newer than the database's */
+    int trimmed; /* workspace freed since the last use */
+    size_t bytes; /* cvd_conv2d_bytes of the layer as of its last release or trim; 0 unloaded */
 } entry;
 
 typedef struct remembered {
@@ -34,10 +55,13 @@ typedef struct remembered {
 
 struct session_store {
     session_opts o;
+    char node[CONFIG_NODE_MAX + 1];
+    size_t node_len;
     pthread_mutex_t mu;
     entry **buckets;
     size_t nbuckets; /* power of two */
     size_t live;
+    size_t bytes; /* sum of the live entries' bytes */
     uint64_t created, expired, evicted, deleted;
 
     remembered *ring; /* allocated on the first drop */
@@ -48,13 +72,26 @@ struct session_store {
     pthread_t reaper;
     int reaper_on, stopping;
     pthread_cond_t cv;
+    double last_prune, last_malloc_trim;
+    int trim_pending; /* memory was freed since the last malloc_trim (store mutex) */
 };
+
+static double clock_s(clockid_t c)
+{
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return clock_s(CLOCK_MONOTONIC);
+}
+
+/* The database keeps wall-clock times, so idle expiry counts across a restart. */
+static double wall_of(double mono)
+{
+    return clock_s(CLOCK_REALTIME) - (now_s() - mono);
 }
 
 static size_t pow2_at_least(size_t n)
@@ -83,9 +120,9 @@ static int hexval(char c)
     return -1;
 }
 
-static int parse_id(const char *id, uint8_t key[16])
+static int parse_hex(const char *id, uint8_t key[16])
 {
-    if (!id || strlen(id) != SESSION_ID_LEN)
+    if (strlen(id) != SESSION_ID_LEN)
         return -1;
     for (int i = 0; i < 16; i++) {
         int hi = hexval(id[2 * i]), lo = hexval(id[2 * i + 1]);
@@ -96,14 +133,51 @@ static int parse_id(const char *id, uint8_t key[16])
     return 0;
 }
 
-static void format_id(const uint8_t key[16], char out[SESSION_ID_LEN + 1])
+typedef enum { ID_OURS, ID_OTHER_NODE, ID_MALFORMED } id_kind;
+
+/* Splits id into NODE and the 32 hex digits; ours when NODE is this store's node (none for
+ * a store without a node name). */
+static id_kind parse_id(const session_store *st, const char *id, uint8_t key[16])
+{
+    if (!id)
+        return ID_MALFORMED;
+    const char *dot = strrchr(id, '.');
+    const char *hex = dot ? dot + 1 : id;
+    if (parse_hex(hex, key) != 0)
+        return ID_MALFORMED;
+    size_t nlen = dot ? (size_t)(dot - id) : 0;
+    if (nlen == st->node_len && strncmp(id, st->node, nlen) == 0)
+        return ID_OURS;
+    return ID_OTHER_NODE;
+}
+
+static void format_id(const session_store *st, const uint8_t key[16], char out[SESSION_ID_MAX + 1])
 {
     static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[key[i] >> 4];
-        out[2 * i + 1] = hex[key[i] & 15];
+    size_t k = 0;
+    if (st->node_len) {
+        memcpy(out, st->node, st->node_len);
+        out[st->node_len] = '.';
+        k = st->node_len + 1;
     }
-    out[SESSION_ID_LEN] = '\0';
+    for (int i = 0; i < 16; i++) {
+        out[k + 2 * i] = hex[key[i] >> 4];
+        out[k + 2 * i + 1] = hex[key[i] & 15];
+    }
+    out[k + SESSION_ID_LEN] = '\0';
+}
+
+static state_row row_of(const entry *e)
+{
+    return (state_row){.id = e->s.id,
+                       .p = e->p,
+                       .scheme = e->s.scheme,
+                       .seed = e->s.seed,
+                       .W_rank = e->s.W_rank,
+                       .b_rank = e->s.b_rank,
+                       .forwards = e->s.forwards,
+                       .backwards = e->s.backwards,
+                       .last_used = wall_of(e->last_used)};
 }
 
 static void entry_free(entry *e)
@@ -140,6 +214,8 @@ static void unlink_entry(session_store *st, entry *e)
     e->next = NULL;
     e->dead = 1;
     st->live--;
+    st->bytes -= e->bytes;
+    e->bytes = 0;
 }
 
 /* --- remembered ids (store mutex held) --- */
@@ -227,6 +303,130 @@ static size_t reap_locked(session_store *st, double now, entry **dead)
     return n;
 }
 
+/* Frees dropped entries; with a database, first deletes them there and remembers their ids
+ * (for 410 after a restart too). */
+static void bury(session_store *st, entry *dead)
+{
+    if (st->o.db) {
+        double t = clock_s(CLOCK_REALTIME);
+        for (entry *e = dead; e; e = e->next) {
+            apierr err;
+            if (e->stored && state_delete(st->o.db, e->s.id, 1, t, &err) != 0)
+                log_warn("%s", err.msg);
+        }
+    }
+    free_list(dead);
+}
+
+static double unload_after(const session_store *st)
+{
+    double t = st->o.idle_timeout_s / 2;
+    return t < 60 ? t : 60;
+}
+
+/* Frees the workspace of sessions idle TRIM_AFTER_S, and with a database unloads the layer
+ * of those idle unload_after() whose cache (if any) is stored. Returns how many. */
+static size_t trim_locked(session_store *st, double now)
+{
+    size_t n = 0;
+    for (size_t b = 0; b < st->nbuckets; b++) {
+        for (entry *e = st->buckets[b]; e; e = e->next) {
+            if (e->refs || !e->s.layer)
+                continue;
+            double idle = now - e->last_used;
+            int cache_safe = !e->cached || st->o.persist_inputs;
+            if (st->o.db && e->stored && cache_safe && idle >= unload_after(st)) {
+                cvd_conv2d_free(e->s.layer);
+                e->s.layer = NULL;
+            } else if (!e->trimmed && idle >= TRIM_AFTER_S) {
+                cvd_conv2d_trim(e->s.layer);
+                e->trimmed = 1;
+            } else {
+                continue;
+            }
+            size_t now_bytes = e->s.layer ? cvd_conv2d_bytes(e->s.layer) : 0;
+            st->bytes -= e->bytes - now_bytes;
+            e->bytes = now_bytes;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Counters and idle clocks of the sessions used since the last flush, copied under the
+ * store mutex and written outside it. */
+void session_store_flush(session_store *st)
+{
+    if (!st->o.db)
+        return;
+    typedef struct {
+        char id[SESSION_ID_MAX + 1];
+        state_row r;
+    } pending;
+    pthread_mutex_lock(&st->mu);
+    size_t n = 0, cap = 0;
+    pending *rows = NULL;
+    for (size_t b = 0; b < st->nbuckets; b++)
+        for (entry *e = st->buckets[b]; e; e = e->next)
+            if (e->dirty && e->stored)
+                cap++;
+    if (cap)
+        rows = malloc(cap * sizeof *rows);
+    for (size_t b = 0; rows && b < st->nbuckets; b++) {
+        for (entry *e = st->buckets[b]; e; e = e->next) {
+            if (!e->dirty || !e->stored)
+                continue;
+            memcpy(rows[n].id, e->s.id, sizeof rows[n].id);
+            rows[n].r = (state_row){.id = rows[n].id,
+                                    .forwards = e->fw,
+                                    .backwards = e->bw,
+                                    .last_used = wall_of(e->last_used)};
+            e->dirty = 0;
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (!n) {
+        free(rows);
+        return;
+    }
+    state_row *flat = malloc(n * sizeof *flat);
+    for (size_t i = 0; flat && i < n; i++)
+        flat[i] = rows[i].r;
+    if (!flat || state_save_counters(st->o.db, flat, n) != 0)
+        log_warn("could not store the counters of %zu sessions (tried again in a second)", n);
+    free(flat);
+    free(rows);
+}
+
+static void reaper_tick(session_store *st, double now)
+{
+    entry *dead = NULL;
+    reap_locked(st, now, &dead);
+    /* glibc keeps freed memory for the next request; once sessions went idle or away, give
+     * it back (at most every 2 s: malloc_trim walks the whole heap, arena by arena) */
+    st->trim_pending |= dead || trim_locked(st, now);
+    int give_back = st->trim_pending && now - st->last_malloc_trim >= 2;
+    if (give_back) {
+        st->trim_pending = 0;
+        st->last_malloc_trim = now;
+    }
+    pthread_mutex_unlock(&st->mu);
+    bury(st, dead);
+    if (give_back)
+        malloc_trim(0);
+    if (st->o.db) {
+        session_store_flush(st);
+        state_checkpoint(st->o.db);
+        if (now - st->last_prune >= 60) {
+            state_prune_dropped(st->o.db, clock_s(CLOCK_REALTIME) - st->o.remember_s,
+                                st->o.remember_max);
+            st->last_prune = now;
+        }
+    }
+    pthread_mutex_lock(&st->mu);
+}
+
 static void *reaper_main(void *arg)
 {
     session_store *st = arg;
@@ -245,13 +445,7 @@ static void *reaper_main(void *arg)
         pthread_cond_timedwait(&st->cv, &st->mu, &ts);
         if (st->stopping)
             break;
-        entry *dead = NULL;
-        reap_locked(st, now_s(), &dead);
-        if (dead) {
-            pthread_mutex_unlock(&st->mu);
-            free_list(dead);
-            pthread_mutex_lock(&st->mu);
-        }
+        reaper_tick(st, now_s());
     }
     pthread_mutex_unlock(&st->mu);
     return NULL;
@@ -269,15 +463,103 @@ void session_opts_default(session_opts *o, int max_sessions, double idle_timeout
     };
 }
 
-int session_store_new(const session_opts *o, session_store **out)
+typedef struct loader {
+    session_store *st;
+    double now, wall;
+    char *err;
+    size_t err_size;
+    entry *expired; /* idle past the timeout while the daemon was down */
+} loader;
+
+static int load_session(void *arg, const state_row *r)
+{
+    loader *ld = arg;
+    session_store *st = ld->st;
+    uint8_t key[16];
+    if (parse_id(st, r->id, key) != ID_OURS) {
+        snprintf(ld->err, ld->err_size,
+                 "%s holds session %.80s, which is not of this node (node_name \"%s\"); start "
+                 "convd with the node_name that state_dir was written with, or give this node "
+                 "its own state_dir",
+                 state_path(st->o.db), r->id, st->node);
+        return -1;
+    }
+    entry *n = calloc(1, sizeof *n);
+    if (!n) {
+        snprintf(ld->err, ld->err_size, "out of memory loading sessions");
+        return -1;
+    }
+    pthread_mutex_init(&n->lock, NULL);
+    memcpy(n->key, key, 16);
+    snprintf(n->s.id, sizeof n->s.id, "%s", r->id);
+    n->s.W_rank = r->W_rank;
+    n->s.b_rank = r->b_rank;
+    n->s.scheme = r->scheme;
+    n->s.seed = r->seed;
+    n->s.forwards = n->fw = r->forwards;
+    n->s.backwards = n->bw = r->backwards;
+    n->s.restored = 1;
+    n->p = r->p;
+    n->stored = 1;
+    double idle = ld->wall - r->last_used;
+    n->last_used = ld->now - (idle > 0 ? idle : 0);
+    if (idle > st->o.idle_timeout_s) {
+        n->next = ld->expired;
+        ld->expired = n;
+        return 0;
+    }
+    entry **slot = slot_of(st, key);
+    n->next = *slot;
+    *slot = n;
+    st->live++;
+    return 0;
+}
+
+static int load_dropped(void *arg, const char *id, double t)
+{
+    loader *ld = arg;
+    uint8_t key[16];
+    if (parse_id(ld->st, id, key) == ID_OURS)
+        remember(ld->st, key, ld->now - (ld->wall - t));
+    return 0;
+}
+
+/* Reads the database into a new store: remembered ids first (oldest first, so the ring
+ * keeps the newest), then sessions; those that expired while the daemon was down are
+ * dropped now, as the reaper would have. */
+static int load_all(session_store *st, char *err, size_t n)
+{
+    loader ld = {st, now_s(), clock_s(CLOCK_REALTIME), err, n, NULL};
+    if (state_each_dropped(st->o.db, ld.wall - st->o.remember_s, load_dropped, &ld, err, n) ||
+        state_each_session(st->o.db, load_session, &ld, err, n)) {
+        free_list(ld.expired);
+        return -1;
+    }
+    for (entry *e = ld.expired; e; e = e->next) {
+        remember(st, e->key, ld.now);
+        st->expired++;
+    }
+    bury(st, ld.expired);
+    log_info("loaded %zu sessions from %s", st->live, state_path(st->o.db));
+    return 0;
+}
+
+int session_store_new(const session_opts *o, session_store **out, char *err, size_t err_size)
 {
     *out = NULL;
-    if (o->max_sessions < 1 || !(o->idle_timeout_s > 0))
+    snprintf(err, err_size, "out of memory creating the session store");
+    size_t node_len = o->node_name ? strlen(o->node_name) : 0;
+    if (o->max_sessions < 1 || !(o->idle_timeout_s > 0) || node_len > CONFIG_NODE_MAX) {
+        snprintf(err, err_size, "bad session store options");
         return -1;
+    }
     session_store *st = calloc(1, sizeof *st);
     if (!st)
         return -1;
     st->o = *o;
+    st->node_len = node_len;
+    memcpy(st->node, node_len ? o->node_name : "", node_len + 1);
+    st->o.node_name = st->node;
     st->nbuckets = pow2_at_least((size_t)o->max_sessions * 2);
     st->buckets = calloc(st->nbuckets, sizeof(entry *)); /* chain heads */
     if (!st->buckets) {
@@ -290,8 +572,13 @@ int session_store_new(const session_opts *o, session_store **out)
     pthread_cond_init(&st->cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&st->mu, NULL);
+    if (o->db && load_all(st, err, err_size) != 0) {
+        session_store_free(st);
+        return -1;
+    }
     if (o->reaper) {
         if (pthread_create(&st->reaper, NULL, reaper_main, st) != 0) {
+            snprintf(err, err_size, "cannot start the session reaper thread");
             session_store_free(st);
             return -1;
         }
@@ -312,6 +599,7 @@ void session_store_free(session_store *st)
         pthread_mutex_unlock(&st->mu);
         pthread_join(st->reaper, NULL);
     }
+    session_store_flush(st);
     for (size_t b = 0; b < st->nbuckets; b++)
         free_list(st->buckets[b]);
     free(st->buckets);
@@ -363,7 +651,7 @@ int session_create(session_store *st, session **out, apierr *e)
                         lru = c;
             if (!lru) {
                 pthread_mutex_unlock(&st->mu);
-                free_list(dead);
+                bury(st, dead);
                 pthread_mutex_unlock(&n->lock);
                 entry_free(n);
                 return apierr_set(e, APIERR_TOO_MANY_SESSIONS,
@@ -381,7 +669,7 @@ int session_create(session_store *st, session **out, apierr *e)
     for (;;) {
         if (random_key(n->key) != 0) {
             pthread_mutex_unlock(&st->mu);
-            free_list(dead);
+            bury(st, dead);
             pthread_mutex_unlock(&n->lock);
             entry_free(n);
             return apierr_set(e, APIERR_INTERNAL, "getrandom failed: %s", strerror(errno));
@@ -389,14 +677,14 @@ int session_create(session_store *st, session **out, apierr *e)
         if (!*slot_of(st, n->key) && !remembered_id(st, n->key, now))
             break;
     }
-    format_id(n->key, n->s.id);
+    format_id(st, n->key, n->s.id);
     entry **slot = slot_of(st, n->key);
     *slot = n;
     n->last_used = now;
     st->live++;
     st->created++;
     pthread_mutex_unlock(&st->mu);
-    free_list(dead);
+    bury(st, dead);
     *out = &n->s;
     return 0;
 }
@@ -406,11 +694,22 @@ int session_create(session_store *st, session **out, apierr *e)
 static entry *lookup_locked(session_store *st, const char *id, double now, entry **dead, apierr *e)
 {
     uint8_t key[16];
-    if (parse_id(id, key) != 0) {
+    id_kind k = parse_id(st, id, key);
+    if (k == ID_OTHER_NODE) {
+        const char *dot = strrchr(id, '.');
+        int nlen = dot ? (int)(dot - id) : 0;
+        apierr_set(e, APIERR_WRONG_NODE,
+                   "session %.80s belongs to node \"%.*s\", and this is node \"%s\": send the id "
+                   "in the X-Session-Id header or in the path (/sessions/{id}/forward, "
+                   "/sessions/{id}/backward) so the router sends the request to its node",
+                   id, nlen > 40 ? 40 : nlen, id, st->node);
+        return NULL;
+    }
+    if (k == ID_MALFORMED) {
         apierr_set(e, APIERR_SESSION_NOT_FOUND,
-                   "no session \"%.40s\": session ids are the 32 hex digits that POST /sessions "
-                   "or an inline /forward returned",
-                   id ? id : "");
+                   "no session \"%.80s\": session ids are what POST /sessions or an inline "
+                   "/forward returned (%s32 hex digits)",
+                   id ? id : "", st->node_len ? "NODE. and " : "");
         return NULL;
     }
     entry *n = *slot_of(st, key);
@@ -448,7 +747,7 @@ int session_acquire(session_store *st, const char *id, session **out, apierr *e)
         n->last_used = now;
     }
     pthread_mutex_unlock(&st->mu);
-    free_list(dead);
+    bury(st, dead);
     if (!n)
         return -1;
     pthread_mutex_lock(&n->lock);
@@ -460,6 +759,16 @@ int session_acquire(session_store *st, const char *id, session **out, apierr *e)
         return apierr_set(e, APIERR_SESSION_NOT_FOUND,
                           "no session %s: it was deleted; create one with POST /sessions", id);
     }
+    if (!n->s.layer && n->stored && st->o.db) {
+        state_row r = row_of(n);
+        int x_rank;
+        if (state_load_layer(st->o.db, &r, &n->s.layer, &x_rank, e) != 0) {
+            session_release(st, &n->s);
+            return -1;
+        }
+        if (x_rank)
+            n->s.x_rank = x_rank;
+    }
     *out = &n->s;
     return 0;
 }
@@ -469,13 +778,70 @@ void session_release(session_store *st, session *s)
     if (!s)
         return;
     entry *n = (entry *)s;
+    int cached = s->layer && cvd_conv2d_has_cache(s->layer, NULL);
+    if (cached && s->x_rank)
+        s->restored = 0;
+    if (s->layer)
+        n->p = *cvd_conv2d_get_params(s->layer);
+    uint64_t fw = s->forwards, bw = s->backwards;
+    size_t bytes = s->layer ? cvd_conv2d_bytes(s->layer) : 0;
     pthread_mutex_unlock(&n->lock);
     pthread_mutex_lock(&st->mu);
+    if (!n->dead) {
+        st->bytes += bytes - n->bytes;
+        n->bytes = bytes;
+    }
     n->last_used = now_s();
+    n->fw = fw;
+    n->bw = bw;
+    n->cached = cached;
+    n->dirty = 1;
+    n->trimmed = 0;
     int last = --n->refs == 0 && n->dead;
     pthread_mutex_unlock(&st->mu);
     if (last)
         entry_free(n);
+}
+
+int session_persist(session_store *st, session *s, unsigned what, apierr *e)
+{
+    if (!st->o.db)
+        return 0;
+    entry *n = (entry *)s;
+    n->p = *cvd_conv2d_get_params(s->layer);
+    state_row r = row_of(n);
+    r.forwards = s->forwards;
+    r.backwards = s->backwards;
+    r.last_used = clock_s(CLOCK_REALTIME);
+    if (what & SESSION_SAVE_NEW) {
+        if (state_insert(st->o.db, &r, s->layer, e) != 0)
+            return -1;
+        pthread_mutex_lock(&st->mu);
+        n->stored = 1;
+        pthread_mutex_unlock(&st->mu);
+    } else if ((what & SESSION_SAVE_WEIGHTS) && state_save_weights(st->o.db, &r, s->layer, e)) {
+        return -1;
+    }
+    if ((what & SESSION_SAVE_INPUT) && st->o.persist_inputs &&
+        state_save_input(st->o.db, s->id, s->layer, s->x_rank, e) != 0)
+        return -1;
+    return 0;
+}
+
+void session_discard(session_store *st, session *s)
+{
+    entry *n = (entry *)s;
+    pthread_mutex_lock(&st->mu);
+    if (!n->dead) {
+        unlink_entry(st, n);
+        st->created--;
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (n->stored && st->o.db) {
+        apierr err;
+        state_delete(st->o.db, s->id, 0, 0, &err);
+    }
+    session_release(st, s);
 }
 
 int session_delete(session_store *st, const char *id, apierr *e)
@@ -483,14 +849,26 @@ int session_delete(session_store *st, const char *id, apierr *e)
     entry *dead = NULL;
     pthread_mutex_lock(&st->mu);
     entry *n = lookup_locked(st, id, now_s(), &dead, e);
+    int stored = n && n->stored;
+    pthread_mutex_unlock(&st->mu);
+    bury(st, dead);
+    if (!n)
+        return -1;
+    /* The database first: a delete that is answered is a delete that stays. The entry is not
+     * held here, so it can still go away meanwhile; the second lookup settles that. */
+    if (stored && st->o.db && state_delete(st->o.db, id, 0, 0, e) != 0)
+        return -1;
+    pthread_mutex_lock(&st->mu);
+    n = lookup_locked(st, id, now_s(), &dead, e);
     int last = 0;
     if (n) {
         unlink_entry(st, n);
         st->deleted++;
+        st->trim_pending = 1;
         last = n->refs == 0;
     }
     pthread_mutex_unlock(&st->mu);
-    free_list(dead);
+    bury(st, dead);
     if (last)
         entry_free(n);
     return n ? 0 : -1;
@@ -502,10 +880,54 @@ size_t session_store_reap(session_store *st)
     pthread_mutex_lock(&st->mu);
     size_t k = reap_locked(st, now_s(), &dead);
     pthread_mutex_unlock(&st->mu);
-    free_list(dead);
+    bury(st, dead);
     return k;
 }
 
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const session_info *)a)->id, ((const session_info *)b)->id);
+}
+
+int session_list(session_store *st, const char *after, size_t limit, session_info **out, size_t *n,
+                 int *more)
+{
+    *out = NULL;
+    *n = 0;
+    *more = 0;
+    pthread_mutex_lock(&st->mu);
+    double now = now_s();
+    size_t cap = st->live, k = 0;
+    session_info *v = cap ? malloc(cap * sizeof *v) : NULL;
+    if (cap && !v) {
+        pthread_mutex_unlock(&st->mu);
+        return -1;
+    }
+    for (size_t b = 0; b < st->nbuckets; b++) {
+        for (const entry *e = st->buckets[b]; e && k < cap; e = e->next) {
+            if (idle_expired(st, e, now) || (after && *after && strcmp(e->s.id, after) <= 0))
+                continue;
+            v[k++] = (session_info){.p = e->p,
+                                    .scheme = e->s.scheme,
+                                    .seed = e->s.seed,
+                                    .cached = e->cached,
+                                    .forwards = e->fw,
+                                    .backwards = e->bw,
+                                    .idle_s = e->refs ? 0 : now - e->last_used};
+            memcpy(v[k - 1].id, e->s.id, sizeof v[k - 1].id);
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+    qsort(v, k, sizeof *v, by_id);
+    *more = k > limit;
+    *n = k > limit ? limit : k;
+    if (*n == 0) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    return 0;
+}
 void session_store_stats(session_store *st, metrics_sessions *out)
 {
     pthread_mutex_lock(&st->mu);
@@ -515,7 +937,11 @@ void session_store_stats(session_store *st, metrics_sessions *out)
         .expired = st->expired,
         .evicted = st->evicted,
         .deleted = st->deleted,
+        .bytes = st->bytes,
     };
+    for (size_t b = 0; b < st->nbuckets; b++)
+        for (const entry *e = st->buckets[b]; e; e = e->next)
+            out->loaded += e->bytes > 0;
     pthread_mutex_unlock(&st->mu);
 }
 

@@ -215,8 +215,10 @@ static void free_daemon(test_daemon *d)
 
 test_daemon *daemon_start(const char *const *args, const char *const *env)
 {
-    static const char *const base[] = {"--port",      "0",    "--bind", "127.0.0.1",
-                                       "--log-level", "warn", NULL};
+    /* memory only unless the test passes its own --state-dir (later flags win): the source
+     * tree's config/convd.conf would otherwise put every test daemon in var/state */
+    static const char *const base[] = {"--port",      "0",    "--bind",       "127.0.0.1",
+                                       "--log-level", "warn", "--state-dir=", NULL};
     test_daemon *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
