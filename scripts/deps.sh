@@ -6,7 +6,7 @@
 set -eu
 
 set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev libsqlite3-dev"
-set_test="$set_build libcmocka-dev libcurl4-openssl-dev"
+set_test="$set_build libcmocka-dev libcurl4-openssl-dev openssl"
 set_bench="$set_test wrk"
 set_fuzz="$set_test clang libclang-rt-14-dev valgrind"
 set_torch="python3 python3-torch"

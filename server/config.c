@@ -134,6 +134,11 @@ static const setting settings[] = {
      1000000, "N",
      "open connections in all (default 1024); more wait, or are closed at once while the "
      "limit is reached"},
+    {"tls_cert", "tls-cert", "CONVD_TLS_CERT", K_DIR, OFF(tls_cert), 0, 0, "FILE",
+     "PEM certificate (chain) to serve HTTPS on the port, with tls_key (default empty: plain "
+     "HTTP, where the API key travels in clear)"},
+    {"tls_key", "tls-key", "CONVD_TLS_KEY", K_DIR, OFF(tls_key), 0, 0, "FILE",
+     "PEM private key of tls_cert (default empty)"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 _Static_assert(NSETTINGS <= 64, "config_parse_file marks settings seen in a uint64_t");
@@ -564,6 +569,8 @@ int config_load(srv_config *c, int argc, char *const argv[], config_action *acti
         c->blas_threads = cores;
     if (c->api_key_file[0] && read_key_file(c, err, n))
         return -1;
+    if (!c->tls_cert[0] != !c->tls_key[0])
+        return fail(err, n, "tls_cert and tls_key go together: set both (HTTPS) or neither");
 
     if (want_hc) {
         *action = CONFIG_HEALTHCHECK;
@@ -667,7 +674,7 @@ void config_log(const srv_config *c)
              log_level_name(c->log_level), c->state_dir[0] ? c->state_dir : "(memory only)",
              c->persist_inputs ? "true" : "false", c->node_name[0] ? c->node_name : "(none)");
     log_info("config: header_timeout=%gs body_min_rate=%llu connection_timeout=%gs "
-             "max_connections=%d",
+             "max_connections=%d tls=%s",
              c->header_timeout, (unsigned long long)c->body_min_rate, c->connection_timeout,
-             c->max_connections);
+             c->max_connections, c->tls_cert[0] ? c->tls_cert : "off");
 }

@@ -37,6 +37,7 @@
 #include "metrics.h"
 #include "prescan.h"
 #include "router.h"
+#include "tlsfiles.h"
 #include "workpool.h"
 
 #define CONNECTION_MEMORY (128 * 1024) /* MHD's per-connection read/header buffer */
@@ -48,9 +49,10 @@
 
 struct http_server {
     struct MHD_Daemon *d;
-    conns *conns;           /* every open connection and its deadlines */
-    workpool *pool;         /* runs the api handlers */
-    atomic_int inline_busy; /* socket threads running a small request's handler */
+    conns *conns;             /* every open connection and its deadlines */
+    workpool *pool;           /* runs the api handlers */
+    atomic_int inline_busy;   /* socket threads running a small request's handler */
+    char *tls_cert, *tls_key; /* PEM text while serving HTTPS (tlsfiles.h) */
     const srv_config *cfg;
     api_ctx ctx;
     atomic_int draining;
@@ -572,6 +574,19 @@ int http_start(const srv_config *cfg, session_store *st, http_server **out, char
     flags |= MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES ? MHD_USE_POLL : MHD_USE_AUTO;
     if (v6)
         flags |= MHD_USE_IPv6;
+    if (tlsfiles_load(cfg, &h->tls_cert, &h->tls_key, err, n) != 0) {
+        http_stop(h);
+        return -1;
+    }
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (h->tls_cert)
+        flags |= MHD_USE_TLS;
+    else
+        tls[0].option = MHD_OPTION_END;
     /* the logger goes first, or MHD logs the options that precede it its own way */
     h->d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
@@ -581,12 +596,14 @@ int http_start(const srv_config *cfg, session_store *st, http_server **out, char
         (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!h->d) {
         snprintf(err, n,
                  "cannot listen on %s port %d (address in use, or not an address of "
-                 "this host?)",
-                 cfg->bind, cfg->port);
+                 "this host?%s)",
+                 cfg->bind, cfg->port,
+                 h->tls_cert ? " or tls_cert and tls_key are not a matching certificate and key"
+                             : "");
         http_stop(h);
         return -1;
     }
@@ -632,5 +649,6 @@ void http_stop(http_server *h)
         MHD_stop_daemon(h->d);
     workpool_free(h->pool);
     conns_free(h->conns);
+    tlsfiles_free(h->tls_cert, h->tls_key);
     free(h);
 }
