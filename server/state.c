@@ -180,6 +180,22 @@ static int lock_dir(state_db *s, const char *dir, char *err, size_t n)
     return 0;
 }
 
+/* mkdir -p: the parents too (`make run` points at var/state in a fresh clone). */
+static int make_dirs(const char *dir)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/')
+            continue;
+        *c = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *c = '/';
+    }
+    return mkdir(p, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 int state_open(const char *dir, state_db **out, char *err, size_t n)
 {
     *out = NULL;
@@ -187,7 +203,7 @@ int state_open(const char *dir, state_db **out, char *err, size_t n)
         return fail(err, n, "state_dir is too long (at most 1000 bytes)");
     struct stat sb;
     if (stat(dir, &sb) != 0) {
-        if (errno != ENOENT || mkdir(dir, 0700) != 0)
+        if (errno != ENOENT || make_dirs(dir) != 0)
             return fail(err, n, "state_dir %s: cannot create: %s", dir, strerror(errno));
     } else if (!S_ISDIR(sb.st_mode)) {
         return fail(err, n, "state_dir %s is not a directory", dir);

@@ -311,7 +311,8 @@ static void test_idle_clock_runs_across_restart(void **state)
 static void test_persist_inputs_keeps_the_cache(void **state)
 {
     (void)state;
-    char *dir = make_dir();
+    char *top = make_dir();
+    char *dir = strf("%s/missing/parents", top); /* created, as make run's var/state */
     static const char *const persist[] = {"--persist-inputs", "true", NULL};
     test_daemon *d = start_on(dir, persist);
     char *W = nb_W(), *delta = nb_delta();
@@ -336,7 +337,8 @@ static void test_persist_inputs_keeps_the_cache(void **state)
     free(layer);
     free(W);
     free(delta);
-    remove_dir(dir);
+    free(dir);
+    remove_dir(top);
 }
 
 static double metric(test_daemon *d, const char *name)
