@@ -43,7 +43,7 @@ ENV CONVD_CONFIG=/etc/convd/convd.conf \
 # The session database (state_dir) outlives the container in this volume, created owned
 # by convd so a fresh named volume is writable by it. The variable wins over the config
 # file's relative var/state, which would land in the unwritable /.
-VOLUME ["/var/lib/convd"]
+VOLUME /var/lib/convd
 USER convd:convd
 EXPOSE 8080
 # `convd --healthcheck` GETs /healthz on the configured port and exits 0/1: no curl needed.

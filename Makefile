@@ -66,6 +66,9 @@ $(eval $(call suite,core))
 $(eval $(call suite,server))
 $(eval $(call suite,integration))
 TEST_BINS := $(core_BINS) $(server_BINS) $(integration_BINS)
+# The allocation-failure shim the integration tests preload into the daemon
+# (tests/shim/failalloc.h); built without sanitizers, it forwards to theirs.
+FAILALLOC := $(BUILD)/tests/shim/failalloc.so
 
 BENCH_BIN   := $(BUILD)/bench/bench_core
 BENCH_CODEC := $(BUILD)/bench/bench_codec
@@ -132,6 +135,10 @@ $(server_BINS): $(BUILD)/tests/server/%: $(BUILD)/tests/server/%.o $(server_HOBJ
 $(integration_BINS): $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(integration_HOBJ)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CURL_LIBS) $(CJSON_LIBS) -lm
 
+$(FAILALLOC): tests/shim/failalloc.c tests/shim/failalloc.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -fPIC -shared -o $@ $< -ldl
+
 $(BENCH_BIN): $(BUILD)/bench/bench_core.o $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(BLAS_LIBS) -lm
 
@@ -148,7 +155,7 @@ run: deps-run
 	@$(MAKE) --no-print-directory $(CONVD)
 	exec $(CONVD) --config config/convd.conf
 
-test-build: $(CONVD) $(TEST_BINS)
+test-build: $(CONVD) $(TEST_BINS) $(FAILALLOC)
 
 # One pass: build and run every test binary of $(BUILD).
 test-pass: test-build

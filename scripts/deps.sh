@@ -15,7 +15,7 @@ set_python="python3 python3-numpy python3-torch python3-sklearn python3-yaml pyt
 # the deploy tests: nginx (the router), yamllint (+ python3-yaml) for the manifests,
 # dnsmasq-base as a private DNS for the Kubernetes/compose router config
 set_deploy="nginx yamllint python3-yaml dnsmasq-base"
-set_test="$set_run libcmocka-dev libcurl4-openssl-dev $set_python $set_deploy"
+set_test="$set_run libcmocka-dev libcurl4-openssl-dev openssl $set_python $set_deploy"
 set_bench="$set_test wrk"
 set_fuzz="$set_test clang libclang-rt-14-dev valgrind"
 set_torch="python3 python3-torch"

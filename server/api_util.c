@@ -109,8 +109,7 @@ int64_t api_max_elems(const api_ctx *ctx, cvd_dtype dt)
 
 /* Refuses (413, naming max_session_bytes) a forward/backward whose memory would exceed the
  * per-session limit; runs before anything of that size is allocated. */
-int api_check_memory(const api_ctx *ctx, const cvd_conv2d_params *p, const int64_t xs[4],
-                        apierr *e)
+int api_check_memory(const api_ctx *ctx, const cvd_conv2d_params *p, const int64_t xs[4], apierr *e)
 {
     size_t need = 0;
     cvd_err ce = {{0}};
@@ -219,7 +218,7 @@ int api_x_shape_error(apierr *e, cvd_status st, const cvd_err *ce, const cvd_ten
 
 /* delta as (N, F, OH, OW), which must equal y's shape; rank 3 is accepted for N = 1. */
 int api_delta_as4(const cvd_tensor *d, const int64_t ys[4], int from_session, cvd_tensor *d4,
-                     apierr *e)
+                  apierr *e)
 {
     *d4 = *d;
     if (d->rank == 3) {
@@ -373,8 +372,7 @@ int api_weights_save(const session *s, api_weights *w, apierr *e)
         cvd_err ce = {{0}};
         if (cvd_tensor_alloc(dst[i], src[i]->dtype, src[i]->rank, src[i]->shape, &ce) != CVD_OK) {
             api_weights_release(w);
-            return apierr_set(e, APIERR_INTERNAL, "out of memory keeping the weights: %s",
-                              ce.msg);
+            return apierr_set(e, APIERR_INTERNAL, "out of memory keeping the weights: %s", ce.msg);
         }
         memcpy(dst[i]->data, src[i]->data,
                (size_t)cvd_tensor_numel(src[i]) * cvd_dtype_size(src[i]->dtype));
@@ -398,11 +396,11 @@ int api_weights_apply(const api_ctx *ctx, session *s, const cJSON *Wn, const cJS
     cvd_tensor W = {0}, b = {0};
     codec_form f;
     int rc = -1;
-    if (Wn && codec_tensor_decode(Wn, "W", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &W, &f,
-                                  e))
+    if (Wn &&
+        codec_tensor_decode(Wn, "W", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &W, &f, e))
         goto done;
-    if (bn && codec_tensor_decode(bn, "b", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &b, &f,
-                                  e))
+    if (bn &&
+        codec_tensor_decode(bn, "b", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &b, &f, e))
         goto done;
     if (Wn && W.rank != 4 && !(W.rank == 3 && p->in_channels / p->groups == 1)) {
         apierr_set(e, APIERR_INVALID_LAYER,
@@ -413,8 +411,9 @@ int api_weights_apply(const api_ctx *ctx, session *s, const cJSON *Wn, const cJS
         goto done;
     }
     if (bn && b.rank > 2) {
-        apierr_set(e, APIERR_INVALID_LAYER, "b has rank %d; send b shaped (%" PRId64 ") or (%" PRId64
-                   ", 1)", b.rank, p->out_channels, p->out_channels);
+        apierr_set(e, APIERR_INVALID_LAYER,
+                   "b has rank %d; send b shaped (%" PRId64 ") or (%" PRId64 ", 1)", b.rank,
+                   p->out_channels, p->out_channels);
         goto done;
     }
     if (api_weights_save(s, old, e))

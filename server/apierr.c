@@ -31,6 +31,7 @@ static const struct {
     [APIERR_TOO_MANY_SESSIONS] = {429, "too_many_sessions"},
     [APIERR_INTERNAL] = {500, "internal"},
     [APIERR_SHUTTING_DOWN] = {503, "shutting_down"},
+    [APIERR_OUT_OF_MEMORY] = {503, "out_of_memory"},
 };
 
 static int valid(apierr_code c)

@@ -31,6 +31,7 @@ typedef enum {
     APIERR_TOO_MANY_SESSIONS,      /* 429 too_many_sessions */
     APIERR_INTERNAL,               /* 500 internal (out of memory and our own bugs) */
     APIERR_SHUTTING_DOWN,          /* 503 shutting_down */
+    APIERR_OUT_OF_MEMORY,          /* 503 out_of_memory (with Retry-After) */
     APIERR_COUNT_
 } apierr_code;
 

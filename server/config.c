@@ -38,10 +38,25 @@ static const srv_config defaults = {
     .persist_inputs = 0,
     .node_name = "",
     .config_path = "",
+    .header_timeout = 10,
+    .body_min_rate = 1024,
+    .connection_timeout = 30,
+    .max_connections = 1024,
 };
 
 /* K_DIR may be empty (state_dir: memory only); K_NODE is "" or [a-z0-9-]{1,40}. */
-typedef enum { K_STR, K_INT, K_BYTES, K_SECONDS, K_LEVEL, K_KEY, K_KEYFILE, K_DIR, K_BOOL, K_NODE } kind;
+typedef enum {
+    K_STR,
+    K_INT,
+    K_BYTES,
+    K_SECONDS,
+    K_LEVEL,
+    K_KEY,
+    K_KEYFILE,
+    K_DIR,
+    K_BOOL,
+    K_NODE
+} kind;
 
 typedef struct setting {
     const char *key;  /* file key; NULL when the setting has no file key */
@@ -101,6 +116,29 @@ static const setting settings[] = {
     {"node_name", "node-name", "CONVD_NODE_NAME", K_NODE, OFF(node_name), 0, 0, "NAME",
      "this node's name, [a-z0-9-]{1,40}: session ids become NAME.<32 hex> so a router can "
      "send each session's requests here (default empty)"},
+    /* the edge (api.md §8.3) */
+    {"header_timeout", "header-timeout", "CONVD_HEADER_TIMEOUT", K_SECONDS, OFF(header_timeout),
+     0.01, 1e6, "SECONDS",
+     "a request whose headers are not complete this long after the connection opened (or "
+     "after the previous answer, at least connection_timeout) is closed (default 10)"},
+    {"body_min_rate", "body-min-rate", "CONVD_BODY_MIN_RATE", K_BYTES, OFF(body_min_rate), 0, 0,
+     "BYTES",
+     "bytes per second a request body must average once it has been arriving for "
+     "header_timeout seconds, else the connection is closed (default 1024; 0 = no "
+     "minimum)"},
+    {"connection_timeout", "connection-timeout", "CONVD_CONNECTION_TIMEOUT", K_SECONDS,
+     OFF(connection_timeout), 1, 1e6, "SECONDS",
+     "a connection with nothing moving for this long (idle keep-alive, a client not reading "
+     "its answer) is closed (default 30)"},
+    {"max_connections", "max-connections", "CONVD_MAX_CONNECTIONS", K_INT, OFF(max_connections), 1,
+     1000000, "N",
+     "open connections in all (default 1024); more wait, or are closed at once while the "
+     "limit is reached"},
+    {"tls_cert", "tls-cert", "CONVD_TLS_CERT", K_DIR, OFF(tls_cert), 0, 0, "FILE",
+     "PEM certificate (chain) to serve HTTPS on the port, with tls_key (default empty: plain "
+     "HTTP, where the API key travels in clear)"},
+    {"tls_key", "tls-key", "CONVD_TLS_KEY", K_DIR, OFF(tls_key), 0, 0, "FILE",
+     "PEM private key of tls_cert (default empty)"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 _Static_assert(NSETTINGS <= 64, "config_parse_file marks settings seen in a uint64_t");
@@ -226,9 +264,9 @@ static int set_value(srv_config *c, const setting *st, const char *v, const char
         uint64_t x;
         if (parse_bytes(v, &x) || x < (uint64_t)st->min || x > (uint64_t)SIZE_MAX / 2)
             return fail(err, n,
-                        "%s: %s must be a byte count >= 1 (digits, optionally with K, M, G or "
-                        "T for KiB..TiB), not \"%s\"",
-                        where, st->flag, v);
+                        "%s: %s must be a byte count >= %.0f (digits, optionally with K, M, G "
+                        "or T for KiB..TiB), not \"%s\"",
+                        where, st->flag, st->min, v);
         *(uint64_t *)field = x;
         return 0;
     }
@@ -531,6 +569,8 @@ int config_load(srv_config *c, int argc, char *const argv[], config_action *acti
         c->blas_threads = cores;
     if (c->api_key_file[0] && read_key_file(c, err, n))
         return -1;
+    if (!c->tls_cert[0] != !c->tls_key[0])
+        return fail(err, n, "tls_cert and tls_key go together: set both (HTTPS) or neither");
 
     if (want_hc) {
         *action = CONFIG_HEALTHCHECK;
@@ -633,4 +673,8 @@ void config_log(const srv_config *c)
              c->api_key[0] ? (c->api_key_file[0] ? "on (key from api_key_file)" : "on") : "off",
              log_level_name(c->log_level), c->state_dir[0] ? c->state_dir : "(memory only)",
              c->persist_inputs ? "true" : "false", c->node_name[0] ? c->node_name : "(none)");
+    log_info("config: header_timeout=%gs body_min_rate=%llu connection_timeout=%gs "
+             "max_connections=%d tls=%s",
+             c->header_timeout, (unsigned long long)c->body_min_rate, c->connection_timeout,
+             c->max_connections, c->tls_cert[0] ? c->tls_cert : "off");
 }

@@ -39,7 +39,14 @@ typedef struct srv_config {
     char state_dir[CONFIG_PATH_MAX]; /* "" = sessions in memory only (v1); else their database */
     int persist_inputs;              /* 1: the forward cache (x) is stored too */
     char node_name[CONFIG_NODE_MAX + 1]; /* "" or [a-z0-9-]{1,40}: ids are NODE.<32 hex> */
-    char config_path[CONFIG_PATH_MAX]; /* the file actually read; "" if none */
+    char config_path[CONFIG_PATH_MAX];   /* the file actually read; "" if none */
+    /* the edge (api.md §8.3) */
+    double header_timeout;          /* s from accept (or the last answer) to complete headers */
+    uint64_t body_min_rate;         /* bytes/s a body must average after header_timeout; 0 = off */
+    double connection_timeout;      /* s a keep-alive connection may stay idle */
+    int max_connections;            /* open connections in all */
+    char tls_cert[CONFIG_PATH_MAX]; /* PEM certificate chain; "" = plain HTTP */
+    char tls_key[CONFIG_PATH_MAX];  /* PEM private key; set together with tls_cert */
 } srv_config;
 
 typedef enum {

@@ -180,7 +180,7 @@ int main(int argc, char **argv)
         ;
     log_info("signal %d: draining (up to %g s for %d requests in flight)", sig, cfg.drain_timeout,
              http_inflight(h));
-    http_begin_drain(h);
+    http_begin_drain(h, cfg.drain_timeout);
     if (drain(h, cfg.drain_timeout) != 0) {
         /* Workers are still inside requests: MHD_stop_daemon would wait for them. */
         log_warn("drain timeout: exiting with %d requests unfinished", http_inflight(h));

@@ -424,8 +424,8 @@ static void test_idle_sessions_release_memory(void **state)
  * file or directory and says `why` (one of "a|b"). */
 static void expect_refused(const char *dir, const char *node, const char *names, const char *why)
 {
-    const char *args[] = {"--port", "0", "--log-level", "warn", "--state-dir", dir,
-                          "--node-name", node, NULL};
+    const char *args[] = {"--port", "0",           "--log-level", "warn", "--state-dir",
+                          dir,      "--node-name", node,          NULL};
     char *out = NULL;
     int code = daemon_run_cli(args, NULL, 15000, &out);
     print_message("exit %d: %s", code, out ? out : "");
@@ -546,8 +546,9 @@ static void test_state_dir_without_permission(void **state)
     char *wrapper = strf("%s/as-nobody", bin_dir);
     FILE *f = fopen(wrapper, "w");
     assert_non_null(f);
-    fprintf(f, "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups '%s/convd' \"$@\"\n",
-            bin_dir);
+    fprintf(
+        f, "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups '%s/convd' \"$@\"\n",
+        bin_dir);
     fclose(f);
     assert_int_equal(chmod(wrapper, 0755), 0);
     char *saved = strf("%s", daemon_bin());

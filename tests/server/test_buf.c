@@ -144,6 +144,7 @@ static void test_contract_table(void **state)
         {APIERR_TOO_MANY_SESSIONS, 429, "too_many_sessions"},
         {APIERR_INTERNAL, 500, "internal"},
         {APIERR_SHUTTING_DOWN, 503, "shutting_down"},
+        {APIERR_OUT_OF_MEMORY, 503, "out_of_memory"},
     };
     assert_int_equal(sizeof want / sizeof want[0], APIERR_COUNT_);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
