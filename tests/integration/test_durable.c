@@ -201,7 +201,8 @@ static void test_acknowledged_changes_survive_kill9(void **state)
 }
 
 typedef struct stepper {
-    const char *url, *path, *body;
+    char url[64]; /* a copy: the daemon's own string goes with daemon_kill */
+    const char *path, *body;
     atomic_int acked; /* steps answered 200 */
     atomic_int stop;
 } stepper;
@@ -240,7 +241,8 @@ static void test_step_in_flight_is_whole(void **state)
         forward_nb(d, id);
         char *path = strf("/sessions/%s/backward", id);
         char *body = strf("{\"delta\":%s,\"lr\":%.17g,\"need\":[\"dW\"]}", delta, lr);
-        stepper s = {.url = daemon_url(d), .path = path, .body = body};
+        stepper s = {.path = path, .body = body};
+        snprintf(s.url, sizeof s.url, "%s", daemon_url(d));
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, step_loop, &s), 0);
         sleep_ms(150 + 100 * pass);
