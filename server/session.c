@@ -20,6 +20,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "budget.h"
 #include "log.h"
 
 /* An idle session's workspace goes after TRIM_AFTER_S; with a database, its layer too
@@ -215,6 +216,7 @@ static void unlink_entry(session_store *st, entry *e)
     e->dead = 1;
     st->live--;
     st->bytes -= e->bytes;
+    budget_adjust(-(int64_t)e->bytes); /* edge hook: the budget follows st->bytes */
     e->bytes = 0;
 }
 
@@ -346,6 +348,7 @@ static size_t trim_locked(session_store *st, double now)
             }
             size_t now_bytes = e->s.layer ? cvd_conv2d_bytes(e->s.layer) : 0;
             st->bytes -= e->bytes - now_bytes;
+            budget_adjust((int64_t)now_bytes - (int64_t)e->bytes); /* edge hook */
             e->bytes = now_bytes;
             n++;
         }
@@ -789,6 +792,7 @@ void session_release(session_store *st, session *s)
     pthread_mutex_lock(&st->mu);
     if (!n->dead) {
         st->bytes += bytes - n->bytes;
+        budget_adjust((int64_t)bytes - (int64_t)n->bytes); /* edge hook */
         n->bytes = bytes;
     }
     n->last_used = now_s();
