@@ -1,7 +1,7 @@
 # convd — one non-recursive Makefile. Products go under $(BUILD) (default build/;
 # the sanitizer pass uses build/san). User CFLAGS go last so `make CFLAGS=...` wins.
 #
-#   make            build build/convd and build/libcvd.a
+#   make            install missing build packages, build build/convd and build/libcvd.a
 #   make run        install missing packages, build, start the daemon (config/convd.conf)
 #   make test       install, build, run every test: plain build, then ASan+UBSan build
 #   make test SANITIZE=address,undefined   only the instrumented pass
@@ -9,8 +9,10 @@
 #   make bench-compare   the core against PyTorch 1.13 in the same run (installs python3-torch)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
-# Source lists are globbed per folder: a module is one .c/.h pair, and every test file
-# named test_*.c is its own binary.
+# Source lists are globbed per folder: every .c file of core/ and server/ goes into its
+# library (core/ has one public header, cvd.h, and *_impl.h templates that are included,
+# not compiled; a server module is one header with one or more .c files), and every test
+# file named test_*.c is its own binary.
 
 PKG_CONFIG ?= pkg-config
 PREFIX     ?= /usr/local
@@ -44,16 +46,16 @@ CJSON_LIBS  := $(call pc_libs,libcjson,-lcjson)
 CORE_SRC   := $(sort $(wildcard core/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(sort $(wildcard server/*.c)))
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# docs/openapi.yaml is compiled in as a C string (server/api_openapi.h serves it)
+GEN_OBJ    := $(BUILD)/gen/openapi_yaml.o
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(GEN_OBJ)
 
 LIBCVD    := $(BUILD)/libcvd.a
 LIBSERVER := $(BUILD)/libconvd_server.a
 CONVD     := $(BUILD)/convd
 
-# Tests: tests/<suite>/test_*.c are binaries; other .c files in the suite and in
-# tests/common are linked into each binary of that suite.
-COMMON_SRC := $(sort $(wildcard tests/common/*.c))
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+# Tests: tests/<suite>/test_*.c are binaries; the suite's other .c files are linked into
+# each binary of that suite.
 define suite
 $(1)_MAIN := $$(sort $$(wildcard tests/$(1)/test_*.c))
 $(1)_HELP := $$(filter-out $$($(1)_MAIN),$$(sort $$(wildcard tests/$(1)/*.c)))
@@ -73,13 +75,19 @@ BENCH_CODEC := $(BUILD)/bench/bench_codec
 BENCH_PEAK  := $(BUILD)/bench/bench_peak
 BENCH_LOOP  := $(BUILD)/bench/bench_loopback
 
-.PHONY: all deps deps-test run test test-build test-pass test-san check bench bench-peak bench-core bench-compare \
+.PHONY: all deps deps-run deps-test run test test-build test-pass test-san check bench bench-peak bench-core bench-compare \
         bench-http install uninstall clean format lint fuzz valgrind soak tsan docker-check
 
-all: $(CONVD) $(LIBCVD)
+# The default target installs what the build needs first, so a fresh machine gets
+# packages (or a message naming them) rather than a missing header.
+all: deps
+	@$(MAKE) --no-print-directory $(CONVD) $(LIBCVD)
 
 deps:
 	@scripts/deps.sh build
+
+deps-run:
+	@scripts/deps.sh run
 
 deps-test:
 	@scripts/deps.sh test
@@ -91,6 +99,13 @@ $(BUILD)/core/%.o: core/%.c
 $(BUILD)/server/%.o: server/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(SRV_CFLAGS) -pthread -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/openapi_yaml.c: docs/openapi.yaml scripts/embed-text.sh
+	@mkdir -p $(@D)
+	scripts/embed-text.sh api_openapi_yaml $< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -111,13 +126,13 @@ $(LIBSERVER): $(SERVER_OBJ)
 $(CONVD): $(BUILD)/server/main.o $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(SRV_LIBS) $(BLAS_LIBS) -lm
 
-$(core_BINS): $(BUILD)/tests/core/%: $(BUILD)/tests/core/%.o $(core_HOBJ) $(COMMON_OBJ) $(LIBCVD)
+$(core_BINS): $(BUILD)/tests/core/%: $(BUILD)/tests/core/%.o $(core_HOBJ) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CJSON_LIBS) $(BLAS_LIBS) -lm
 
-$(server_BINS): $(BUILD)/tests/server/%: $(BUILD)/tests/server/%.o $(server_HOBJ) $(COMMON_OBJ) $(LIBSERVER) $(LIBCVD)
+$(server_BINS): $(BUILD)/tests/server/%: $(BUILD)/tests/server/%.o $(server_HOBJ) $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(SRV_LIBS) $(BLAS_LIBS) -lm
 
-$(integration_BINS): $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(integration_HOBJ) $(COMMON_OBJ)
+$(integration_BINS): $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(integration_HOBJ)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CURL_LIBS) $(CJSON_LIBS) -lm
 
 $(FAILALLOC): tests/shim/failalloc.c tests/shim/failalloc.h
@@ -136,8 +151,8 @@ $(BENCH_LOOP): $(BUILD)/bench/bench_loopback.o
 $(BENCH_CODEC): $(BUILD)/bench/bench_codec.o $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(SRV_LIBS) $(BLAS_LIBS) -lm
 
-run: deps
-	@$(MAKE) --no-print-directory all
+run: deps-run
+	@$(MAKE) --no-print-directory $(CONVD)
 	exec $(CONVD) --config config/convd.conf
 
 test-build: $(CONVD) $(TEST_BINS) $(FAILALLOC)
@@ -185,6 +200,7 @@ bench-http:
 	@$(BENCH_CODEC)
 	@bench/http.sh $(CONVD) $(BENCH_BIN) $(BENCH_LOOP)
 	@bench/durable.sh $(CONVD)
+	@$(TORCH_PYTHON) bench/client.py $(CONVD)
 
 install: $(CONVD)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/convd $(DESTDIR)$(PREFIX)/share/man/man1
@@ -196,8 +212,8 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/convd $(DESTDIR)$(PREFIX)/etc/convd/convd.conf \
 	      $(DESTDIR)$(PREFIX)/share/man/man1/convd.1
 
-# Builds the image with podman (../shared/tools/docker-check.sh), runs it, probes /healthz
-# and runs the notebook flow against the container (as root).
+# Builds the image with podman or docker, runs it, probes /healthz and runs the notebook
+# flow against the container (scripts/docker-verify.sh).
 docker-check:
 	scripts/docker-verify.sh
 

@@ -9,6 +9,7 @@ int api_root(const api_ctx *ctx, api_req *r)
     (void)ctx;
     buf_puts(&r->out, "{\"name\":\"convd\",\"version\":\"" CVD_VERSION "\",\"endpoints\":["
                       "\"GET /\",\"GET /healthz\",\"GET /readyz\",\"GET /metrics\","
+                      "\"GET /openapi.yaml\","
                       "\"POST /sessions\",\"GET /sessions\",\"GET /sessions/{id}\","
                       "\"PATCH /sessions/{id}\",\"DELETE /sessions/{id}\","
                       "\"POST /sessions/{id}/forward\",\"POST /sessions/{id}/backward\","

@@ -75,7 +75,7 @@ static const setting settings[] = {
     {"bind", "bind", "CONVD_BIND", K_STR, OFF(bind), 0, 0, "ADDR",
      "listen address, IPv4 or IPv6 (default 127.0.0.1; the container sets 0.0.0.0)"},
     {"port", "port", "CONVD_PORT", K_INT, OFF(port), 0, 65535, "N",
-     "TCP port (default 8080); 0 picks a free port and prints `listening on ADDR:PORT`"},
+     "TCP port (default 8080; 0 = any free port; the line `listening on ADDR:PORT` names it)"},
     {"threads", "threads", "CONVD_THREADS", K_INT, OFF(threads), 0, 1024, "N",
      "worker threads serving requests (default 0 = the CPU count)"},
     {"blas_threads", "blas-threads", "CONVD_BLAS_THREADS", K_INT, OFF(blas_threads), 0, 1024, "N",

@@ -9,13 +9,13 @@
 #include <stdatomic.h>
 
 static const char *const ep_names[METRICS_EP_COUNT] = {
-    "root",        "healthz",        "readyz",  "metrics",  "create_session",
-    "get_session", "delete_session", "forward", "backward", "list_sessions",
-    "patch_session", "other",
+    "root",          "healthz",        "readyz",  "metrics",  "create_session",
+    "get_session",   "delete_session", "forward", "backward", "list_sessions",
+    "patch_session", "openapi",        "other",
 };
 
-static const int statuses[] = {200, 201, 204, 400, 401, 404, 405, 409,
-                               410, 413, 415, 421, 422, 429, 500, 503, 0};
+static const int statuses[] = {200, 201, 204, 400, 401, 404, 405, 409, 410,
+                               413, 415, 421, 422, 429, 500, 503, 0};
 #define NSTATUS (sizeof statuses / sizeof statuses[0]) /* last slot: any other status */
 
 /* Upper bounds in seconds; the +Inf bucket is the request count itself. */

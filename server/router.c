@@ -6,7 +6,10 @@
  */
 #include "router.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "api_openapi.h"
 
 typedef struct route {
     const char *method;
@@ -23,6 +26,7 @@ static const route routes[] = {
     {"GET", "/healthz", 0, "", api_healthz, METRICS_EP_HEALTHZ, 1, 1},
     {"GET", "/readyz", 0, "", api_readyz, METRICS_EP_READYZ, 1, 1},
     {"GET", "/metrics", 0, "", api_metrics, METRICS_EP_METRICS, 0, 1},
+    {"GET", "/openapi.yaml", 0, "", api_openapi, METRICS_EP_OPENAPI, 0, 0},
     {"POST", "/sessions", 0, "", api_session_create, METRICS_EP_CREATE_SESSION, 0, 0},
     {"GET", "/sessions", 0, "", api_session_list, METRICS_EP_LIST_SESSIONS, 0, 0},
     {"GET", "/sessions/", 1, "", api_session_get, METRICS_EP_GET_SESSION, 0, 0},
@@ -110,4 +114,19 @@ route_result router_match(const char *method, const char *path, route_match *m)
         }
     }
     return ROUTE_METHOD_NOT_ALLOWED;
+}
+
+size_t router_count(void)
+{
+    return NROUTES;
+}
+
+int router_route(size_t i, const char **method, char *path, size_t cap)
+{
+    if (i >= NROUTES)
+        return -1;
+    *method = routes[i].method;
+    int n = snprintf(path, cap, "%s%s%s", routes[i].path, routes[i].capture ? "{id}" : "",
+                     routes[i].suffix);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
 }

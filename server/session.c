@@ -168,19 +168,6 @@ static void format_id(const session_store *st, const uint8_t key[16], char out[S
     out[k + SESSION_ID_LEN] = '\0';
 }
 
-static state_row row_of(const entry *e)
-{
-    return (state_row){.id = e->s.id,
-                       .p = e->p,
-                       .scheme = e->s.scheme,
-                       .seed = e->s.seed,
-                       .W_rank = e->s.W_rank,
-                       .b_rank = e->s.b_rank,
-                       .forwards = e->s.forwards,
-                       .backwards = e->s.backwards,
-                       .last_used = wall_of(e->last_used)};
-}
-
 static void entry_free(entry *e)
 {
     cvd_conv2d_free(e->s.layer);
@@ -763,7 +750,8 @@ int session_acquire(session_store *st, const char *id, session **out, apierr *e)
                           "no session %s: it was deleted; create one with POST /sessions", id);
     }
     if (!n->s.layer && n->stored && st->o.db) {
-        state_row r = row_of(n);
+        /* the holder's view: n->p changes only under this session's lock */
+        state_row r = {.id = n->s.id, .p = n->p};
         int x_rank;
         if (state_load_layer(st->o.db, &r, &n->s.layer, &x_rank, e) != 0) {
             session_release(st, &n->s);
@@ -784,12 +772,12 @@ void session_release(session_store *st, session *s)
     int cached = s->layer && cvd_conv2d_has_cache(s->layer, NULL);
     if (cached && s->x_rank)
         s->restored = 0;
-    if (s->layer)
-        n->p = *cvd_conv2d_get_params(s->layer);
     uint64_t fw = s->forwards, bw = s->backwards;
     size_t bytes = s->layer ? cvd_conv2d_bytes(s->layer) : 0;
+    cvd_conv2d_params p = s->layer ? *cvd_conv2d_get_params(s->layer) : n->p;
     pthread_mutex_unlock(&n->lock);
     pthread_mutex_lock(&st->mu);
+    n->p = p;
     if (!n->dead) {
         st->bytes += bytes - n->bytes;
         budget_adjust((int64_t)bytes - (int64_t)n->bytes); /* edge hook */
@@ -812,11 +800,15 @@ int session_persist(session_store *st, session *s, unsigned what, apierr *e)
     if (!st->o.db)
         return 0;
     entry *n = (entry *)s;
-    n->p = *cvd_conv2d_get_params(s->layer);
-    state_row r = row_of(n);
-    r.forwards = s->forwards;
-    r.backwards = s->backwards;
-    r.last_used = clock_s(CLOCK_REALTIME);
+    state_row r = {.id = s->id,
+                   .p = *cvd_conv2d_get_params(s->layer),
+                   .scheme = s->scheme,
+                   .seed = s->seed,
+                   .W_rank = s->W_rank,
+                   .b_rank = s->b_rank,
+                   .forwards = s->forwards,
+                   .backwards = s->backwards,
+                   .last_used = clock_s(CLOCK_REALTIME)};
     if (what & SESSION_SAVE_NEW) {
         if (state_insert(st->o.db, &r, s->layer, e) != 0)
             return -1;

@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "../../server/api_openapi.h"
 #include "../../server/router.h"
 
 static void expect_route(const char *method, const char *path, api_handler h, metrics_endpoint ep)
@@ -34,6 +35,7 @@ static void test_every_endpoint_routes(void **state)
     expect_route("DELETE", "/sessions/abc", api_session_delete, METRICS_EP_DELETE_SESSION);
     expect_route("POST", "/forward", api_forward, METRICS_EP_FORWARD);
     expect_route("POST", "/backward", api_backward, METRICS_EP_BACKWARD);
+    expect_route("GET", "/openapi.yaml", api_openapi, METRICS_EP_OPENAPI);
     expect_route("HEAD", "/healthz", api_healthz, METRICS_EP_HEALTHZ);
     expect_route("HEAD", "/sessions/abc", api_session_get, METRICS_EP_GET_SESSION);
     expect_route("GET", "/sessions", api_session_list, METRICS_EP_LIST_SESSIONS);
