@@ -35,6 +35,7 @@
 #include "budget.h"
 #include "conns.h"
 #include "gate.h"
+#include "jsontensor.h"
 #include "log.h"
 #include "metrics.h"
 #include "prescan.h"
@@ -49,9 +50,12 @@
  * thread more than slots is always left to accept connections and answer health probes. */
 #define INLINE_MAX_BODY (16 * 1024)
 /* What parsing a JSON body costs beyond the body, per byte of its text (the tensors'
- * base64 taken out by the prescan is not text): the cJSON tree of nested numbers measured
- * ~38 bytes a byte. Charged to the memory budget before the handler runs. */
-#define JSON_PARSE_FACTOR 40
+ * base64 taken out by the prescan is not text), charged to the memory budget before the
+ * handler runs: a cJSON tree of nested numbers measured ~38 bytes a byte, and bodies up to
+ * JSONTENSOR_MIN may be all tree; beyond that the large nested tensors are read straight
+ * into their buffers (jsontensor.h), a few bytes a byte. */
+#define JSON_TREE_FACTOR   40
+#define JSON_TENSOR_FACTOR 4
 /* After a request that held this much, the heap is trimmed once the daemon has been idle
  * for TRIM_IDLE_S, so RSS falls after a burst (main.c keeps freed blocks for the next
  * request meanwhile: trimming after each one would fault their pages in again). */
@@ -335,7 +339,8 @@ static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q
         apierr e = out_of_memory();
         return respond_error(h, c, q, &e);
     }
-    uint64_t parse = (uint64_t)q->body.len * JSON_PARSE_FACTOR;
+    uint64_t text = q->body.len, small = text < JSONTENSOR_MIN ? text : JSONTENSOR_MIN;
+    uint64_t parse = small * JSON_TREE_FACTOR + (text - small) * JSON_TENSOR_FACTOR;
     if (budget_ticket_charge(&q->bt, parse) != 0) {
         apierr e = over_budget(parse);
         return respond_error(h, c, q, &e);
