@@ -34,7 +34,8 @@ start_daemon() {
     bin=$1 scheme=$2
     shift 2
     rm -f "$tmp/convd.log"
-    "$bin" --port 0 --log-level warn --state-dir= "$@" 2>"$tmp/convd.log" &
+    # no config file: a baseline build may not know this tree's keys
+    "$bin" --config /dev/null --port 0 --log-level warn --state-dir= "$@" 2>"$tmp/convd.log" &
     pid=$!
     i=0
     while ! grep -q '^listening on ' "$tmp/convd.log" 2>/dev/null; do
