@@ -194,11 +194,13 @@ bench-compare: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	@$(TORCH_PYTHON) bench/compare.py $(BENCH_BIN)
 
+# EDGE_BASELINE=path/to/another/convd runs bench/edge.sh's figures for it in the same run.
 bench-http:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory $(CONVD) $(BENCH_CODEC) $(BENCH_BIN) $(BENCH_LOOP)
 	@$(BENCH_CODEC)
 	@bench/http.sh $(CONVD) $(BENCH_BIN) $(BENCH_LOOP)
+	@bench/edge.sh $(CONVD) $(EDGE_BASELINE)
 	@bench/durable.sh $(CONVD)
 	@$(TORCH_PYTHON) bench/client.py $(CONVD)
 

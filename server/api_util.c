@@ -5,6 +5,7 @@
  * the small writers of the answers' JSON.
  */
 #include "api_util.h"
+#include "budget.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -118,7 +119,7 @@ int api_check_memory(const api_ctx *ctx, const cvd_conv2d_params *p, const int64
                           "workspace, over " LIMIT " = %" PRIu64
                           "; send a smaller batch or raise " LIMIT,
                           shape, need, ctx->cfg->max_session_bytes);
-    return 0;
+    return api_budget_charge(need, "this input's cached copy and workspace", e);
 }
 
 /* Best-effort shape of a tensor node without decoding its data (nested: the first element
@@ -231,6 +232,20 @@ int api_delta_as4(const cvd_tensor *d, const int64_t ys[4], int from_session, cv
                       ds, yss);
 }
 
+/* --- edge hook (budget.h): the memory budget, charged before allocating; the charge
+ * belongs to the request and is released when it ends (the session store then accounts
+ * for what a session keeps). --- */
+int api_budget_charge(uint64_t n, const char *what, apierr *e)
+{
+    if (budget_charge(n) == 0)
+        return 0;
+    return apierr_set(e, APIERR_OUT_OF_MEMORY,
+                      "%s need %" PRIu64 " bytes, more than convd's memory budget has free "
+                      "(max_memory_bytes = %" PRIu64 ", %" PRIu64 " in use); retry in a "
+                      "moment, or free sessions",
+                      what, n, budget_limit(), budget_used());
+}
+
 /* Bytes of weights plus their gradients (or SGD scratch), before the layer is allocated. */
 static int check_weight_memory(const api_ctx *ctx, const cvd_conv2d_params *p, apierr *e)
 {
@@ -247,7 +262,7 @@ static int check_weight_memory(const api_ctx *ctx, const cvd_conv2d_params *p, a
             "the layer's weights and their gradients need %s%" PRIu64 " bytes, over " LIMIT
             " = %" PRIu64 "; use fewer channels or a smaller kernel, or raise " LIMIT,
             over ? "more than " : "", over ? UINT64_MAX : n, ctx->cfg->max_session_bytes);
-    return 0;
+    return api_budget_charge(n, "the layer's weights and their gradients", e);
 }
 
 /* A layer from its decoded description: W and b as sent, else from init. */

@@ -67,4 +67,8 @@ void api_put_number(buf *b, double v);
 void api_encode_layer(buf *b, const session *s);
 void api_encode_idle_timeout(buf *b, const api_ctx *ctx);
 
+/* Edge hook: charges n bytes (for `what`) to the memory budget before they are allocated;
+ * -1 with 503 out_of_memory in e when the budget cannot take them. */
+int api_budget_charge(uint64_t n, const char *what, apierr *e);
+
 #endif /* SERVER_API_UTIL_H */

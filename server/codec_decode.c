@@ -18,6 +18,7 @@
 
 #include "base64.h"
 #include "codec_internal.h"
+#include "jsontensor.h"
 #include "numfmt.h"
 #include "shape.h"
 
@@ -612,12 +613,47 @@ static int decode_b64_text(const char *text, size_t tlen, const char *field, cvd
     return 0;
 }
 
+/* A large nested array kept out of the tree (jsontensor.h): its numbers go straight into
+ * the tensor. Whatever the fast path does not take is decoded from a tree of that text
+ * alone, so the answer and message are the plain path's. */
+static int decode_marked(const char *text, size_t len, const char *field, cvd_dtype want,
+                         int64_t max_elems, const char *limit_setting, cvd_tensor *out, apierr *e)
+{
+    int rank;
+    int64_t shape[CVD_MAX_RANK];
+    if (jsontensor_shape(text, len, &rank, shape) == 0) {
+        if (alloc_checked(out, want, rank, shape, field, max_elems, limit_setting, e) < 0)
+            return -1;
+        const char *p = text, *end = text + len;
+        int64_t i = 0, n = cvd_tensor_numel(out);
+        double v;
+        while (i < n && jsontensor_next(&p, end, &v) == 0 && store(out, i, v) == 0)
+            i++;
+        if (i == n)
+            return 0;
+        cvd_tensor_release(out); /* a number not finite in `want`: the plain path says so */
+    }
+    cJSON *tree = cJSON_ParseWithLength(text, len);
+    if (!tree)
+        return apierr_set(e, APIERR_INTERNAL, "out of memory decoding %s", field);
+    int rc = decode_nested(tree, field, want, max_elems, limit_setting, out, e);
+    cJSON_Delete(tree);
+    return rc;
+}
+
 int codec_tensor_decode(const cJSON *node, const char *field, cvd_dtype want, int64_t max_elems,
                         const char *limit_setting, cvd_tensor *out, codec_form *form, apierr *e)
 {
     memset(out, 0, sizeof *out);
     if (cvd_dtype_size(want) == 0)
         return apierr_set(e, APIERR_INTERNAL, "%s: unknown dtype %d", field, (int)want);
+    const char *text;
+    size_t len;
+    if (codec_array_text(node, &text, &len)) {
+        if (form)
+            *form = CODEC_NESTED;
+        return decode_marked(text, len, field, want, max_elems, limit_setting, out, e);
+    }
     if (cJSON_IsArray(node)) {
         if (form)
             *form = CODEC_NESTED;

@@ -21,4 +21,8 @@ void codec_clip(char out[64], const char *s);
  * segment is returned; otherwise NULL. Borrowed: valid while the tree and body live. */
 prescan_seg *codec_string_bytes(const cJSON *n, const char **text, size_t *len);
 
+/* 1 when string node n is the marker codec_parse left for a large nested array of numbers
+ * (jsontensor.h), with *text and *len its text in the body (borrowed); else 0. */
+int codec_array_text(const cJSON *n, const char **text, size_t *len);
+
 #endif /* SERVER_CODEC_INTERNAL_H */

@@ -13,6 +13,7 @@
 
 #include "codec_internal.h"
 #include "jsoncheck.h"
+#include "jsontensor.h"
 
 static int cmp_keys(const void *a, const void *b)
 {
@@ -76,6 +77,9 @@ static int find_duplicate_key(const cJSON *root, const char **dup)
  * codec_parse. */
 #define MARK_LEN  33
 #define MAX_SPANS 16
+/* Large nested arrays of numbers (jsontensor.h) get a marker too, as a JSON string in place
+ * of the whole array: '"', "\xFD", address and length, '"'. */
+#define MAX_ARRAYS 4
 
 static void put_hex64(char *out, uint64_t v)
 {
@@ -90,6 +94,16 @@ static uint64_t get_hex64(const char *v)
     for (int i = 0; i < 16; i++)
         a = a << 4 | (uint64_t)(v[i] <= '9' ? v[i] - '0' : v[i] - 'a' + 10);
     return a;
+}
+
+int codec_array_text(const cJSON *n, const char **text, size_t *len)
+{
+    const char *v = cJSON_IsString(n) ? n->valuestring : NULL;
+    if (!v || (unsigned char)v[0] != 0xFD || strlen(v) != MARK_LEN)
+        return 0;
+    *text = (const char *)(uintptr_t)get_hex64(v + 1);
+    *len = (size_t)get_hex64(v + 17);
+    return 1;
 }
 
 /* A string whose leading base64 groups prescan took out (codec_parse_prescanned) has a
@@ -118,12 +132,13 @@ prescan_seg *codec_string_bytes(const cJSON *n, const char **text, size_t *len)
 /* The body with every span replaced by its marker (malloc'd, NUL-terminated), or NULL;
  * a span with a segment (seg[k] non-NULL, seg may be NULL) gets a MARK2_LEN marker. */
 static char *mark_spans(const char *body, size_t from, size_t len, const jsoncheck_span *sp,
-                        prescan_seg *const *seg, size_t n, size_t *out_len)
+                        prescan_seg *const *seg, const unsigned char *array, size_t n,
+                        size_t *out_len)
 {
     size_t cut = 0;
     for (size_t k = 0; k < n; k++)
         cut += sp[k].len;
-    size_t total = len - from - cut + n * MARK2_LEN; /* spans never exceed the body */
+    size_t total = len - from - cut + n * (MARK2_LEN + 2); /* spans never exceed the body */
     char *text = malloc(total + 1);
     if (!text)
         return NULL;
@@ -132,7 +147,9 @@ static char *mark_spans(const char *body, size_t from, size_t len, const jsonche
     for (size_t k = 0; k < n; k++) {
         memcpy(o, body + at, sp[k].off - at);
         o += sp[k].off - at;
-        *o++ = (char)(seg && seg[k] ? 0xFE : 0xFF);
+        if (array && array[k])
+            *o++ = '"';
+        *o++ = (char)(array && array[k] ? 0xFD : seg && seg[k] ? 0xFE : 0xFF);
         put_hex64(o, (uint64_t)(uintptr_t)(body + sp[k].off));
         put_hex64(o + 16, (uint64_t)sp[k].len);
         o += 32;
@@ -140,6 +157,8 @@ static char *mark_spans(const char *body, size_t from, size_t len, const jsonche
             put_hex64(o, (uint64_t)(uintptr_t)seg[k]);
             o += 16;
         }
+        if (array && array[k])
+            *o++ = '"';
         at = sp[k].off + sp[k].len;
     }
     memcpy(o, body + at, len - at);
@@ -150,16 +169,17 @@ static char *mark_spans(const char *body, size_t from, size_t len, const jsonche
 }
 
 /* Offset `off` of the marked text (which starts at body offset `from`) in the body. */
-static size_t unmark_offset(size_t off, size_t from, const jsoncheck_span *sp, size_t n)
+static size_t unmark_offset(size_t off, size_t from, const jsoncheck_span *sp,
+                            const unsigned char *array, size_t n)
 {
-    size_t shrunk = 0; /* bytes the markers before this point saved (spans are > MARK_LEN) */
+    size_t shrunk = 0; /* bytes the markers before this point saved (spans are longer) */
     for (size_t k = 0; k < n; k++) {
-        size_t mark_at = sp[k].off - from - shrunk;
+        size_t mark_at = sp[k].off - from - shrunk, mlen = MARK_LEN + (array[k] ? 2 : 0);
         if (off <= mark_at)
             break;
-        if (off < mark_at + MARK_LEN)
+        if (off < mark_at + mlen)
             return sp[k].off;
-        shrunk += sp[k].len - MARK_LEN;
+        shrunk += sp[k].len - mlen;
     }
     return from + off + shrunk;
 }
@@ -168,24 +188,33 @@ static size_t unmark_offset(size_t off, size_t from, const jsoncheck_span *sp, s
  * copies of everything). */
 static cJSON *parse_text(const char *body, size_t len, size_t max_spans, apierr *e)
 {
-    jsoncheck_span spans[MAX_SPANS];
-    size_t nspans = 0;
-    if (jsoncheck_spans(body, len, spans, max_spans, &nspans, e) < 0)
+    jsoncheck_span strs[MAX_SPANS], arrs[MAX_ARRAYS], spans[MAX_SPANS + MAX_ARRAYS];
+    unsigned char array[MAX_SPANS + MAX_ARRAYS];
+    size_t nstrs = 0;
+    if (jsoncheck_spans(body, len, strs, max_spans, &nstrs, e) < 0)
         return NULL;
+    size_t narrs = max_spans ? jsontensor_spans(body, len, arrs, MAX_ARRAYS, JSONTENSOR_MIN) : 0;
+    /* both lists in body order, merged (an array of numbers holds no string) */
+    size_t nspans = 0;
+    for (size_t a = 0, b = 0; a < nstrs || b < narrs; nspans++) {
+        int take_arr = b < narrs && (a == nstrs || arrs[b].off < strs[a].off);
+        spans[nspans] = take_arr ? arrs[b++] : strs[a++];
+        array[nspans] = (unsigned char)take_arr;
+    }
     size_t skip = len >= 3 && !memcmp(body, "\xEF\xBB\xBF", 3) ? 3 : 0;
     const char *end = NULL;
     cJSON *root;
     size_t stop = 0;
     if (nspans) {
         size_t tlen;
-        char *text = mark_spans(body, skip, len, spans, NULL, nspans, &tlen);
+        char *text = mark_spans(body, skip, len, spans, NULL, array, nspans, &tlen);
         if (!text) {
             apierr_set(e, APIERR_INTERNAL, "out of memory while parsing a %zu-byte body", len);
             return NULL;
         }
         root = cJSON_ParseWithLengthOpts(text, tlen, &end, 0);
         if (!root && end)
-            stop = unmark_offset((size_t)(end - text), skip, spans, nspans);
+            stop = unmark_offset((size_t)(end - text), skip, spans, array, nspans);
         free(text);
     } else {
         root = cJSON_ParseWithLengthOpts(body + skip, len - skip, &end, 0);
@@ -253,7 +282,7 @@ cJSON *codec_parse_prescanned(const char *body, size_t len, prescan *p, apierr *
     if (matched == p->nsegs) {
         const size_t skip = len >= 3 && !memcmp(body, "\xEF\xBB\xBF", 3) ? 3 : 0;
         size_t tlen;
-        char *text = mark_spans(body, skip, len, spans, seg, n, &tlen);
+        char *text = mark_spans(body, skip, len, spans, seg, NULL, n, &tlen);
         cJSON *root = text ? cJSON_ParseWithLengthOpts(text, tlen, NULL, 0) : NULL;
         free(text);
         const char *dup = NULL;

@@ -134,6 +134,11 @@ static const setting settings[] = {
      1000000, "N",
      "open connections in all (default 1024); more wait, or are closed at once while the "
      "limit is reached"},
+    {"max_memory_bytes", "max-memory-bytes", "CONVD_MAX_MEMORY_BYTES", K_BYTES,
+     OFF(max_memory_bytes), 0, 0, "BYTES",
+     "one memory budget for all sessions, requests in flight and answers being sent: over it "
+     "503 out_of_memory with Retry-After, a body larger than all of it 413 (default 0 = 75 % "
+     "of the machine's or the cgroup's memory)"},
     {"tls_cert", "tls-cert", "CONVD_TLS_CERT", K_DIR, OFF(tls_cert), 0, 0, "FILE",
      "PEM certificate (chain) to serve HTTPS on the port, with tls_key (default empty: plain "
      "HTTP, where the API key travels in clear)"},
@@ -674,7 +679,8 @@ void config_log(const srv_config *c)
              log_level_name(c->log_level), c->state_dir[0] ? c->state_dir : "(memory only)",
              c->persist_inputs ? "true" : "false", c->node_name[0] ? c->node_name : "(none)");
     log_info("config: header_timeout=%gs body_min_rate=%llu connection_timeout=%gs "
-             "max_connections=%d tls=%s",
+             "max_connections=%d max_memory_bytes=%llu tls=%s",
              c->header_timeout, (unsigned long long)c->body_min_rate, c->connection_timeout,
-             c->max_connections, c->tls_cert[0] ? c->tls_cert : "off");
+             c->max_connections, (unsigned long long)c->max_memory_bytes,
+             c->tls_cert[0] ? c->tls_cert : "off");
 }

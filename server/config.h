@@ -45,6 +45,7 @@ typedef struct srv_config {
     uint64_t body_min_rate;         /* bytes/s a body must average after header_timeout; 0 = off */
     double connection_timeout;      /* s a keep-alive connection may stay idle */
     int max_connections;            /* open connections in all */
+    uint64_t max_memory_bytes;      /* sessions + requests + answers; 0 = 75 % of memory */
     char tls_cert[CONFIG_PATH_MAX]; /* PEM certificate chain; "" = plain HTTP */
     char tls_key[CONFIG_PATH_MAX];  /* PEM private key; set together with tls_cert */
 } srv_config;

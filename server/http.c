@@ -16,9 +16,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -31,8 +31,11 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "budget.h"
 #include "conns.h"
 #include "gate.h"
+#include "jsontensor.h"
+#include "listenaddr.h"
 #include "log.h"
 #include "metrics.h"
 #include "prescan.h"
@@ -46,12 +49,26 @@
  * request's work (the notebook pair at 2 connections lost a third of its rate). One socket
  * thread more than slots is always left to accept connections and answer health probes. */
 #define INLINE_MAX_BODY (16 * 1024)
+/* What parsing a JSON body costs beyond the body, per byte of its text (the tensors'
+ * base64 taken out by the prescan is not text), charged to the memory budget before the
+ * handler runs: a cJSON tree of nested numbers measured ~38 bytes a byte, and bodies up to
+ * JSONTENSOR_MIN may be all tree; beyond that the large nested tensors are read straight
+ * into their buffers (jsontensor.h), a few bytes a byte. */
+#define JSON_TREE_FACTOR   40
+#define JSON_TENSOR_FACTOR 4
+/* After a request that held this much, the heap is trimmed once the daemon has been idle
+ * for TRIM_IDLE_S, so RSS falls after a burst (main.c keeps freed blocks for the next
+ * request meanwhile: trimming after each one would fault their pages in again). */
+#define TRIM_AFTER_BYTES ((uint64_t)8 << 20)
+#define TRIM_IDLE_S      1.0
 
 struct http_server {
     struct MHD_Daemon *d;
     conns *conns;             /* every open connection and its deadlines */
     workpool *pool;           /* runs the api handlers */
     atomic_int inline_busy;   /* socket threads running a small request's handler */
+    atomic_int trim_due;      /* a large request ended since the last trim */
+    _Atomic double last_end;  /* when the last request ended (mono) */
     char *tls_cert, *tls_key; /* PEM text while serving HTTPS (tlsfiles.h) */
     const srv_config *cfg;
     api_ctx ctx;
@@ -79,6 +96,7 @@ typedef struct req {
     int computing;    /* handed to the pool: the connection is suspended until done */
     atomic_int done;  /* the pool has run the handler: r holds the answer */
     api_req r;        /* the request as the handler sees it, and its answer */
+    budget_ticket bt; /* its charges to the memory budget, released when it ends */
     apierr early;     /* a refusal decided before the body, answered on the next call */
     int counted;      /* counted in inflight (dispatched, answer not yet sent) */
     int responded;
@@ -141,6 +159,7 @@ static enum MHD_Result respond(http_server *h, struct MHD_Connection *c, req *q,
         char *data = buf_steal(&r->out, &len);
         if (!data)
             return MHD_NO;
+        budget_ticket_adjust(&q->bt, len); /* held until the answer is sent */
         resp = MHD_create_response_from_buffer_with_free_callback(len, data, free);
         if (!resp)
             free(data);
@@ -272,6 +291,18 @@ static void presize_body(const http_server *h, struct MHD_Connection *c, req *q)
     }
 }
 
+/* 503 when the budget cannot take `need` more bytes now. */
+static apierr over_budget(uint64_t need)
+{
+    apierr e;
+    apierr_set(&e, APIERR_OUT_OF_MEMORY,
+               "convd is at its memory budget (max_memory_bytes = %llu, %llu in use) and "
+               "cannot take %llu more bytes for this request; retry in a moment",
+               (unsigned long long)budget_limit(), (unsigned long long)budget_used(),
+               (unsigned long long)need);
+    return e;
+}
+
 static apierr out_of_memory(void)
 {
     apierr e;
@@ -285,7 +316,9 @@ static apierr out_of_memory(void)
 static void run_handler(workpool_job *job)
 {
     req *q = (req *)job;
+    budget_request_enter(&q->bt);
     q->m.handler(&q->h->ctx, &q->r);
+    budget_request_leave();
     atomic_store(&q->done, 1);
     MHD_resume_connection(q->c);
 }
@@ -304,6 +337,12 @@ static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q
 {
     if (q->body.oom || prescan_finish(&q->pre, &q->body) < 0) {
         apierr e = out_of_memory();
+        return respond_error(h, c, q, &e);
+    }
+    uint64_t text = q->body.len, small = text < JSONTENSOR_MIN ? text : JSONTENSOR_MIN;
+    uint64_t parse = small * JSON_TREE_FACTOR + (text - small) * JSON_TENSOR_FACTOR;
+    if (budget_ticket_charge(&q->bt, parse) != 0) {
+        apierr e = over_budget(parse);
         return respond_error(h, c, q, &e);
     }
     /* In flight from here until MHD reports the answer sent. */
@@ -327,7 +366,9 @@ static enum MHD_Result dispatch(http_server *h, struct MHD_Connection *c, req *q
         return answer(h, c, q);
     }
     if (q->bytes_in <= INLINE_MAX_BODY && atomic_fetch_add(&h->inline_busy, 1) < h->cfg->threads) {
+        budget_request_enter(&q->bt);
         q->m.handler(&h->ctx, r);
+        budget_request_leave();
         atomic_fetch_sub(&h->inline_busy, 1);
         return answer(h, c, q);
     }
@@ -348,6 +389,22 @@ static apierr too_large(const http_server *h)
                "max_body_bytes",
                (unsigned long long)h->cfg->max_body_bytes);
     return e;
+}
+
+/* The body's declared length, charged before it is read: over the whole budget 413,
+ * over what is left of it 503 (both answered at once, and the body is never read). */
+static void budget_admit(struct MHD_Connection *c, req *q, apierr *e)
+{
+    long long cl = content_length(c);
+    if (cl <= 0)
+        return;
+    if (budget_limit() && (uint64_t)cl > budget_limit())
+        apierr_set(e, APIERR_PAYLOAD_TOO_LARGE,
+                   "the body is %lld bytes, more than the whole memory budget "
+                   "max_memory_bytes = %llu; send a smaller body or raise max_memory_bytes",
+                   cl, (unsigned long long)budget_limit());
+    else if (budget_ticket_charge(&q->bt, (uint64_t)cl) != 0)
+        *e = over_budget((uint64_t)cl);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -376,7 +433,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return respond_error(h, c, q, &q->early);
         }
         q->admitted = conns_request(h->conns, q->conn, sends_body(c), content_length(c));
-        if (early_checks(h, c, q, &q->early)) {
+        if (!early_checks(h, c, q, &q->early) && q->m.has_body)
+            budget_admit(c, q, &q->early);
+        if (q->early.code != APIERR_NONE) {
             /* Answering before a body is read makes MHD close the connection, which is
              * what a refused upload needs; a bodiless request keeps its connection and is
              * answered on the next call. */
@@ -405,6 +464,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!q->body_started) {
             q->body_started = 1;
             presize_body(h, c, q);
+        }
+        if (q->bytes_in > q->bt.held && budget_ticket_charge(&q->bt, q->bytes_in - q->bt.held)) {
+            /* a chunked body outgrew the budget: dropped like an unallocatable one */
+            q->oom = 1;
+            buf_free(&q->body);
+            buf_init(&q->body);
+            prescan_free(&q->pre);
+            return MHD_YES;
         }
         if (prescan_feed(&q->pre, &q->body, upload_data, n) < 0) {
             /* The rest is read and dropped like an oversized body's; 503 comes last. */
@@ -452,7 +519,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     buf_free(&q->r.out);
     buf_free(&q->body);
     prescan_free(&q->pre);
+    if (q->bt.held >= TRIM_AFTER_BYTES)
+        atomic_store(&h->trim_due, 1);
+    budget_request_end(&q->bt);
     free(q);
+    atomic_store(&h->last_end, mono());
     *con_cls = NULL;
 }
 
@@ -481,51 +552,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_warn("libmicrohttpd: %s", msg);
 }
 
-/* bind (a literal or a host name) + port → a socket address. */
-static int resolve(const srv_config *cfg, struct sockaddr_storage *ss, socklen_t *len, int *v6,
-                   char *err, size_t n)
-{
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-    const char *host = cfg->bind;
-    char tmp[CONFIG_STR_MAX];
-    size_t hl = strlen(host);
-    if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
-        snprintf(tmp, sizeof tmp, "%.*s", (int)(hl - 2), host + 1);
-        host = tmp;
-    }
-    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)cfg->port);
-        *len = sizeof *a4;
-        *v6 = 0;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)cfg->port);
-        *len = sizeof *a6;
-        *v6 = 1;
-        return 0;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(host, NULL, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(err, n, "bind: cannot resolve \"%s\": %s", cfg->bind, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    *v6 = res->ai_family == AF_INET6;
-    freeaddrinfo(res);
-    if (*v6)
-        a6->sin6_port = htons((uint16_t)cfg->port);
-    else
-        a4->sin_port = htons((uint16_t)cfg->port);
-    return 0;
-}
-
 /* One per inline slot and one always free (INLINE_MAX_BODY); MHD divides max_connections
  * among them and needs one at least each. */
 static int socket_threads(const srv_config *cfg)
@@ -540,7 +566,7 @@ int http_start(const srv_config *cfg, session_store *st, http_server **out, char
     struct sockaddr_storage ss;
     socklen_t sl;
     int v6;
-    if (resolve(cfg, &ss, &sl, &v6, err, n))
+    if (listenaddr_resolve(cfg, &ss, &sl, &v6, err, n))
         return -1;
     http_server *h = calloc(1, sizeof *h);
     if (!h) {
@@ -632,6 +658,15 @@ void http_begin_drain(http_server *h, double timeout_s)
 int http_inflight(http_server *h)
 {
     return atomic_load(&h->inflight) + conns_owed(h->conns);
+}
+
+void http_housekeeping(http_server *h)
+{
+    if (atomic_load(&h->trim_due) && atomic_load(&h->inflight) == 0 &&
+        mono() - atomic_load(&h->last_end) >= TRIM_IDLE_S) {
+        atomic_store(&h->trim_due, 0);
+        malloc_trim(0);
+    }
 }
 
 void http_quiesce(http_server *h)

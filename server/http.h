@@ -32,6 +32,9 @@ void http_begin_drain(http_server *h, double timeout_s);
  * requests dispatched whose answer is not yet sent. /healthz, /readyz and /metrics are not
  * counted. Peeks at the upload sockets, so call it from one thread (main's drain loop). */
 int http_inflight(http_server *h);
+/* Periodic work for main's idle loop (every second or so): gives the heap back to the
+ * system once a burst of large requests is over. */
+void http_housekeeping(http_server *h);
 /* Stops accepting connections (closes the listening socket); connections already open stay. */
 void http_quiesce(http_server *h);
 /* Stops MHD (waits for its threads) and frees h. NULL is a no-op. */

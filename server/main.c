@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../core/cvd.h"
+#include "budget.h"
 #include "config.h"
 #include "healthcheck.h"
 #include "http.h"
@@ -133,6 +134,9 @@ int main(int argc, char **argv)
     }
 
     keep_large_blocks();
+    if (!cfg.max_memory_bytes)
+        cfg.max_memory_bytes = budget_default_limit();
+    budget_set_limit(cfg.max_memory_bytes);
     log_set_level(cfg.log_level);
     log_info("convd %s starting", CVD_VERSION);
     config_log(&cfg);
@@ -176,8 +180,8 @@ int main(int argc, char **argv)
     fflush(stderr);
 
     int sig;
-    while ((sig = wait_signal(-1)) == 0)
-        ;
+    while ((sig = wait_signal(500)) == 0)
+        http_housekeeping(h);
     log_info("signal %d: draining (up to %g s for %d requests in flight)", sig, cfg.drain_timeout,
              http_inflight(h));
     http_begin_drain(h, cfg.drain_timeout);

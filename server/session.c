@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "budget.h"
 double session_clock(clockid_t c)
 {
     struct timespec ts;
@@ -142,6 +143,7 @@ void session_unlink(session_store *st, entry *e)
     e->dead = 1;
     st->live--;
     st->bytes -= e->bytes;
+    budget_adjust(-(int64_t)e->bytes); /* the memory budget follows st->bytes */
     e->bytes = 0;
 }
 
@@ -410,6 +412,7 @@ void session_release(session_store *st, session *s)
     n->p = p;
     if (!n->dead) {
         st->bytes += bytes - n->bytes;
+        budget_adjust((int64_t)bytes - (int64_t)n->bytes);
         n->bytes = bytes;
     }
     n->last_used = session_now();

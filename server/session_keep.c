@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "log.h"
 
 /* Frees dropped entries; with a database, first deletes them there and remembers their ids
@@ -57,6 +58,7 @@ static size_t trim_locked(session_store *st, double now)
             }
             size_t now_bytes = e->s.layer ? cvd_conv2d_bytes(e->s.layer) : 0;
             st->bytes -= e->bytes - now_bytes;
+            budget_adjust((int64_t)now_bytes - (int64_t)e->bytes);
             e->bytes = now_bytes;
             n++;
         }

@@ -6,6 +6,13 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Jobs run a little below the threads that serve the sockets, so a health probe gets a
+ * core at once while every core computes (on Linux a nice value is per thread). */
+#define WORKPOOL_NICE 5
 
 struct workpool {
     pthread_mutex_t mu;
@@ -19,6 +26,8 @@ struct workpool {
 static void *worker(void *arg)
 {
     workpool *p = arg;
+    /* best effort: without it jobs only compete as equals */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKPOOL_NICE);
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->stop)
