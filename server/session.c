@@ -547,7 +547,8 @@ int session_list(session_store *st, const char *after, size_t limit, session_inf
         }
     }
     pthread_mutex_unlock(&st->mu);
-    qsort(v, k, sizeof *v, by_id);
+    if (k) /* v is NULL for an empty store, and qsort's pointer must not be */
+        qsort(v, k, sizeof *v, by_id);
     *more = k > limit;
     *n = k > limit ? limit : k;
     if (*n == 0) {

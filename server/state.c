@@ -37,12 +37,12 @@ enum {
 };
 
 static const char *const queries[Q_COUNT] = {
-    [Q_INSERT] = "INSERT INTO sessions(id, dtype, in_channels, out_channels, groups, kh, kw, sh, "
-                 "sw, dh, dw, pad_mode, ph, pw, bias, scheme, seed, w_rank, b_rank, forwards, "
-                 "backwards, last_used, W, b) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-                 "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
-    [Q_WEIGHTS] = "UPDATE sessions SET W = ?2, b = ?3, w_rank = ?4, b_rank = ?5, forwards = ?6, "
-                  "backwards = ?7, last_used = ?8 WHERE id = ?1",
+    [Q_INSERT] = ("INSERT INTO sessions(id, dtype, in_channels, out_channels, groups, kh, kw, sh, "
+                  "sw, dh, dw, pad_mode, ph, pw, bias, scheme, seed, w_rank, b_rank, forwards, "
+                  "backwards, last_used, W, b) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                  "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"),
+    [Q_WEIGHTS] = ("UPDATE sessions SET W = ?2, b = ?3, w_rank = ?4, b_rank = ?5, forwards = ?6, "
+                   "backwards = ?7, last_used = ?8 WHERE id = ?1"),
     [Q_INPUT] = "UPDATE sessions SET x = ?2, x_shape = ?3, x_rank = ?4 WHERE id = ?1",
     [Q_COUNTERS] =
         "UPDATE sessions SET forwards = ?2, backwards = ?3, last_used = ?4 WHERE id = ?1",
@@ -56,17 +56,18 @@ static const char *const queries[Q_COUNT] = {
 
 /* migrations[v] takes a database of schema v to v + 1. */
 static const char *const migrations[STATE_SCHEMA_VERSION] = {
-    "CREATE TABLE sessions("
-    " id TEXT PRIMARY KEY NOT NULL,"
-    " dtype INTEGER NOT NULL, in_channels INTEGER NOT NULL, out_channels INTEGER NOT NULL,"
-    " groups INTEGER NOT NULL, kh INTEGER NOT NULL, kw INTEGER NOT NULL, sh INTEGER NOT NULL,"
-    " sw INTEGER NOT NULL, dh INTEGER NOT NULL, dw INTEGER NOT NULL, pad_mode INTEGER NOT NULL,"
-    " ph INTEGER NOT NULL, pw INTEGER NOT NULL, bias INTEGER NOT NULL, scheme INTEGER NOT NULL,"
-    " seed INTEGER NOT NULL, w_rank INTEGER NOT NULL, b_rank INTEGER NOT NULL,"
-    " forwards INTEGER NOT NULL, backwards INTEGER NOT NULL, last_used REAL NOT NULL,"
-    " W BLOB NOT NULL, b BLOB, x BLOB, x_shape BLOB, x_rank INTEGER);"
-    "CREATE TABLE dropped(id TEXT PRIMARY KEY NOT NULL, t REAL NOT NULL);"
-    "CREATE INDEX dropped_by_time ON dropped(t);",
+    /* one statement list per version, hence the parentheses around the literals */
+    ("CREATE TABLE sessions("
+     " id TEXT PRIMARY KEY NOT NULL,"
+     " dtype INTEGER NOT NULL, in_channels INTEGER NOT NULL, out_channels INTEGER NOT NULL,"
+     " groups INTEGER NOT NULL, kh INTEGER NOT NULL, kw INTEGER NOT NULL, sh INTEGER NOT NULL,"
+     " sw INTEGER NOT NULL, dh INTEGER NOT NULL, dw INTEGER NOT NULL, pad_mode INTEGER NOT NULL,"
+     " ph INTEGER NOT NULL, pw INTEGER NOT NULL, bias INTEGER NOT NULL, scheme INTEGER NOT NULL,"
+     " seed INTEGER NOT NULL, w_rank INTEGER NOT NULL, b_rank INTEGER NOT NULL,"
+     " forwards INTEGER NOT NULL, backwards INTEGER NOT NULL, last_used REAL NOT NULL,"
+     " W BLOB NOT NULL, b BLOB, x BLOB, x_shape BLOB, x_rank INTEGER);"
+     "CREATE TABLE dropped(id TEXT PRIMARY KEY NOT NULL, t REAL NOT NULL);"
+     "CREATE INDEX dropped_by_time ON dropped(t);"),
 };
 
 struct state_db {
