@@ -78,6 +78,21 @@ static double status_kb(test_daemon *d, const char *field)
     return kb;
 }
 
+/* Whether the daemon runs under AddressSanitizer, whose allocator keeps freed memory in
+ * quarantine and pads every block: its RSS says nothing about the daemon's own. */
+static int daemon_sanitized(test_daemon *d)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)daemon_pid(d));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int asan = 0;
+    while (!asan && fgets(line, sizeof line, f))
+        asan = strstr(line, "libasan") != NULL;
+    fclose(f);
+    return asan;
+}
+
 static void test_40mb_nested_forward_peak(void **state)
 {
     (void)state;
@@ -93,8 +108,12 @@ static void test_40mb_nested_forward_peak(void **state)
     print_message("%.1f MB nested-JSON forward: peak RSS %.0f MB (%.0f MB before), %.1fx the "
                   "body\n",
                   blen / 1e6, peak / 1024, before / 1024, (peak - before) * 1024 / blen);
-    assert_true(peak * 1024 < 900e6);
-    assert_true((peak - before) * 1024 <= 8.0 * (double)blen); /* main before this: 19x */
+    if (daemon_sanitized(d)) {
+        print_message("(sanitizer build: the peak is not checked)\n");
+    } else {
+        assert_true(peak * 1024 < 900e6);
+        assert_true((peak - before) * 1024 <= 8.0 * (double)blen); /* main before this: 19x */
+    }
     /* y[a][f][h][w] = 0.5 * x[a][f][h][w] */
     ttensor y;
     tensor_read(jget(r.json, "y"), &y, "y");
