@@ -78,21 +78,6 @@ static double status_kb(test_daemon *d, const char *field)
     return kb;
 }
 
-/* Whether the daemon runs under AddressSanitizer, whose allocator keeps freed memory in
- * quarantine and pads every block: its RSS says nothing about the daemon's own. */
-static int daemon_sanitized(test_daemon *d)
-{
-    char path[64], line[512];
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)daemon_pid(d));
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    int asan = 0;
-    while (!asan && fgets(line, sizeof line, f))
-        asan = strstr(line, "libasan") != NULL;
-    fclose(f);
-    return asan;
-}
-
 static void test_40mb_nested_forward_peak(void **state)
 {
     (void)state;
