@@ -9,7 +9,8 @@
 
 #include "api_util.h"
 
-static const char *const bwd_fields[] = {"session", "layer", "x", "delta", "lr", "need", "output", NULL};
+static const char *const bwd_fields[] = {"session", "layer", "x",      "delta",
+                                         "lr",      "need",  "output", NULL};
 
 /* *need = the mask asked for, or 0 when need is absent (all the layer has: see need_for). */
 static int parse_need(const cJSON *n, unsigned *need, apierr *e)
@@ -165,8 +166,8 @@ static int backward_session(const api_ctx *ctx, api_req *r, const cJSON *root, c
         goto done;
     }
     if (api_check_memory(ctx, p, xs, e) ||
-        codec_tensor_decode(dn, "delta", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &delta, &d_form,
-                            e) ||
+        codec_tensor_decode(dn, "delta", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &delta,
+                            &d_form, e) ||
         api_delta_as4(&delta, ys, 1, &d4, e) || (o.sgd && api_weights_save(s, &old, e)))
         goto done;
     stepped = o.sgd;
@@ -224,7 +225,8 @@ static int backward_stateless(const api_ctx *ctx, api_req *r, const cJSON *root,
     if (api_precheck_x(ctx, &cl.p, xn, e) || api_build_layer(ctx, &cl, &l, e))
         goto done;
     const cvd_conv2d_params *p = cvd_conv2d_get_params(l);
-    if (codec_tensor_decode(xn, "x", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &x, &x_form, e) ||
+    if (codec_tensor_decode(xn, "x", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &x, &x_form,
+                            e) ||
         api_x_as4(&x, &x4, e))
         goto done;
     cvd_status st = cvd_conv2d_output_shape(p, x4.shape, ys, &ce);
@@ -233,8 +235,8 @@ static int backward_stateless(const api_ctx *ctx, api_req *r, const cJSON *root,
         goto done;
     }
     if (api_check_memory(ctx, p, x4.shape, e) ||
-        codec_tensor_decode(dn, "delta", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &delta, &d_form,
-                            e) ||
+        codec_tensor_decode(dn, "delta", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &delta,
+                            &d_form, e) ||
         api_delta_as4(&delta, ys, 0, &d4, e) || run_backward(l, &x4, x4.shape, &d4, &o, &g, e))
         goto done;
     buf_putc(&r->out, '{');

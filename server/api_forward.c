@@ -8,7 +8,8 @@
 
 #include "api_util.h"
 
-static const char *const fwd_fields[] = {"session", "layer", "x", "cache", "output", "W", "b", NULL};
+static const char *const fwd_fields[] = {"session", "layer", "x", "cache",
+                                         "output",  "W",     "b", NULL};
 
 int api_forward(const api_ctx *ctx, api_req *r)
 {

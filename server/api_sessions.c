@@ -52,8 +52,7 @@ done:
 static void encode_state(buf *b, const api_ctx *ctx, const session *s)
 {
     buf_printf(b, ",\"cached\":%s,\"forwards\":%" PRIu64 ",\"backwards\":%" PRIu64,
-               cvd_conv2d_has_cache(s->layer, NULL) ? "true" : "false", s->forwards,
-               s->backwards);
+               cvd_conv2d_has_cache(s->layer, NULL) ? "true" : "false", s->forwards, s->backwards);
     api_encode_idle_timeout(b, ctx);
     buf_putc(b, '}');
 }

@@ -20,17 +20,6 @@ double api_mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void api_shape_str(char *out, size_t n, int rank, const int64_t *shape)
-{
-    size_t len = 0;
-    out[0] = '\0';
-    len += (size_t)snprintf(out, n, "(");
-    for (int i = 0; i < rank && len < n; i++)
-        len += (size_t)snprintf(out + len, n - len, i ? ",%" PRId64 : "%" PRId64, shape[i]);
-    if (len < n)
-        snprintf(out + len, n - len, ")");
-}
-
 void api_put_number(buf *b, double v)
 {
     char num[40];
@@ -110,19 +99,18 @@ int64_t api_max_elems(const api_ctx *ctx, cvd_dtype dt)
 
 /* Refuses (413, naming max_session_bytes) a forward/backward whose memory would exceed the
  * per-session limit; runs before anything of that size is allocated. */
-int api_check_memory(const api_ctx *ctx, const cvd_conv2d_params *p, const int64_t xs[4],
-                        apierr *e)
+int api_check_memory(const api_ctx *ctx, const cvd_conv2d_params *p, const int64_t xs[4], apierr *e)
 {
     size_t need = 0;
     cvd_err ce = {{0}};
     cvd_status s = cvd_conv2d_memory_need(p, xs, &need, &ce);
-    char sh[96];
-    api_shape_str(sh, sizeof sh, 4, xs);
+    char shape[SHAPE_STR_MAX];
+    shape_format(shape, sizeof shape, 4, xs);
     if (s == CVD_ERR_TOO_LARGE)
         return apierr_set(e, APIERR_PAYLOAD_TOO_LARGE,
                           "an input of shape %s needs more memory than can be counted; the "
                           "limit is " LIMIT " = %" PRIu64 " bytes; send a smaller input",
-                          sh, ctx->cfg->max_session_bytes);
+                          shape, ctx->cfg->max_session_bytes);
     if (s != CVD_OK)
         return apierr_from_cvd(e, s, &ce, 0);
     if (need > ctx->cfg->max_session_bytes)
@@ -130,7 +118,7 @@ int api_check_memory(const api_ctx *ctx, const cvd_conv2d_params *p, const int64
                           "an input of shape %s needs %zu bytes for weights, cached input and "
                           "workspace, over " LIMIT " = %" PRIu64
                           "; send a smaller batch or raise " LIMIT,
-                          sh, need, ctx->cfg->max_session_bytes);
+                          shape, need, ctx->cfg->max_session_bytes);
     return api_budget_charge(need, "this input's cached copy and workspace", e);
 }
 
@@ -138,7 +126,7 @@ int api_check_memory(const api_ctx *ctx, const cvd_conv2d_params *p, const int64
  * at each depth; flat/base64: "shape"). 0 if it found a plausible rank-3/4 shape. */
 static int peek_shape(const cJSON *n, int64_t s4[4])
 {
-    int64_t sh[CVD_MAX_RANK + 1];
+    int64_t dims[CVD_MAX_RANK + 1];
     int rank = 0;
     if (cJSON_IsObject(n)) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(n, "shape");
@@ -148,7 +136,7 @@ static int peek_shape(const cJSON *n, int64_t s4[4])
             if (rank == CVD_MAX_RANK || !cJSON_IsNumber(d) || !(d->valuedouble >= 1) ||
                 d->valuedouble > 9e15 || d->valuedouble != floor(d->valuedouble))
                 return -1;
-            sh[rank++] = (int64_t)d->valuedouble;
+            dims[rank++] = (int64_t)d->valuedouble;
         }
     } else {
         while (cJSON_IsArray(n)) {
@@ -159,17 +147,17 @@ static int peek_shape(const cJSON *n, int64_t s4[4])
                 k++;
             if (k == 0)
                 return -1;
-            sh[rank++] = k;
+            dims[rank++] = k;
             n = n->child;
         }
     }
     if (rank == 4) {
-        memcpy(s4, sh, sizeof(int64_t) * 4);
+        memcpy(s4, dims, sizeof(int64_t) * 4);
         return 0;
     }
     if (rank == 3) {
         s4[0] = 1;
-        memcpy(s4 + 1, sh, sizeof(int64_t) * 3);
+        memcpy(s4 + 1, dims, sizeof(int64_t) * 3);
         return 0;
     }
     return -1;
@@ -200,11 +188,11 @@ int api_x_as4(const cvd_tensor *x, cvd_tensor *x4, apierr *e)
         memcpy(x4->shape + 1, x->shape, sizeof(int64_t) * 3);
         return 0;
     }
-    char sh[96];
-    api_shape_str(sh, sizeof sh, x->rank, x->shape);
+    char shape[SHAPE_STR_MAX];
+    shape_format(shape, sizeof shape, x->rank, x->shape);
     return apierr_set(e, APIERR_SHAPE_MISMATCH,
                       "x has shape %s (rank %d); send x as (N, C, H, W), or (C, H, W) for N = 1",
-                      sh, x->rank);
+                      shape, x->rank);
 }
 
 /* A failed cvd_conv2d_output_shape for x, with x's shape as sent put in front. */
@@ -212,15 +200,15 @@ int api_x_shape_error(apierr *e, cvd_status st, const cvd_err *ce, const cvd_ten
 {
     if (st != CVD_ERR_SHAPE)
         return apierr_from_cvd(e, st, ce, 0);
-    char sh[96];
-    api_shape_str(sh, sizeof sh, x->rank, x->shape);
-    return apierr_set(e, APIERR_SHAPE_MISMATCH, "x of shape %s does not fit the layer: %s", sh,
+    char shape[SHAPE_STR_MAX];
+    shape_format(shape, sizeof shape, x->rank, x->shape);
+    return apierr_set(e, APIERR_SHAPE_MISMATCH, "x of shape %s does not fit the layer: %s", shape,
                       ce->msg);
 }
 
 /* delta as (N, F, OH, OW), which must equal y's shape; rank 3 is accepted for N = 1. */
 int api_delta_as4(const cvd_tensor *d, const int64_t ys[4], int from_session, cvd_tensor *d4,
-                     apierr *e)
+                  apierr *e)
 {
     *d4 = *d;
     if (d->rank == 3) {
@@ -230,9 +218,9 @@ int api_delta_as4(const cvd_tensor *d, const int64_t ys[4], int from_session, cv
     }
     if (d4->rank == 4 && memcmp(d4->shape, ys, sizeof(int64_t) * 4) == 0)
         return 0;
-    char ds[96], yss[96];
-    api_shape_str(ds, sizeof ds, d->rank, d->shape);
-    api_shape_str(yss, sizeof yss, 4, ys);
+    char ds[SHAPE_STR_MAX], yss[SHAPE_STR_MAX];
+    shape_format(ds, sizeof ds, d->rank, d->shape);
+    shape_format(yss, sizeof yss, 4, ys);
     if (from_session)
         return apierr_set(e, APIERR_SHAPE_MISMATCH,
                           "delta has shape %s but the last forward produced y of shape %s; send "
@@ -388,8 +376,7 @@ int api_weights_save(const session *s, api_weights *w, apierr *e)
         cvd_err ce = {{0}};
         if (cvd_tensor_alloc(dst[i], src[i]->dtype, src[i]->rank, src[i]->shape, &ce) != CVD_OK) {
             api_weights_release(w);
-            return apierr_set(e, APIERR_INTERNAL, "out of memory keeping the weights: %s",
-                              ce.msg);
+            return apierr_set(e, APIERR_INTERNAL, "out of memory keeping the weights: %s", ce.msg);
         }
         memcpy(dst[i]->data, src[i]->data,
                (size_t)cvd_tensor_numel(src[i]) * cvd_dtype_size(src[i]->dtype));
@@ -413,11 +400,11 @@ int api_weights_apply(const api_ctx *ctx, session *s, const cJSON *Wn, const cJS
     cvd_tensor W = {0}, b = {0};
     codec_form f;
     int rc = -1;
-    if (Wn && codec_tensor_decode(Wn, "W", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &W, &f,
-                                  e))
+    if (Wn &&
+        codec_tensor_decode(Wn, "W", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &W, &f, e))
         goto done;
-    if (bn && codec_tensor_decode(bn, "b", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &b, &f,
-                                  e))
+    if (bn &&
+        codec_tensor_decode(bn, "b", p->dtype, api_max_elems(ctx, p->dtype), LIMIT, &b, &f, e))
         goto done;
     if (Wn && W.rank != 4 && !(W.rank == 3 && p->in_channels / p->groups == 1)) {
         apierr_set(e, APIERR_INVALID_LAYER,
@@ -428,8 +415,9 @@ int api_weights_apply(const api_ctx *ctx, session *s, const cJSON *Wn, const cJS
         goto done;
     }
     if (bn && b.rank > 2) {
-        apierr_set(e, APIERR_INVALID_LAYER, "b has rank %d; send b shaped (%" PRId64 ") or (%" PRId64
-                   ", 1)", b.rank, p->out_channels, p->out_channels);
+        apierr_set(e, APIERR_INVALID_LAYER,
+                   "b has rank %d; send b shaped (%" PRId64 ") or (%" PRId64 ", 1)", b.rank,
+                   p->out_channels, p->out_channels);
         goto done;
     }
     if (api_weights_save(s, old, e))

@@ -10,12 +10,12 @@
 
 #include "api.h"
 #include "codec.h"
+#include "shape.h"
 
 /* The setting that 413s of tensors and layers name. */
 #define LIMIT "max_session_bytes"
 
 double api_mono(void);
-void api_shape_str(char *out, size_t n, int rank, const int64_t *shape);
 
 /* The body as a JSON object (invalid_json / invalid_argument otherwise); NULL on error. */
 cJSON *api_parse_object(api_req *r);

@@ -1,5 +1,5 @@
 /*
- * apierr.c — the contract's error table (spec/api.md §5): HTTP status and code string per
+ * apierr.c — the contract's error table (docs/api.md §5): HTTP status and code string per
  * apierr_code, message formatting, and the mapping from core statuses to API codes.
  * Messages are truncated to fit apierr.msg; formatting never allocates.
  */

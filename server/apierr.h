@@ -1,6 +1,6 @@
 /*
  * apierr.h — the API's error vocabulary: one enum value per row of the contract's error
- * table (spec/api.md §5), its HTTP status and its "code" string, and a small value type
+ * table (docs/api.md §5), its HTTP status and its "code" string, and a small value type
  * carrying a code plus a user-facing message. Every server module reports failures in it;
  * http.c turns it into {"error": {"code", "message"}}.
  */

@@ -1,5 +1,5 @@
 /*
- * config.h — the daemon's settings (spec/api.md §6): one struct, filled from built-in
+ * config.h — the daemon's settings (docs/api.md §6): one struct, filled from built-in
  * defaults < config file < CONVD_* environment < command-line flags.
  * The config file is `key = value` lines with `#` comments; parsing is strict (an unknown
  * key or a bad value is an error naming file:line). Nothing here allocates: every string

@@ -44,7 +44,8 @@ static const char *const queries[Q_COUNT] = {
     [Q_WEIGHTS] = "UPDATE sessions SET W = ?2, b = ?3, w_rank = ?4, b_rank = ?5, forwards = ?6, "
                   "backwards = ?7, last_used = ?8 WHERE id = ?1",
     [Q_INPUT] = "UPDATE sessions SET x = ?2, x_shape = ?3, x_rank = ?4 WHERE id = ?1",
-    [Q_COUNTERS] = "UPDATE sessions SET forwards = ?2, backwards = ?3, last_used = ?4 WHERE id = ?1",
+    [Q_COUNTERS] =
+        "UPDATE sessions SET forwards = ?2, backwards = ?3, last_used = ?4 WHERE id = ?1",
     [Q_DELETE] = "DELETE FROM sessions WHERE id = ?1",
     [Q_REMEMBER] = "INSERT OR REPLACE INTO dropped(id, t) VALUES(?1, ?2)",
     [Q_LOAD] = "SELECT W, b, x, x_shape, x_rank FROM sessions WHERE id = ?1",
@@ -132,8 +133,8 @@ static int migrate(state_db *s, char *err, size_t n)
         return fail(err, n, "%s has a bad schema version %lld", s->path, ver);
     for (long long v = ver; v < STATE_SCHEMA_VERSION; v++) {
         char sql[1024];
-        snprintf(sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %lld;",
-                 APP_ID, v + 1);
+        snprintf(sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %lld;", APP_ID,
+                 v + 1);
         char *msg = NULL;
         if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(s->db, migrations[v], NULL, NULL, &msg) != SQLITE_OK ||
@@ -151,14 +152,15 @@ static int migrate(state_db *s, char *err, size_t n)
 
 static int open_conn(state_db *s, sqlite3 **db, char *err, size_t n)
 {
-    int rc = sqlite3_open_v2(s->path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        s->path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
         return fail(err, n, "%s: cannot open: %s", s->path,
                     *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
     if (sqlite3_db_readonly(*db, "main") == 1)
-        return fail(err, n, "%s: the file is read-only; convd needs to write it (check its owner "
-                            "and permissions)",
+        return fail(err, n,
+                    "%s: the file is read-only; convd needs to write it (check its owner "
+                    "and permissions)",
                     s->path);
     sqlite3_busy_timeout(*db, 5000);
     return 0;
@@ -178,6 +180,22 @@ static int lock_dir(state_db *s, const char *dir, char *err, size_t n)
     return 0;
 }
 
+/* mkdir -p: the parents too (`make run` points at var/state in a fresh clone). */
+static int make_dirs(const char *dir)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/')
+            continue;
+        *c = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *c = '/';
+    }
+    return mkdir(p, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 int state_open(const char *dir, state_db **out, char *err, size_t n)
 {
     *out = NULL;
@@ -185,7 +203,7 @@ int state_open(const char *dir, state_db **out, char *err, size_t n)
         return fail(err, n, "state_dir is too long (at most 1000 bytes)");
     struct stat sb;
     if (stat(dir, &sb) != 0) {
-        if (errno != ENOENT || mkdir(dir, 0700) != 0)
+        if (errno != ENOENT || make_dirs(dir) != 0)
             return fail(err, n, "state_dir %s: cannot create: %s", dir, strerror(errno));
     } else if (!S_ISDIR(sb.st_mode)) {
         return fail(err, n, "state_dir %s is not a directory", dir);
@@ -203,14 +221,16 @@ int state_open(const char *dir, state_db **out, char *err, size_t n)
     if (lock_dir(s, dir, err, n) || open_conn(s, &s->db, err, n))
         goto bad;
     if (query_text(s->db, "PRAGMA quick_check", check, sizeof check) != 0) {
-        fail(err, n, "%s: %s; the file is damaged or not a database (move it away to start "
-                     "empty, or restore it from a backup)",
+        fail(err, n,
+             "%s: %s; the file is damaged or not a database (move it away to start "
+             "empty, or restore it from a backup)",
              s->path, sqlite3_errmsg(s->db));
         goto bad;
     }
     if (strcmp(check, "ok") != 0) {
-        fail(err, n, "%s: integrity check failed: %.300s; the file is damaged (move it away to "
-                     "start empty, or restore it from a backup)",
+        fail(err, n,
+             "%s: integrity check failed: %.300s; the file is damaged (move it away to "
+             "start empty, or restore it from a backup)",
              s->path, check);
         goto bad;
     }
@@ -222,8 +242,8 @@ int state_open(const char *dir, state_db **out, char *err, size_t n)
     }
     /* Checkpoints run from the background thread (state_checkpoint); 10000 pages is only a
      * bound on the WAL in case that thread falls behind. */
-    if (sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;",
-                     NULL, NULL, NULL) != SQLITE_OK ||
+    if (sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;", NULL,
+                     NULL, NULL) != SQLITE_OK ||
         migrate(s, err, n) || open_conn(s, &s->ckpt, err, n))
         goto bad;
     for (int i = 0; i < Q_COUNT; i++) {
@@ -357,10 +377,25 @@ static void bind_tensor(sqlite3_stmt *st, int i, const cvd_tensor *t)
 
 int state_insert(state_db *s, const state_row *r, const cvd_conv2d *l, apierr *e)
 {
-    const int64_t v[] = {r->p.dtype, r->p.in_channels, r->p.out_channels, r->p.groups, r->p.kh,
-                         r->p.kw,    r->p.sh,          r->p.sw,           r->p.dh,     r->p.dw,
-                         r->p.pad_mode, r->p.ph,       r->p.pw,           r->p.bias,   r->scheme,
-                         (int64_t)r->seed, r->W_rank,  r->b_rank,         (int64_t)r->forwards,
+    const int64_t v[] = {r->p.dtype,
+                         r->p.in_channels,
+                         r->p.out_channels,
+                         r->p.groups,
+                         r->p.kh,
+                         r->p.kw,
+                         r->p.sh,
+                         r->p.sw,
+                         r->p.dh,
+                         r->p.dw,
+                         r->p.pad_mode,
+                         r->p.ph,
+                         r->p.pw,
+                         r->p.bias,
+                         r->scheme,
+                         (int64_t)r->seed,
+                         r->W_rank,
+                         r->b_rank,
+                         (int64_t)r->forwards,
                          (int64_t)r->backwards};
     pthread_mutex_lock(&s->mu);
     sqlite3_stmt *st = s->q[Q_INSERT];
@@ -521,8 +556,7 @@ int state_load_layer(state_db *s, const state_row *r, cvd_conv2d **out, int *x_r
             memcpy(xs, sqlite3_column_blob(st, 3), sizeof xs);
             if (blob_tensor(st, 2, r->p.dtype, 4, xs, &x) ||
                 cvd_conv2d_set_cache(l, &x, &ce) != CVD_OK)
-                rc = apierr_set(e, APIERR_INTERNAL, "session %s: the stored x is invalid",
-                                r->id);
+                rc = apierr_set(e, APIERR_INTERNAL, "session %s: the stored x is invalid", r->id);
             else
                 *x_rank = sqlite3_column_int(st, 4);
         }

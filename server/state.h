@@ -50,8 +50,8 @@ const char *state_path(const state_db *db);
 /* Calls fn for every stored session, then every remembered id dropped at or after `since`
  * (oldest first). fn's non-zero return stops the walk and is returned. -1 with err on a
  * database error. */
-int state_each_session(state_db *db, int (*fn)(void *arg, const state_row *r), void *arg,
-                       char *err, size_t err_size);
+int state_each_session(state_db *db, int (*fn)(void *arg, const state_row *r), void *arg, char *err,
+                       size_t err_size);
 int state_each_dropped(state_db *db, double since, int (*fn)(void *arg, const char *id, double t),
                        void *arg, char *err, size_t err_size);
 

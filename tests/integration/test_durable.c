@@ -201,7 +201,8 @@ static void test_acknowledged_changes_survive_kill9(void **state)
 }
 
 typedef struct stepper {
-    const char *url, *path, *body;
+    char url[64]; /* a copy: the daemon's own string goes with daemon_kill */
+    const char *path, *body;
     atomic_int acked; /* steps answered 200 */
     atomic_int stop;
 } stepper;
@@ -240,7 +241,8 @@ static void test_step_in_flight_is_whole(void **state)
         forward_nb(d, id);
         char *path = strf("/sessions/%s/backward", id);
         char *body = strf("{\"delta\":%s,\"lr\":%.17g,\"need\":[\"dW\"]}", delta, lr);
-        stepper s = {.url = daemon_url(d), .path = path, .body = body};
+        stepper s = {.path = path, .body = body};
+        snprintf(s.url, sizeof s.url, "%s", daemon_url(d));
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, step_loop, &s), 0);
         sleep_ms(150 + 100 * pass);
@@ -311,7 +313,8 @@ static void test_idle_clock_runs_across_restart(void **state)
 static void test_persist_inputs_keeps_the_cache(void **state)
 {
     (void)state;
-    char *dir = make_dir();
+    char *top = make_dir();
+    char *dir = strf("%s/missing/parents", top); /* created, as make run's var/state */
     static const char *const persist[] = {"--persist-inputs", "true", NULL};
     test_daemon *d = start_on(dir, persist);
     char *W = nb_W(), *delta = nb_delta();
@@ -336,7 +339,8 @@ static void test_persist_inputs_keeps_the_cache(void **state)
     free(layer);
     free(W);
     free(delta);
-    remove_dir(dir);
+    free(dir);
+    remove_dir(top);
 }
 
 static double metric(test_daemon *d, const char *name)
@@ -424,8 +428,8 @@ static void test_idle_sessions_release_memory(void **state)
  * file or directory and says `why` (one of "a|b"). */
 static void expect_refused(const char *dir, const char *node, const char *names, const char *why)
 {
-    const char *args[] = {"--port", "0", "--log-level", "warn", "--state-dir", dir,
-                          "--node-name", node, NULL};
+    const char *args[] = {"--port", "0",           "--log-level", "warn", "--state-dir",
+                          dir,      "--node-name", node,          NULL};
     char *out = NULL;
     int code = daemon_run_cli(args, NULL, 15000, &out);
     print_message("exit %d: %s", code, out ? out : "");
@@ -546,8 +550,9 @@ static void test_state_dir_without_permission(void **state)
     char *wrapper = strf("%s/as-nobody", bin_dir);
     FILE *f = fopen(wrapper, "w");
     assert_non_null(f);
-    fprintf(f, "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups '%s/convd' \"$@\"\n",
-            bin_dir);
+    fprintf(
+        f, "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups '%s/convd' \"$@\"\n",
+        bin_dir);
     fclose(f);
     assert_int_equal(chmod(wrapper, 0755), 0);
     char *saved = strf("%s", daemon_bin());

@@ -45,7 +45,8 @@ static void test_other_nodes_id_is_421(void **state)
     http_res r;
     req(dmn, "POST", "/forward", body, &r);
     expect_error(&r, 421, "wrong_node", NULL);
-    const char *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "error"), "message")->valuestring;
+    const char *msg =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "error"), "message")->valuestring;
     assert_non_null(strstr(msg, "X-Session-Id"));
     assert_non_null(strstr(msg, "\"n2\""));
     http_res_free(&r);
@@ -172,12 +173,9 @@ static void test_patch_replaces_weights(void **state)
     session_snap before;
     snap_take(dmn, id, &before);
     static const char *const bad[][2] = {
-        {"{}", "invalid_argument"},
-        {"{\"W\":[[[1]]],\"b\":[1,2]}", "invalid_layer"},
-        {"{\"b\":[1,2,3]}", "invalid_layer"},
-        {"{\"b\":[1e999,2]}", "invalid_tensor|invalid_json"},
-        {"{\"Wt\":[1]}", "invalid_argument"},
-        {"[]", "invalid_argument"},
+        {"{}", "invalid_argument"},           {"{\"W\":[[[1]]],\"b\":[1,2]}", "invalid_layer"},
+        {"{\"b\":[1,2,3]}", "invalid_layer"}, {"{\"b\":[1e999,2]}", "invalid_tensor|invalid_json"},
+        {"{\"Wt\":[1]}", "invalid_argument"}, {"[]", "invalid_argument"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         req(dmn, "PATCH", path, bad[i][0], &r);
@@ -185,8 +183,9 @@ static void test_patch_replaces_weights(void **state)
         http_res_free(&r);
         snap_expect_same(dmn, id, &before);
     }
-    req(dmn, "PATCH", path, "{\"W\":[[[0,0,0],[0,2,0],[0,0,0]],[[0,0,0],[0,0,0],[0,0,1]]],"
-                            "\"b\":[[1],[-1]]}",
+    req(dmn, "PATCH", path,
+        "{\"W\":[[[0,0,0],[0,2,0],[0,0,0]],[[0,0,0],[0,0,0],[0,0,1]]],"
+        "\"b\":[[1],[-1]]}",
         &r);
     expect_status(&r, 200);
     assert_string_equal(r.session_id, id);
