@@ -7,7 +7,7 @@
 # Downloads nothing but Debian packages.
 set -eu
 
-set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev libsqlite3-dev"
+set_build="gcc make pkg-config libc6-dev libmicrohttpd-dev libcjson-dev libopenblas-dev libsqlite3-dev libgnutls28-dev"
 set_run="$set_build curl python3"
 # the Python client's tests (tests/python): NumPy, PyTorch, scikit-learn's bundled digits,
 # PyYAML for the OpenAPI document, setuptools + venv + pip for the offline install

@@ -72,6 +72,8 @@ uint64_t budget_default_limit(void)
 static int charge(uint64_t n)
 {
     const uint64_t lim = atomic_load(&limit_bytes);
+    if (n == 0)
+        return 0; /* nothing to take, even when standing charges are past the limit */
     if (n > INT64_MAX)
         return -1;
     int64_t u = atomic_load(&used_bytes);

@@ -437,10 +437,11 @@ static void default_url(const srv_config *c, char *url, size_t n)
         host = "127.0.0.1";
     else if (strcmp(host, "::") == 0)
         host = "::1";
+    const char *scheme = c->tls_cert[0] ? "https" : "http";
     if (strchr(host, ':'))
-        snprintf(url, n, "http://[%s]:%d/healthz", host, c->port);
+        snprintf(url, n, "%s://[%s]:%d/healthz", scheme, host, c->port);
     else
-        snprintf(url, n, "http://%s:%d/healthz", host, c->port);
+        snprintf(url, n, "%s://%s:%d/healthz", scheme, host, c->port);
 }
 
 typedef struct flagval {

@@ -17,7 +17,7 @@ typedef struct http_res {
     int curl_rc; /* CURLcode */
     char *body;  /* NUL-terminated; "" when empty */
     size_t len;
-    size_t cap;  /* bytes allocated for body while it arrives */
+    size_t cap;  /* bytes allocated for body */
     cJSON *json; /* body parsed as JSON, NULL if it is not JSON */
     int has_session_id;
     char session_id[192]; /* X-Session-Id */

@@ -433,3 +433,17 @@ int daemon_run_cmd(const char *const *cmd, const char *const *env, int timeout_m
         free(text);
     return rc;
 }
+
+int daemon_sanitized(const test_daemon *d)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)d->pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int asan = 0;
+    while (!asan && fgets(line, sizeof line, f))
+        asan = strstr(line, "libasan") != NULL;
+    fclose(f);
+    return asan;
+}

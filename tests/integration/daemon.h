@@ -55,6 +55,10 @@ int daemon_run_cli(const char *const *args, const char *const *env, int timeout_
  * env. stdin is /dev/null; stdout and stderr are captured together. */
 int daemon_run_cmd(const char *const *cmd, const char *const *env, int timeout_ms, char **out);
 
+/* Whether d runs under AddressSanitizer (libasan mapped), whose allocator pads blocks and
+ * keeps freed memory in quarantine: its RSS says nothing about the daemon's own. */
+int daemon_sanitized(const test_daemon *d);
+
 /* Path of the daemon binary ($CONVD_BIN or build/convd). */
 const char *daemon_bin(void);
 

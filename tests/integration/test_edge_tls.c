@@ -4,7 +4,8 @@
  * --tls-cert/--tls-key, and the notebook flow runs over https with that certificate as the
  * only trusted one, the API key on. Plain HTTP and garbage sent to the TLS port get no
  * answer and leave it serving. A certificate without its key, or an unreadable file,
- * stops the daemon at start with a message naming the setting.
+ * stops the daemon at start with a message naming the setting. `convd --healthcheck` probes
+ * it over HTTPS.
  */
 #include "itest.h"
 
@@ -142,6 +143,28 @@ static void test_bad_tls_settings_stop_at_start(void **state)
     free(out);
 }
 
+/* `convd --healthcheck` speaks HTTPS: to an https URL, and by default when the settings
+ * have a certificate. */
+static void test_healthcheck_over_https(void **state)
+{
+    (void)state;
+    char *url = strf("%s/healthz", base), *port = strf("%d", daemon_port(d));
+    const char *const explicit[] = {"--healthcheck", url, NULL};
+    const char *const by_default[] = {"--tls-cert", cert,           "--tls-key",     key, "--port",
+                                      port,         "--state-dir=", "--healthcheck", NULL};
+    char *out = NULL;
+    int rc = daemon_run_cli(explicit, NULL, 10000, &out);
+    if (rc != 0)
+        fail_msg("convd --healthcheck %s: exit %d: %s", url, rc, out);
+    free(out);
+    rc = daemon_run_cli(by_default, NULL, 10000, &out);
+    if (rc != 0)
+        fail_msg("convd --healthcheck with tls_cert set: exit %d: %s", rc, out);
+    free(out);
+    free(url);
+    free(port);
+}
+
 static void test_exits_cleanly(void **state)
 {
     (void)state;
@@ -155,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_notebook_over_https),
         cmocka_unit_test(test_plain_and_garbage_leave_it_serving),
         cmocka_unit_test(test_bad_tls_settings_stop_at_start),
+        cmocka_unit_test(test_healthcheck_over_https),
         cmocka_unit_test(test_exits_cleanly),
     };
     return ITEST_MAIN(tests, setup, teardown);
