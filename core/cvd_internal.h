@@ -121,6 +121,19 @@ int cvd_direct_forward_f32(const cvd_geom *g, const float *W_g, const float *b_g
 int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b_g,
                            const double *x_g, double *y_g, double *ws, int nt);
 
+/* The SIMD level the own kernels use (cpu.c): what CPUID reports, lowered by
+ * CONVD_ISA=avx512|avx2|none in the environment (read once; an unknown value is ignored)
+ * and by cvd_cpu_force_isa (tests), never above the CPU. cvd_cpu_force_isa returns the
+ * level set (isa, or the CPU's if that is lower). Cache sizes in bytes from sysconf, with
+ * a default where the C library does not know them. */
+typedef enum { CVD_ISA_NONE = 0, CVD_ISA_AVX2 = 1, CVD_ISA_AVX512 = 2 } cvd_isa;
+cvd_isa cvd_cpu_isa(void);
+cvd_isa cvd_cpu_isa_max(void);
+cvd_isa cvd_cpu_force_isa(cvd_isa isa);
+const char *cvd_cpu_isa_name(cvd_isa isa);
+size_t cvd_cpu_l1d(void);
+size_t cvd_cpu_l2(void);
+
 /* Images per chunk (at least 1, at most N, and small enough that nb*P fits in int) and the
  * workspace elements that chunk needs: col [K, nb*P] plus, when nb > 1, the staging
  * buffer [Fg, nb*P]; 0 for a single 1x1 image (x is its col). budget 0 is the default

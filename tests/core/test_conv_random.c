@@ -204,21 +204,39 @@ static void run_config(ref_rng *r, int iter, stats *st)
     cvd_conv2d_free(l);
 }
 
+/* The SIMD levels this CPU has, highest first, down to CVD_ISA_NONE (the im2col + BLAS
+ * paths only); returns how many. Tests force each in turn (cvd_cpu_force_isa). */
+static int isa_levels(cvd_isa out[3])
+{
+    int n = 0;
+    for (int isa = (int)cvd_cpu_isa_max(); isa >= (int)CVD_ISA_NONE; isa--)
+        out[n++] = (cvd_isa)isa;
+    return n;
+}
+
+/* The 360 configurations at every SIMD level the CPU has, from the same seed. */
 static void test_random_vs_reference(void **state)
 {
     (void)state;
-    ref_rng r = {0x5eed5eed1234ull};
-    stats st = {0};
-    for (int i = 0; i < N_CONFIGS; i++)
-        run_config(&r, i, &st);
-    /* The generator must really cover each feature, or the test proves less than it says. */
-    assert_true(st.one_by_one >= 30 && st.grouped >= 60 && st.dilated >= 60 && st.same >= 30);
-    assert_true(st.valid >= 30 && st.asym_stride >= 60 && st.multi_chunk >= 60);
-    assert_true(st.f32 == N_CONFIGS / 2 && st.stateless >= 40);
-    assert_true(st.shifted >= 60 && st.shifted_dilated >= 15 && st.shifted_grouped >= 15);
-    assert_true(st.shifted_batch >= 30);
-    assert_true(st.direct >= 60 && st.direct_strided >= 20 && st.direct_dilated >= 15 &&
-                st.direct_grouped >= 15);
+    const cvd_isa before = cvd_cpu_isa();
+    cvd_isa isas[3];
+    const int nisa = isa_levels(isas);
+    for (int k = 0; k < nisa; k++) {
+        assert_int_equal(cvd_cpu_force_isa(isas[k]), isas[k]);
+        ref_rng r = {0x5eed5eed1234ull};
+        stats st = {0};
+        for (int i = 0; i < N_CONFIGS; i++)
+            run_config(&r, i, &st);
+        /* The generator must really cover each feature, or the test proves less than it says. */
+        assert_true(st.one_by_one >= 30 && st.grouped >= 60 && st.dilated >= 60 && st.same >= 30);
+        assert_true(st.valid >= 30 && st.asym_stride >= 60 && st.multi_chunk >= 60);
+        assert_true(st.f32 == N_CONFIGS / 2 && st.stateless >= 40);
+        assert_true(st.shifted >= 60 && st.shifted_dilated >= 15 && st.shifted_grouped >= 15);
+        assert_true(st.shifted_batch >= 30);
+        assert_true(st.direct >= 60 && st.direct_strided >= 20 && st.direct_dilated >= 15 &&
+                    st.direct_grouped >= 15);
+    }
+    cvd_cpu_force_isa(before);
 }
 
 /* t (as doubles, through scratch got) against the reference want, labelled "name (what)". */
@@ -424,13 +442,11 @@ static void test_parallel_bands(void **state)
 /* The direct forward kernel (direct.c) on layers that reach each of its parts: tiles of
  * 1 to 4 vectors and several tiles a row, filter tails of every tile height, filter blocks
  * and bands of rows, strides 2 and 3 (phases), asymmetric stride, dilation and padding,
- * groups, rows split across threads (one image) and images split across threads (three),
- * with and without bias, against the reference. */
-static void test_direct_tiles(void **state)
+ * groups, blocks of channels on narrow and wide rows, rows split across threads (one
+ * image) and images split across threads (three), with and without bias, against the
+ * reference, at every SIMD level the CPU has (test_direct_tiles). */
+static void direct_tiles_at_isa(void)
 {
-    (void)state;
-    if (!cvd_direct_available())
-        skip();
     typedef struct direct_case {
         int64_t C, F, G, kh, kw, sh, sw, dh, dw, ph, pw, H, W;
     } direct_case;
@@ -441,6 +457,8 @@ static void test_direct_tiles(void **state)
         {4, 9, 1, 4, 4, 3, 3, 1, 1, 1, 1, 50, 100},   /* stride 3: three phases */
         {2, 5, 1, 3, 3, 1, 1, 1, 1, 0, 0, 6, 6},      /* 4 columns: one part vector */
         {5, 17, 1, 1, 2, 1, 2, 1, 3, 0, 4, 9, 131},   /* a 1x2 kernel, wide pad on the right */
+        {72, 13, 1, 3, 3, 1, 1, 1, 1, 1, 1, 14, 14},  /* narrow rows, blocks of channels */
+        {48, 20, 2, 3, 3, 1, 1, 1, 1, 1, 1, 9, 61},   /* wide rows, blocks of channels, groups */
     };
     const int before = cvd_get_num_threads();
     cvd_set_num_threads(2);
@@ -476,6 +494,21 @@ static void test_direct_tiles(void **state)
         }
     }
     cvd_set_num_threads(before);
+}
+
+static void test_direct_tiles(void **state)
+{
+    (void)state;
+    if (!cvd_direct_available())
+        skip();
+    const cvd_isa before = cvd_cpu_isa();
+    cvd_isa isas[3];
+    const int nisa = isa_levels(isas);
+    for (int k = 0; k < nisa && isas[k] != CVD_ISA_NONE; k++) {
+        assert_int_equal(cvd_cpu_force_isa(isas[k]), isas[k]);
+        direct_tiles_at_isa();
+    }
+    cvd_cpu_force_isa(before);
 }
 
 /* Batches split by images across threads (cvd_geom_split): every path — bands of rows,
