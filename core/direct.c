@@ -31,7 +31,8 @@
 #endif
 
 /* Blocks from the cache sizes (cvd_cpu_l1d, cvd_cpu_l2): a tile's x (kb taps by NV
- * vectors) takes at most half of L1, the W rows of a filter block a quarter, and a band of
+ * vectors) is all the channels when that fits L1 (the stem's 147 taps: reloading y
+ * between blocks cost it 10 %), else blocks of at most half of L1; the W rows of a filter block a quarter, and a band of
  * output rows reads at most an eighth of L2 of xs, so the band stays there while every
  * filter block passes over it. */
 #define DIRECT_L1_X_SHARE 2
@@ -88,7 +89,8 @@ int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
     /* a row's vectors must be at least 3/4 full: resnet_deep's 14 columns (float32: 14 of
      * 16 lanes) pay, a 7x7 image (7 of 16) runs at half speed */
     const int64_t vl = direct_vbytes() / (int64_t)elem_size;
-    return !g->is_1x1 && 4 * g->OW >= 3 * direct_lanes(g, vl) && ws <= CVD_DIRECT_MAX_WS / elem_size;
+    return !g->is_1x1 && 4 * g->OW >= 3 * direct_lanes(g, vl) &&
+           ws <= CVD_DIRECT_MAX_WS / elem_size;
 }
 
 typedef struct direct_job {
@@ -119,12 +121,14 @@ static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, v
     j->xs = (char *)ws + (g->K * (int64_t)sizeof(int64_t) + es - 1) / es * es;
     j->wq = wq;
     const int64_t l1 = (int64_t)cvd_cpu_l1d(), l2 = (int64_t)cvd_cpu_l2();
-    const int64_t nvec = (g->OW + vl - 1) / vl, nv = nvec < nvmax ? nvec : nvmax;
-    const int64_t cb = l1 / DIRECT_L1_X_SHARE / (taps * nv * vl * es);
-    j->cb = cb < 1 ? 1 : cb > g->Cg ? g->Cg : cb;
+    /* a tile's vectors: across a row, or rows of one vector each (direct_rows) */
+    const int64_t nvec = (g->OW + vl - 1) / vl, nv = nvec < nvmax && nvec > 1 ? nvec : nvmax;
+    const int64_t chan_bytes = taps * nv * vl * es, cb = l1 / DIRECT_L1_X_SHARE / chan_bytes;
+    j->cb = g->Cg * chan_bytes <= l1 ? g->Cg : cb < 1 ? 1 : cb;
     const int64_t kb = j->cb * taps;
-    /* the xs rows one output row reads beyond the previous one, in one block of channels */
-    const int64_t row_bytes = j->cb * g->sw * g->sh * wq * es;
+    /* the xs rows one output row reads beyond the previous one, in one block of channels,
+     * and the row of y every block of channels reads and writes again */
+    const int64_t row_bytes = (j->cb * g->sw * g->sh * wq + g->Fg * g->OW) * es;
     j->rb = l2 / DIRECT_L2_SHARE / row_bytes;
     j->rb = j->rb < 1 ? 1 : j->rb;
     j->fb = l1 / DIRECT_L1_W_SHARE / (kb * es) / 4 * 4; /* whole tiles of 4, 6 or 8 */

@@ -49,30 +49,31 @@ static DIRECT_TARGET void SFX(direct_fill)(const cvd_geom *g, const T *x_g, T *x
  * one broadcast fit the ISA's vector registers. */
 static const int SFX(direct_mr_max)[DIRECT_NV_MAX] = DIRECT_MR_MAX;
 
-/* One tile: filters 0 .. mr-1 of w (row stride K) times output vectors 0 .. nv-1 at xb,
- * over kb taps (offsets off), stored at y (row stride ldy), the last vector's lanes by
- * `last`. The accumulators start from the bias (b, or zero when b is NULL) on the first
- * block of channels and from y on the others; on the last block every stored value adds
- * v*0 to *chk (NaN exactly when one is not finite). mr and nv are constants after
- * inlining, so the accumulators live in registers. */
+/* One tile: filters 0 .. mr-1 of w (row stride K) times output vectors 0 .. nv-1, vector
+ * v read at xb + v*xsv and stored at y + v*ysv (filter rows ldy apart), over kb taps
+ * (offsets off); the last vector's lanes by `last`, every vector's when `stacked` (a
+ * tile of nv output rows, each one partial vector). The accumulators start from the bias (b, or
+ * zero when b is NULL) on the first block of channels and from y on the others; on the last block
+ * every stored value adds v*0 to *chk (NaN exactly when one is not finite). mr and nv are constants
+ * after inlining, so the accumulators live in registers. */
 static inline __attribute__((always_inline)) DIRECT_TARGET void
-SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64_t *off, int64_t kb,
-                 const T *w, int64_t K, const T *b, int first, int final, T *y, int64_t ldy,
-                 VEC *chk)
+SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64_t *off,
+                 int64_t xsv, int64_t kb, const T *w, int64_t K, const T *b, int first, int final,
+                 T *y, int64_t ysv, int64_t ldy, int stacked, VEC *chk)
 {
     VEC acc[8][DIRECT_NV_MAX];
     _Pragma("GCC unroll 8") for (int m = 0; m < mr; m++)
     {
         const VEC bias = b ? V_SET1(b[m]) : V_ZERO();
         _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) acc[m][v] =
-            first        ? bias
-            : v + 1 < nv ? V_LOAD(y + m * ldy + VL * v)
-                         : V_MLOAD(y + m * ldy + VL * v, last);
+            first                    ? bias
+            : v + 1 < nv && !stacked ? V_LOAD(y + m * ldy + ysv * v)
+                                     : V_MLOAD(y + m * ldy + ysv * v, last);
     }
     for (int64_t t = 0; t < kb; t++) {
         const T *xp = xb + off[t];
         VEC xv[DIRECT_NV_MAX];
-        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) xv[v] = V_LOAD(xp + VL * v);
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) xv[v] = V_LOAD(xp + xsv * v);
         _Pragma("GCC unroll 8") for (int m = 0; m < mr; m++)
         {
             const VEC wv = V_SET1(w[m * K + t]);
@@ -84,22 +85,26 @@ SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64
     _Pragma("GCC unroll 8") for (int m = 0; m < mr; m++)
     {
         T *yr = y + m * ldy;
-        _Pragma("GCC unroll 8") for (int v = 0; v + 1 < nv; v++)
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)
         {
-            V_STORE(yr + VL * v, acc[m][v]);
-            if (final)
-                *chk = V_ADD(*chk, V_MUL(acc[m][v], zero));
+            if (v + 1 < nv && !stacked) {
+                V_STORE(yr + ysv * v, acc[m][v]);
+                if (final)
+                    *chk = V_ADD(*chk, V_MUL(acc[m][v], zero));
+            } else {
+                V_MSTORE(yr + ysv * v, last, acc[m][v]);
+                if (final)
+                    *chk = V_MADD(*chk, last, V_MUL(acc[m][v], zero));
+            }
         }
-        V_MSTORE(yr + VL * (nv - 1), last, acc[m][nv - 1]);
-        if (final)
-            *chk = V_MADD(*chk, last, V_MUL(acc[m][nv - 1], zero));
     }
 }
 
 /* The tile for any mr <= direct_mr_max[nv - 1], nv <= DIRECT_NV_MAX, as constants. */
 #define DIRECT_MR(mr, nv)                                                                          \
     case mr:                                                                                       \
-        SFX(direct_tile)(mr, nv, last, xb, off, kb, w, K, b, first, final, y, ldy, chk);           \
+        SFX(direct_tile)                                                                           \
+        (mr, nv, last, xb, off, xsv, kb, w, K, b, first, final, y, ysv, ldy, stacked, chk);        \
         break;
 #define DIRECT_MR4(nv) DIRECT_MR(1, nv) DIRECT_MR(2, nv) DIRECT_MR(3, nv) DIRECT_MR(4, nv)
 #define DIRECT_MR6(nv) DIRECT_MR4(nv) DIRECT_MR(5, nv) DIRECT_MR(6, nv)
@@ -111,9 +116,10 @@ SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64
         }                                                                                          \
         break;
 static DIRECT_TARGET void SFX(direct_tile_any)(int mr, int nv, MASK last, const T *xb,
-                                               const int64_t *off, int64_t kb, const T *w,
-                                               int64_t K, const T *b, int first, int final, T *y,
-                                               int64_t ldy, VEC *chk)
+                                               const int64_t *off, int64_t xsv, int64_t kb,
+                                               const T *w, int64_t K, const T *b, int first,
+                                               int final, T *y, int64_t ysv, int64_t ldy,
+                                               int stacked, VEC *chk)
 {
     switch (nv) {
         DIRECT_SWITCH
@@ -145,6 +151,22 @@ static DIRECT_TARGET int SFX(direct_rows)(const direct_job *j, int64_t oh0, int6
             const int first = c0 == 0, final = c0 + cb >= g->Cg;
             for (int64_t f0 = 0; f0 < Fg; f0 += fb) {
                 const int64_t f1 = f0 + fb < Fg ? f0 + fb : Fg;
+                if (nvec == 1) {
+                    /* rows of one partial vector: tiles of DIRECT_NV_MAX rows */
+                    const MASK last = V_TAIL(OW);
+                    const int64_t xsv = g->sh * j->wq;
+                    for (int64_t oh = r0; oh < r1; oh += DIRECT_NV_MAX) {
+                        const int nv = (int)(r1 - oh < DIRECT_NV_MAX ? r1 - oh : DIRECT_NV_MAX);
+                        const int mrmax = SFX(direct_mr_max)[nv - 1];
+                        for (int64_t f = f0; f < f1; f += mrmax) {
+                            const int mr = (int)(f1 - f < mrmax ? f1 - f : mrmax);
+                            SFX(direct_tile_any)
+                            (mr, nv, last, xs + oh * xsv, j->off + t0, xsv, kb, W + f * K + t0, K,
+                             b ? b + f : NULL, first, final, y + f * P + oh * OW, OW, P, 1, &chk);
+                        }
+                    }
+                    continue;
+                }
                 for (int64_t oh = r0; oh < r1; oh++) {
                     /* the row's vectors in ntile tiles of near-equal width */
                     for (int64_t ti = 0, v0 = 0; ti < ntile; ti++) {
@@ -156,8 +178,9 @@ static DIRECT_TARGET int SFX(direct_rows)(const direct_job *j, int64_t oh0, int6
                         for (int64_t f = f0; f < f1; f += mrmax) {
                             const int mr = (int)(f1 - f < mrmax ? f1 - f : mrmax);
                             SFX(direct_tile_any)
-                            (mr, nv, last, xb, j->off + t0, kb, W + f * K + t0, K, b ? b + f : NULL,
-                             first, final, y + f * P + oh * OW + VL * v0, P, &chk);
+                            (mr, nv, last, xb, j->off + t0, VL, kb, W + f * K + t0, K,
+                             b ? b + f : NULL, first, final, y + f * P + oh * OW + VL * v0, VL, P,
+                             0, &chk);
                         }
                         v0 += nv;
                     }
