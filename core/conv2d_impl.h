@@ -608,7 +608,7 @@ typedef struct SFX(pass) {
     T *y;       /* forward: the output; NULL in backward */
     T *dx, *dW; /* backward: the gradients wanted (either may be NULL) */
     int64_t nb, rows;
-    int shifted, direct, tasks;
+    int shifted, direct, dgrad, tasks;
     T *ws; /* tasks slices of ws_one elements */
     size_t ws_one;
     T *parts; /* tasks-1 partial dW of F*K elements */
@@ -626,10 +626,17 @@ static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, 
         return p->shifted
                    ? SFX(forward_shift)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt)
                    : SFX(forward_run)(g, p->W, p->b, p->x, p->y, p->nb, p->rows, ws, lo, hi, nt);
+    T *dx = p->dx;
+    if (dx && p->dgrad) {
+        SFX(cvd_dgrad)(g, p->W, p->delta, dx, ws, lo, hi, nt);
+        dx = NULL;
+    }
+    if (!dx && !dW)
+        return 1;
     if (p->shifted)
-        SFX(backward_shift)(g, p->W, p->x, p->delta, p->dx, dW, ws, lo, hi, nt);
+        SFX(backward_shift)(g, p->W, p->x, p->delta, dx, dW, ws, lo, hi, nt);
     else
-        SFX(backward_run)(g, p->W, p->x, p->delta, p->dx, dW, p->nb, p->rows, ws, lo, hi, nt);
+        SFX(backward_run)(g, p->W, p->x, p->delta, dx, dW, p->nb, p->rows, ws, lo, hi, nt);
     return 1;
 }
 
@@ -683,6 +690,7 @@ static int SFX(pass_go)(const cvd_geom *g, const cvd_plan *r, void *ws, void *W,
     p.y = y, p.dx = dx, p.dW = dW;
     p.nb = r->nb, p.rows = r->rows[y ? 0 : 1], p.shifted = r->shifted, p.tasks = r->tasks;
     p.direct = r->direct;
+    p.dgrad = r->dgrad;
     p.ws = ws, p.ws_one = r->ws_one;
     /* no workspace at all (one 1x1 image): no pointer arithmetic on NULL */
     p.parts = ws ? (T *)ws + (size_t)r->tasks * r->ws_one : NULL;

@@ -121,6 +121,21 @@ int cvd_direct_forward_f32(const cvd_geom *g, const float *W_g, const float *b_g
 int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b_g,
                            const double *x_g, double *y_g, double *ws, int nt);
 
+/* Backward-data of a stride-1 layer as the direct forward of delta (dgrad.c).
+ * cvd_dgrad_geom: the transposed layer t (delta in, dx out, weights flipped and
+ * transposed), 0 when g has a stride or a pad past its dilated kernel. cvd_dgrad_ws: the
+ * workspace of one task (one group's flipped weights, then cvd_direct_ws of t), 0 when
+ * not applicable or on overflow. cvd_dgrad_pays: whether backward takes it (as
+ * cvd_direct_pays on t). cvd_dgrad: dx of images lo .. hi-1 (every element written) on nt
+ * threads. */
+int cvd_dgrad_geom(const cvd_geom *g, cvd_geom *t);
+size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size);
+int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+void cvd_dgrad_f32(const cvd_geom *g, const float *W, const float *delta, float *dx, float *ws,
+                   int64_t lo, int64_t hi, int nt);
+void cvd_dgrad_f64(const cvd_geom *g, const double *W, const double *delta, double *dx, double *ws,
+                   int64_t lo, int64_t hi, int nt);
+
 /* The SIMD level the own kernels use (cpu.c): what CPUID reports, lowered by
  * CONVD_ISA=avx512|avx2|none in the environment (read once; an unknown value is ignored)
  * and by cvd_cpu_force_isa (tests), never above the CPU. cvd_cpu_force_isa returns the
@@ -217,7 +232,7 @@ int cvd_parallel_parts(size_t work, int nt);
  * in backward when tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole
  * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart). */
 typedef struct cvd_plan {
-    int tasks, shifted, direct;
+    int tasks, shifted, direct, dgrad;
     int64_t nb, rows[2];
     size_t ws_one, ws_elems;
 } cvd_plan;

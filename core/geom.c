@@ -298,6 +298,10 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
     const size_t direct_ws = direct ? cvd_direct_ws(&share, elem_size) : 0;
     if (direct_ws > one)
         one = direct_ws;
+    const int dgrad = cvd_dgrad_pays(&share, elem_size, want);
+    const size_t dgrad_ws = dgrad ? cvd_dgrad_ws(&share, elem_size) : 0;
+    if (dgrad_ws > one)
+        one = dgrad_ws;
     if (cvd_add_size(one, 15, &one) || cvd_mul_size(one & ~(size_t)15, (size_t)t, &all) ||
         cvd_mul_size((size_t)(g->F * g->K), (size_t)(t - 1), &parts) ||
         cvd_add_size(all, parts, &all) || cvd_mul_size(all, elem_size, &parts))
@@ -305,6 +309,7 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
     plan->tasks = t;
     plan->shifted = shifted;
     plan->direct = direct;
+    plan->dgrad = dgrad;
     plan->nb = nb;
     plan->rows[0] = cvd_geom_band_rows(&share, elem_size, budget);
     share.small_bands = t > 1;

@@ -27,7 +27,7 @@
 typedef struct stats {
     int one_by_one, grouped, dilated, same, valid, asym_stride, multi_chunk, f32, stateless;
     int shifted, shifted_dilated, shifted_grouped, shifted_batch;
-    int direct, direct_strided, direct_dilated, direct_grouped;
+    int direct, direct_strided, direct_dilated, direct_grouped, dgrad;
 } stats;
 
 static cvd_conv2d_params random_params(ref_rng *r, int iter)
@@ -196,6 +196,9 @@ static void run_config(ref_rng *r, int iter, stats *st)
     st->direct_strided += iter % 5 == 3 && (p.sh > 1 || p.sw > 1);
     st->direct_dilated += iter % 5 == 3 && (p.dh > 1 || p.dw > 1);
     st->direct_grouped += iter % 5 == 3 && p.groups > 1;
+    cvd_geom tg;
+    st->dgrad += iter % 5 == 3 && (need & CVD_NEED_DX) && cvd_direct_available() &&
+                 cvd_dgrad_geom(&g, &tg);
 
     cvd_tensor *all[] = {&tW, &tb, &tx, &ty, &tdelta, &tdx, &tdW, &tdb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -235,6 +238,8 @@ static void test_random_vs_reference(void **state)
         assert_true(st.shifted_batch >= 30);
         assert_true(st.direct >= 60 && st.direct_strided >= 20 && st.direct_dilated >= 15 &&
                     st.direct_grouped >= 15);
+        /* dx through the direct kernel (dgrad.c) wherever there is one */
+        assert_true(isas[k] == CVD_ISA_NONE ? st.dgrad == 0 : st.dgrad >= 15);
     }
     cvd_cpu_force_isa(before);
 }
