@@ -608,7 +608,7 @@ typedef struct SFX(pass) {
     T *y;       /* forward: the output; NULL in backward */
     T *dx, *dW; /* backward: the gradients wanted (either may be NULL) */
     int64_t nb, rows;
-    int shifted, direct, dgrad, tasks;
+    int shifted, direct, dgrad, wgrad, tasks;
     T *ws; /* tasks slices of ws_one elements */
     size_t ws_one;
     T *parts; /* tasks-1 partial dW of F*K elements */
@@ -630,6 +630,10 @@ static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, 
     if (dx && p->dgrad) {
         SFX(cvd_dgrad)(g, p->W, p->delta, dx, ws, lo, hi, nt);
         dx = NULL;
+    }
+    if (dW && p->wgrad) {
+        SFX(cvd_wgrad)(g, p->x, p->delta, dW, ws, lo, hi, nt);
+        dW = NULL;
     }
     if (!dx && !dW)
         return 1;
@@ -691,6 +695,7 @@ static int SFX(pass_go)(const cvd_geom *g, const cvd_plan *r, void *ws, void *W,
     p.nb = r->nb, p.rows = r->rows[y ? 0 : 1], p.shifted = r->shifted, p.tasks = r->tasks;
     p.direct = r->direct;
     p.dgrad = r->dgrad;
+    p.wgrad = r->wgrad;
     p.ws = ws, p.ws_one = r->ws_one;
     /* no workspace at all (one 1x1 image): no pointer arithmetic on NULL */
     p.parts = ws ? (T *)ws + (size_t)r->tasks * r->ws_one : NULL;

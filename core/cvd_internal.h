@@ -116,6 +116,9 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
 int cvd_direct_available(void);
 size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size);
 int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+/* The tap offsets into xs (off[K]) for vectors of vl elements; returns the xs row length
+ * (direct.c, for wgrad.c). */
+int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off);
 int cvd_direct_forward_f32(const cvd_geom *g, const float *W_g, const float *b_g, const float *x_g,
                            float *y_g, float *ws, int nt);
 int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b_g,
@@ -134,6 +137,17 @@ int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
 void cvd_dgrad_f32(const cvd_geom *g, const float *W, const float *delta, float *dx, float *ws,
                    int64_t lo, int64_t hi, int nt);
 void cvd_dgrad_f64(const cvd_geom *g, const double *W, const double *delta, double *dx, double *ws,
+                   int64_t lo, int64_t hi, int nt);
+
+/* Backward-weights on the own SIMD code (wgrad.c): dW as a blocked reduction over the
+ * images and output pixels with register tiles of filters by taps, reading the direct
+ * kernel's xs. cvd_wgrad_pays: whether backward takes it (as cvd_direct_pays); its
+ * workspace is cvd_direct_ws. cvd_wgrad: dW (overwritten) of images lo .. hi-1 on nt
+ * threads. */
+int cvd_wgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+void cvd_wgrad_f32(const cvd_geom *g, const float *x, const float *delta, float *dW, float *ws,
+                   int64_t lo, int64_t hi, int nt);
+void cvd_wgrad_f64(const cvd_geom *g, const double *x, const double *delta, double *dW, double *ws,
                    int64_t lo, int64_t hi, int nt);
 
 /* The SIMD level the own kernels use (cpu.c): what CPUID reports, lowered by
@@ -232,7 +246,7 @@ int cvd_parallel_parts(size_t work, int nt);
  * in backward when tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole
  * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart). */
 typedef struct cvd_plan {
-    int tasks, shifted, direct, dgrad;
+    int tasks, shifted, direct, dgrad, wgrad;
     int64_t nb, rows[2];
     size_t ws_one, ws_elems;
 } cvd_plan;

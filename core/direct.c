@@ -24,7 +24,6 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 #define DIRECT_X86 1
 #else
 #define DIRECT_X86 0
@@ -32,9 +31,9 @@
 
 /* Blocks from the cache sizes (cvd_cpu_l1d, cvd_cpu_l2): a tile's x (kb taps by NV
  * vectors) is all the channels when that fits L1 (the stem's 147 taps: reloading y
- * between blocks cost it 10 %), else blocks of at most half of L1; the W rows of a filter block a quarter, and a band of
- * output rows reads at most an eighth of L2 of xs, so the band stays there while every
- * filter block passes over it. */
+ * between blocks cost it 10 %), else blocks of at most half of L1; the W rows of a filter block a
+ * quarter, and a band of output rows reads at most an eighth of L2 of xs, so the band stays there
+ * while every filter block passes over it. */
 #define DIRECT_L1_X_SHARE 2
 #define DIRECT_L1_W_SHARE 4
 #define DIRECT_L2_SHARE   8
@@ -103,13 +102,9 @@ typedef struct direct_job {
     int finite[CVD_MAX_PARTS];
 } direct_job;
 
-/* Fills j's tap offsets (at the head of ws), xs (after them), row length and blocks for
- * vectors of vl elements of es bytes and tiles of at most nvmax vectors. */
-static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, void *ws)
+int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off)
 {
-    const cvd_geom *g = j->g;
-    const int64_t wq = direct_wq(g, vl), taps = g->kh * g->kw;
-    int64_t *off = ws;
+    const int64_t wq = direct_wq(g, vl);
     for (int64_t c = 0; c < g->Cg; c++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t jj = 0; jj < g->kw; jj++) {
@@ -117,6 +112,17 @@ static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, v
                 off[(c * g->kh + i) * g->kw + jj] =
                     ((c * g->sw + col % g->sw) * g->Hp + i * g->dh) * wq + col / g->sw;
             }
+    return wq;
+}
+
+/* Fills j's tap offsets (at the head of ws), xs (after them), row length and blocks for
+ * vectors of vl elements of es bytes and tiles of at most nvmax vectors. */
+static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, void *ws)
+{
+    const cvd_geom *g = j->g;
+    const int64_t taps = g->kh * g->kw;
+    int64_t *off = ws;
+    const int64_t wq = cvd_direct_taps(g, vl, off);
     j->off = off;
     j->xs = (char *)ws + (g->K * (int64_t)sizeof(int64_t) + es - 1) / es * es;
     j->wq = wq;
@@ -140,126 +146,36 @@ static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, v
 /* Tile shapes (NV vectors at most, and MR filters for each NV): the MR*NV accumulators, NV
  * x vectors and one broadcast fit the registers, 32 zmm or 16 ymm. Of those that fit 32,
  * 6x4 and 8x3 (the stem's 7 vectors a row as 4 + 3) ran 2-4 % faster than 3x7 and 5x5. */
-#define DIRECT_SWITCH_AVX512                                                                       \
+#define DIRECT_NV_MAX (SIMD_WIDE ? 4 : 3)
+#define DIRECT_MR_MAX_WIDE                                                                         \
+    {                                                                                              \
+        8, 8, 8, 6                                                                                 \
+    }
+#define DIRECT_MR_MAX_NARROW                                                                       \
+    {                                                                                              \
+        8, 6, 4                                                                                    \
+    }
+#define DIRECT_SWITCH_WIDE                                                                         \
     DIRECT_NV(1, DIRECT_MR8(1))                                                                    \
     DIRECT_NV(2, DIRECT_MR8(2)) DIRECT_NV(3, DIRECT_MR8(3)) DIRECT_NV(4, DIRECT_MR6(4))
-#define DIRECT_SWITCH_AVX2                                                                         \
+#define DIRECT_SWITCH_NARROW                                                                       \
     DIRECT_NV(1, DIRECT_MR8(1)) DIRECT_NV(2, DIRECT_MR6(2)) DIRECT_NV(3, DIRECT_MR4(3))
 
-#define T             float
-#define SFX(n)        n##_avx512_f32
-#define DIRECT_TARGET __attribute__((target("avx512f")))
-#define DIRECT_NV_MAX 4
-#define DIRECT_MR_MAX                                                                              \
-    {                                                                                              \
-        8, 8, 8, 6                                                                                 \
-    }
-#define DIRECT_SWITCH     DIRECT_SWITCH_AVX512
-#define VL                16
-#define VEC               __m512
-#define MASK              __mmask16
-#define V_TAIL(rem)       (MASK)((rem) >= VL ? ~0u : (1u << (rem)) - 1)
-#define V_LOAD            _mm512_loadu_ps
-#define V_MLOAD(p, m)     _mm512_maskz_loadu_ps(m, p)
-#define V_SET1            _mm512_set1_ps
-#define V_ZERO            _mm512_setzero_ps
-#define V_FMA             _mm512_fmadd_ps
-#define V_MUL             _mm512_mul_ps
-#define V_ADD             _mm512_add_ps
-#define V_MADD(c, m, v)   _mm512_mask_add_ps(c, m, c, v)
-#define V_STORE           _mm512_storeu_ps
-#define V_MSTORE(p, m, v) _mm512_mask_storeu_ps(p, m, v)
-#define V_UNORD(v)        _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)
-#define V_EVENS(a, b)                                                                              \
-    _mm512_permutex2var_ps(                                                                        \
-        a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b)
+#define SIMD_SEL 1
+#include "simd.h"
+#include "xs_impl.h"
 #include "direct_impl.h"
-
-#define T             double
-#define SFX(n)        n##_avx512_f64
-#define DIRECT_TARGET __attribute__((target("avx512f")))
-#define DIRECT_NV_MAX 4
-#define DIRECT_MR_MAX                                                                              \
-    {                                                                                              \
-        8, 8, 8, 6                                                                                 \
-    }
-#define DIRECT_SWITCH     DIRECT_SWITCH_AVX512
-#define VL                8
-#define VEC               __m512d
-#define MASK              __mmask8
-#define V_TAIL(rem)       (MASK)((rem) >= VL ? ~0u : (1u << (rem)) - 1)
-#define V_LOAD            _mm512_loadu_pd
-#define V_MLOAD(p, m)     _mm512_maskz_loadu_pd(m, p)
-#define V_SET1            _mm512_set1_pd
-#define V_ZERO            _mm512_setzero_pd
-#define V_FMA             _mm512_fmadd_pd
-#define V_MUL             _mm512_mul_pd
-#define V_ADD             _mm512_add_pd
-#define V_MADD(c, m, v)   _mm512_mask_add_pd(c, m, c, v)
-#define V_STORE           _mm512_storeu_pd
-#define V_MSTORE(p, m, v) _mm512_mask_storeu_pd(p, m, v)
-#define V_UNORD(v)        _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)
-#define V_EVENS(a, b)     _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b)
+#define SIMD_SEL 2
+#include "simd.h"
+#include "xs_impl.h"
 #include "direct_impl.h"
-
-/* AVX2: masks are vectors of all-ones lanes (maskload/maskstore); the even elements of
- * two vectors take a shuffle within 128-bit lanes, then a cross-lane permute. */
-#define T             float
-#define SFX(n)        n##_avx2_f32
-#define DIRECT_TARGET __attribute__((target("avx2,fma")))
-#define DIRECT_NV_MAX 3
-#define DIRECT_MR_MAX                                                                              \
-    {                                                                                              \
-        8, 6, 4                                                                                    \
-    }
-#define DIRECT_SWITCH DIRECT_SWITCH_AVX2
-#define VL            8
-#define VEC           __m256
-#define MASK          __m256i
-#define V_TAIL(rem)                                                                                \
-    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(rem)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
-#define V_LOAD            _mm256_loadu_ps
-#define V_MLOAD(p, m)     _mm256_maskload_ps(p, m)
-#define V_SET1            _mm256_set1_ps
-#define V_ZERO            _mm256_setzero_ps
-#define V_FMA             _mm256_fmadd_ps
-#define V_MUL             _mm256_mul_ps
-#define V_ADD             _mm256_add_ps
-#define V_MADD(c, m, v)   _mm256_add_ps(c, _mm256_and_ps(_mm256_castsi256_ps(m), v))
-#define V_STORE           _mm256_storeu_ps
-#define V_MSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
-#define V_UNORD(v)        _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))
-#define V_EVENS(a, b)                                                                              \
-    _mm256_castpd_ps(                                                                              \
-        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),  \
-                              _MM_SHUFFLE(3, 1, 2, 0)))
+#define SIMD_SEL 3
+#include "simd.h"
+#include "xs_impl.h"
 #include "direct_impl.h"
-
-#define T             double
-#define SFX(n)        n##_avx2_f64
-#define DIRECT_TARGET __attribute__((target("avx2,fma")))
-#define DIRECT_NV_MAX 3
-#define DIRECT_MR_MAX                                                                              \
-    {                                                                                              \
-        8, 6, 4                                                                                    \
-    }
-#define DIRECT_SWITCH     DIRECT_SWITCH_AVX2
-#define VL                4
-#define VEC               __m256d
-#define MASK              __m256i
-#define V_TAIL(rem)       _mm256_cmpgt_epi64(_mm256_set1_epi64x(rem), _mm256_setr_epi64x(0, 1, 2, 3))
-#define V_LOAD            _mm256_loadu_pd
-#define V_MLOAD(p, m)     _mm256_maskload_pd(p, m)
-#define V_SET1            _mm256_set1_pd
-#define V_ZERO            _mm256_setzero_pd
-#define V_FMA             _mm256_fmadd_pd
-#define V_MUL             _mm256_mul_pd
-#define V_ADD             _mm256_add_pd
-#define V_MADD(c, m, v)   _mm256_add_pd(c, _mm256_and_pd(_mm256_castsi256_pd(m), v))
-#define V_STORE           _mm256_storeu_pd
-#define V_MSTORE(p, m, v) _mm256_maskstore_pd(p, m, v)
-#define V_UNORD(v)        _mm256_movemask_pd(_mm256_cmp_pd(v, v, _CMP_UNORD_Q))
-#define V_EVENS(a, b)     _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))
+#define SIMD_SEL 4
+#include "simd.h"
+#include "xs_impl.h"
 #include "direct_impl.h"
 
 int cvd_direct_forward_f32(const cvd_geom *g, const float *W_g, const float *b_g, const float *x_g,

@@ -1,53 +1,18 @@
 /*
  * direct_impl.h — template of the direct kernel, included by direct.c once per ISA and
- * dtype with T, SFX, VL, VEC, MASK, DIRECT_TARGET, DIRECT_NV_MAX, DIRECT_MR_MAX and the
- * V_* intrinsics defined. Generates, for SFX = _avx512_f32, _avx512_f64, _avx2_f32,
- * _avx2_f64: direct_fill, direct_tile, direct_tile_any, direct_rows, direct_part and
- * direct_image (direct_fill_avx512_f32 ... direct_image_avx2_f64). See direct.c.
+ * dtype after simd.h and xs_impl.h. Generates, for SFX = _avx512_f32, _avx512_f64,
+ * _avx2_f32, _avx2_f64: direct_mr_max, direct_tile, direct_tile_any, direct_rows,
+ * direct_part and direct_image (direct_tile_avx512_f32 ... direct_image_avx2_f64).
+ * See direct.c.
  */
-/* xs <- x_g [Cg, H, W] zero-padded and split by column phase (every element written). */
-static DIRECT_TARGET void SFX(direct_fill)(const cvd_geom *g, const T *x_g, T *xs, int64_t wq)
-{
-    const int64_t sw = g->sw, W = g->W;
-    for (int64_t c = 0; c < g->Cg; c++) {
-        for (int64_t ph = 0; ph < sw; ph++) {
-            /* columns q of this phase that read x: pl <= q*sw + ph < pl + W */
-            int64_t q0 = g->pl > ph ? (g->pl - ph + sw - 1) / sw : 0;
-            int64_t q1 = (g->pl + W - ph + sw - 1) / sw;
-            q0 = q0 < wq ? q0 : wq;
-            q1 = q1 < wq ? q1 : wq;
-            for (int64_t r = 0; r < g->Hp; r++) {
-                T *d = xs + ((c * sw + ph) * g->Hp + r) * wq;
-                const int64_t h = r - g->pt;
-                if (h < 0 || h >= g->H || q1 <= q0) {
-                    memset(d, 0, (size_t)wq * sizeof(T));
-                    continue;
-                }
-                const T *s = x_g + (c * g->H + h) * W + q0 * sw + ph - g->pl;
-                memset(d, 0, (size_t)q0 * sizeof(T));
-                if (sw == 1) {
-                    memcpy(d + q0, s, (size_t)(q1 - q0) * sizeof(T));
-                } else if (sw == 2) {
-                    /* s has avail elements left in its row; a vector step reads 2*VL */
-                    const int64_t n = q1 - q0, avail = W - (q0 * 2 + ph - g->pl);
-                    int64_t q = 0;
-                    for (; 2 * (q + VL) <= avail && q + VL <= n; q += VL)
-                        V_STORE(d + q0 + q, V_EVENS(V_LOAD(s + 2 * q), V_LOAD(s + 2 * q + VL)));
-                    for (; q < n; q++)
-                        d[q0 + q] = s[2 * q];
-                } else {
-                    for (int64_t q = 0; q < q1 - q0; q++)
-                        d[q0 + q] = s[q * sw];
-                }
-                memset(d + q1, 0, (size_t)(wq - q1) * sizeof(T));
-            }
-        }
-    }
-}
 
 /* Tile heights for each width nv (index nv - 1): the MR*NV accumulators, NV x vectors and
  * one broadcast fit the ISA's vector registers. */
-static const int SFX(direct_mr_max)[DIRECT_NV_MAX] = DIRECT_MR_MAX;
+#if SIMD_WIDE
+static const int SFX(direct_mr_max)[DIRECT_NV_MAX] = DIRECT_MR_MAX_WIDE;
+#else
+static const int SFX(direct_mr_max)[DIRECT_NV_MAX] = DIRECT_MR_MAX_NARROW;
+#endif
 
 /* One tile: filters 0 .. mr-1 of w (row stride K) times output vectors 0 .. nv-1, vector
  * v read at xb + v*xsv and stored at y + v*ysv (filter rows ldy apart), over kb taps
@@ -56,7 +21,7 @@ static const int SFX(direct_mr_max)[DIRECT_NV_MAX] = DIRECT_MR_MAX;
  * zero when b is NULL) on the first block of channels and from y on the others; on the last block
  * every stored value adds v*0 to *chk (NaN exactly when one is not finite). mr and nv are constants
  * after inlining, so the accumulators live in registers. */
-static inline __attribute__((always_inline)) DIRECT_TARGET void
+static inline __attribute__((always_inline)) SIMD_TARGET void
 SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64_t *off,
                  int64_t xsv, int64_t kb, const T *w, int64_t K, const T *b, int first, int final,
                  T *y, int64_t ysv, int64_t ldy, int stacked, VEC *chk)
@@ -115,14 +80,18 @@ SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64
             cases                                                                                  \
         }                                                                                          \
         break;
-static DIRECT_TARGET void SFX(direct_tile_any)(int mr, int nv, MASK last, const T *xb,
-                                               const int64_t *off, int64_t xsv, int64_t kb,
-                                               const T *w, int64_t K, const T *b, int first,
-                                               int final, T *y, int64_t ysv, int64_t ldy,
-                                               int stacked, VEC *chk)
+static SIMD_TARGET void SFX(direct_tile_any)(int mr, int nv, MASK last, const T *xb,
+                                             const int64_t *off, int64_t xsv, int64_t kb,
+                                             const T *w, int64_t K, const T *b, int first,
+                                             int final, T *y, int64_t ysv, int64_t ldy, int stacked,
+                                             VEC *chk)
 {
     switch (nv) {
-        DIRECT_SWITCH
+#if SIMD_WIDE
+        DIRECT_SWITCH_WIDE
+#else
+        DIRECT_SWITCH_NARROW
+#endif
     }
 }
 #undef DIRECT_NV
@@ -135,7 +104,7 @@ static DIRECT_TARGET void SFX(direct_tile_any)(int mr, int nv, MASK last, const 
  * Bands of rb output rows (their xs rows stay in L2); in a band, blocks of cb channels
  * (a tile's x, kb taps by NV vectors, stays in L1 across the filter tiles of its row),
  * and in those blocks of fb filters (their W rows stay in L1). */
-static DIRECT_TARGET int SFX(direct_rows)(const direct_job *j, int64_t oh0, int64_t oh1)
+static SIMD_TARGET int SFX(direct_rows)(const direct_job *j, int64_t oh0, int64_t oh1)
 {
     const cvd_geom *g = j->g;
     const int64_t K = g->K, OW = g->OW, P = g->P, Fg = g->Fg, taps = g->kh * g->kw;
@@ -215,26 +184,3 @@ static int SFX(direct_image)(const cvd_geom *g, const T *W_g, const T *b_g, cons
         finite &= j.finite[t];
     return finite;
 }
-
-#undef T
-#undef SFX
-#undef DIRECT_TARGET
-#undef DIRECT_NV_MAX
-#undef DIRECT_MR_MAX
-#undef DIRECT_SWITCH
-#undef VL
-#undef VEC
-#undef MASK
-#undef V_TAIL
-#undef V_LOAD
-#undef V_MLOAD
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
-#undef V_MUL
-#undef V_ADD
-#undef V_MADD
-#undef V_STORE
-#undef V_MSTORE
-#undef V_UNORD
-#undef V_EVENS

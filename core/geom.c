@@ -298,6 +298,10 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
     const size_t direct_ws = direct ? cvd_direct_ws(&share, elem_size) : 0;
     if (direct_ws > one)
         one = direct_ws;
+    const int wgrad = cvd_wgrad_pays(&share, elem_size, want);
+    const size_t wgrad_ws = wgrad ? cvd_direct_ws(&share, elem_size) : 0;
+    if (wgrad_ws > one)
+        one = wgrad_ws;
     const int dgrad = cvd_dgrad_pays(&share, elem_size, want);
     const size_t dgrad_ws = dgrad ? cvd_dgrad_ws(&share, elem_size) : 0;
     if (dgrad_ws > one)
@@ -310,6 +314,7 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
     plan->shifted = shifted;
     plan->direct = direct;
     plan->dgrad = dgrad;
+    plan->wgrad = wgrad;
     plan->nb = nb;
     plan->rows[0] = cvd_geom_band_rows(&share, elem_size, budget);
     share.small_bands = t > 1;

@@ -1,6 +1,8 @@
 /*
- * test_conv_random.c — the fast path (im2col + BLAS, chunked batches, 1x1 shortcut)
- * against the plain-loop reference on 360 random layers (fixed seed): groups, dilation,
+ * test_conv_random.c — the fast paths (im2col + BLAS, chunked batches, 1x1 shortcut, the
+ * own SIMD kernels: direct forward, dgrad, wgrad) against the plain-loop reference on 360
+ * random layers (fixed seed), run once at each SIMD level the CPU has (cvd_cpu_force_isa,
+ * down to none: BLAS only): groups, dilation,
  * asymmetric stride and padding, "same"/"valid", N > 1, both dtypes, random need masks,
  * cached and explicit x, forced tiny chunks, the shifted GEMM forced on stride-1 layers;
  * larger layers split across threads (row bands; whole images per thread with the rest
@@ -27,7 +29,7 @@
 typedef struct stats {
     int one_by_one, grouped, dilated, same, valid, asym_stride, multi_chunk, f32, stateless;
     int shifted, shifted_dilated, shifted_grouped, shifted_batch;
-    int direct, direct_strided, direct_dilated, direct_grouped, dgrad;
+    int direct, direct_strided, direct_dilated, direct_grouped, dgrad, wgrad;
 } stats;
 
 static cvd_conv2d_params random_params(ref_rng *r, int iter)
@@ -197,6 +199,7 @@ static void run_config(ref_rng *r, int iter, stats *st)
     st->direct_dilated += iter % 5 == 3 && (p.dh > 1 || p.dw > 1);
     st->direct_grouped += iter % 5 == 3 && p.groups > 1;
     cvd_geom tg;
+    st->wgrad += iter % 5 == 3 && (need & CVD_NEED_DW) && cvd_direct_available();
     st->dgrad += iter % 5 == 3 && (need & CVD_NEED_DX) && cvd_direct_available() &&
                  cvd_dgrad_geom(&g, &tg);
 
@@ -238,8 +241,9 @@ static void test_random_vs_reference(void **state)
         assert_true(st.shifted_batch >= 30);
         assert_true(st.direct >= 60 && st.direct_strided >= 20 && st.direct_dilated >= 15 &&
                     st.direct_grouped >= 15);
-        /* dx through the direct kernel (dgrad.c) wherever there is one */
+        /* dx and dW on the own kernels (dgrad.c, wgrad.c) wherever there are some */
         assert_true(isas[k] == CVD_ISA_NONE ? st.dgrad == 0 : st.dgrad >= 15);
+        assert_true(isas[k] == CVD_ISA_NONE ? st.wgrad == 0 : st.wgrad >= 30);
     }
     cvd_cpu_force_isa(before);
 }
