@@ -11,11 +11,14 @@
  *   + ws * es                                       the workspace, where, with
  *     T = the thread count (cvd_set_num_threads) when N >= T > 1 and N*F*P*K >= 2^21,
  *     else 1 (cvd_geom_split), and ws1 the larger of the plan below for N' = floor(N/T)
- *     images and, when forward takes the direct kernel (direct.c: AVX-512, not 1x1, rows
- *     of output vectors at least 3/4 full), its
+ *     images and, when the own SIMD kernels run (CONVD_ISA above none; forward's direct
+ *     kernel and wgrad when rows of output vectors are at least 3/4 full, forward not on
+ *     a 1x1 layer, wgrad from 64 vector steps an image), their
  *       K*8/es + (C/g)*sw*Hp*Wq,  Wq = OW rounded up to 64/es + (kw-1)*dw/sw
- *     (tap offsets and one padded image split by column phase), rounded up to a multiple
- *     of 16:
+ *     (tap offsets and one padded image split by column phase; a 1x1 layer's image is one
+ *     row of H*W pixels), and for dgrad (stride 1, pads within the dilated kernel) the
+ *     same on the transposed layer (delta in, dx out) plus (F/g)*K rounded up to 16,
+ *     rounded up to a multiple of 16:
  *       ws = T*ws1 + (T-1)*F*K                      a slice per thread, a dW per extra one
  *     and the plan for N' images:
  *     on the shifted-GEMM path (stride 1, C/g >= 32, Wp*8 <= OW*9; cvd_geom_plan):

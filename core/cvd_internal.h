@@ -116,6 +116,10 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
 int cvd_direct_available(void);
 size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size);
 int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+/* g itself, or for a 1x1 layer (stride 1, no pad) the same layer on images of one row of
+ * H*W pixels, which the own kernels run as one long row (full vectors, no tails but the
+ * last) in flat; direct.c and wgrad.c apply it at their entry points. */
+const cvd_geom *cvd_direct_flat(const cvd_geom *g, cvd_geom *flat);
 /* The tap offsets into xs (off[K]) for vectors of vl elements; returns the xs row length
  * (direct.c, for wgrad.c). */
 int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off);

@@ -62,8 +62,20 @@ static int64_t direct_wq(const cvd_geom *g, int64_t vl)
     return direct_lanes(g, vl) + (g->kw - 1) * g->dw / g->sw;
 }
 
-size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size)
+const cvd_geom *cvd_direct_flat(const cvd_geom *g, cvd_geom *flat)
 {
+    if (!g->is_1x1)
+        return g;
+    *flat = *g;
+    flat->H = flat->OH = flat->Hp = 1;
+    flat->W = flat->OW = flat->Wp = g->HW;
+    return flat;
+}
+
+size_t cvd_direct_ws(const cvd_geom *g0, size_t elem_size)
+{
+    cvd_geom fl;
+    const cvd_geom *g = cvd_direct_flat(g0, &fl);
     /* sized for 64-byte vectors, the widest: enough for either ISA */
     const int64_t vl = (int64_t)(64 / elem_size);
     size_t xs, all, bytes;
@@ -76,8 +88,10 @@ size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size)
     return all;
 }
 
-int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
+int cvd_direct_pays(const cvd_geom *g0, size_t elem_size, cvd_path want)
 {
+    cvd_geom fl;
+    const cvd_geom *g = cvd_direct_flat(g0, &fl);
     if (want == CVD_PATH_IM2COL || want == CVD_PATH_SHIFT || !cvd_direct_available())
         return 0;
     const size_t ws = cvd_direct_ws(g, elem_size);
@@ -86,10 +100,9 @@ int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
     if (want == CVD_PATH_DIRECT)
         return 1;
     /* a row's vectors must be at least 3/4 full: resnet_deep's 14 columns (float32: 14 of
-     * 16 lanes) pay, a 7x7 image (7 of 16) runs at half speed */
+     * 16 lanes) pay, a 7x7 image (7 of 16) runs at half speed; a 1x1 layer is one row */
     const int64_t vl = direct_vbytes() / (int64_t)elem_size;
-    return !g->is_1x1 && 4 * g->OW >= 3 * direct_lanes(g, vl) &&
-           ws <= CVD_DIRECT_MAX_WS / elem_size;
+    return 4 * g->OW >= 3 * direct_lanes(g, vl) && ws <= CVD_DIRECT_MAX_WS / elem_size;
 }
 
 typedef struct direct_job {
@@ -178,17 +191,21 @@ static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, v
 #include "xs_impl.h"
 #include "direct_impl.h"
 
-int cvd_direct_forward_f32(const cvd_geom *g, const float *W_g, const float *b_g, const float *x_g,
+int cvd_direct_forward_f32(const cvd_geom *g0, const float *W_g, const float *b_g, const float *x_g,
                            float *y_g, float *ws, int nt)
 {
+    cvd_geom fl;
+    const cvd_geom *g = cvd_direct_flat(g0, &fl);
     if (cvd_cpu_isa() == CVD_ISA_AVX512)
         return direct_image_avx512_f32(g, W_g, b_g, x_g, y_g, ws, nt);
     return direct_image_avx2_f32(g, W_g, b_g, x_g, y_g, ws, nt);
 }
 
-int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b_g,
+int cvd_direct_forward_f64(const cvd_geom *g0, const double *W_g, const double *b_g,
                            const double *x_g, double *y_g, double *ws, int nt)
 {
+    cvd_geom fl;
+    const cvd_geom *g = cvd_direct_flat(g0, &fl);
     if (cvd_cpu_isa() == CVD_ISA_AVX512)
         return direct_image_avx512_f64(g, W_g, b_g, x_g, y_g, ws, nt);
     return direct_image_avx2_f64(g, W_g, b_g, x_g, y_g, ws, nt);

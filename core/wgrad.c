@@ -32,8 +32,10 @@
  * im2col GEMMs of the same layer). */
 #define WGRAD_MIN_STEPS 64
 
-int cvd_wgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
+int cvd_wgrad_pays(const cvd_geom *g0, size_t elem_size, cvd_path want)
 {
+    cvd_geom fl;
+    const cvd_geom *g = cvd_direct_flat(g0, &fl);
     if (!cvd_direct_pays(g, elem_size, want))
         return 0;
     const int64_t vl = (cvd_cpu_isa() == CVD_ISA_AVX512 ? 64 : 32) / (int64_t)elem_size;
@@ -76,19 +78,21 @@ typedef struct wgrad_job {
 void cvd_wgrad_f32(const cvd_geom *g, const float *x, const float *delta, float *dW, float *ws,
                    int64_t lo, int64_t hi, int nt)
 {
+    cvd_geom fl;
     if (cvd_cpu_isa() == CVD_ISA_AVX512)
-        wgrad_run_avx512_f32(g, x, delta, dW, ws, lo, hi, nt);
+        wgrad_run_avx512_f32(cvd_direct_flat(g, &fl), x, delta, dW, ws, lo, hi, nt);
     else
-        wgrad_run_avx2_f32(g, x, delta, dW, ws, lo, hi, nt);
+        wgrad_run_avx2_f32(cvd_direct_flat(g, &fl), x, delta, dW, ws, lo, hi, nt);
 }
 
 void cvd_wgrad_f64(const cvd_geom *g, const double *x, const double *delta, double *dW, double *ws,
                    int64_t lo, int64_t hi, int nt)
 {
+    cvd_geom fl;
     if (cvd_cpu_isa() == CVD_ISA_AVX512)
-        wgrad_run_avx512_f64(g, x, delta, dW, ws, lo, hi, nt);
+        wgrad_run_avx512_f64(cvd_direct_flat(g, &fl), x, delta, dW, ws, lo, hi, nt);
     else
-        wgrad_run_avx2_f64(g, x, delta, dW, ws, lo, hi, nt);
+        wgrad_run_avx2_f64(cvd_direct_flat(g, &fl), x, delta, dW, ws, lo, hi, nt);
 }
 
 #else

@@ -468,6 +468,7 @@ static void direct_tiles_at_isa(void)
         {5, 17, 1, 1, 2, 1, 2, 1, 3, 0, 4, 9, 131},   /* a 1x2 kernel, wide pad on the right */
         {72, 13, 1, 3, 3, 1, 1, 1, 1, 1, 1, 14, 14},  /* narrow rows, blocks of channels */
         {48, 20, 2, 3, 3, 1, 1, 1, 1, 1, 1, 9, 61},   /* wide rows, blocks of channels, groups */
+        {40, 21, 1, 1, 1, 1, 1, 1, 1, 0, 0, 13, 29},  /* 1x1: one flat row of 377 pixels */
     };
     const int before = cvd_get_num_threads();
     cvd_set_num_threads(2);
@@ -540,12 +541,14 @@ static void test_split_images(void **state)
         {64, 64, 2, 3, 0, 10, 12, 0, 0, CVD_PATH_IM2COL}, /* chunks of small images */
         /* chunks of 2, then one image, in each task */
         {64, 64, 2, 3, 0, 10, 12, 0, 2, CVD_PATH_IM2COL},
-        {48, 34, 2, 1, 0, 24, 24, 0, 0, CVD_PATH_AUTO},  /* 1x1, in place */
+        {48, 34, 2, 1, 0, 24, 24, 0, 0, CVD_PATH_IM2COL}, /* 1x1, in place */
         {64, 16, 2, 3, 1, 16, 18, 1, 0, CVD_PATH_SHIFT}, /* shifted GEMM */
         /* bands done in blocks of channels (CVD_KBLOCK_BYTES) */
         {64, 8, 1, 5, 2, 20, 20, 0, 0, CVD_PATH_IM2COL},
         /* the direct kernel forward (the default here), bands of rows backward */
         {6, 8, 2, 3, 1, 50, 47, 0, 0, CVD_PATH_AUTO},
+        /* 1x1: forward one GEMM, dx by dgrad on one flat row of pixels */
+        {48, 34, 2, 1, 0, 24, 24, 0, 0, CVD_PATH_AUTO},
     };
     const unsigned needs[3] = {CVD_NEED_ALL, CVD_NEED_DX, CVD_NEED_DW};
     const int before = cvd_get_num_threads();
@@ -582,6 +585,7 @@ static void test_split_images(void **state)
             cvd_plan pl;
             assert_int_equal(cvd_geom_split(&g, es, budget, sc->path, threads, &pl, &e), CVD_OK);
             assert_int_equal(pl.direct, c == 6 && cvd_direct_available());
+            assert_int_equal(pl.dgrad, c >= 6 && cvd_direct_available());
             assert_true(pl.rows[1] <= pl.rows[0]);
             assert_int_equal(pl.tasks, threads);
             assert_int_equal(pl.shifted, sc->want_shift);
