@@ -10,7 +10,7 @@
  *   + N*C*H*W * es                                  the cached forward input
  *   + ws * es                                       the workspace, where, with
  *     T = the thread count (cvd_set_num_threads) when N >= T > 1 and N*F*P*K >= 2^21,
- *     else 1 (cvd_geom_split), and ws1 the larger of the plan below for N' = floor(N/T)
+ *     else 1 (cvd_plan_pass), and ws1 the larger of the plan below for N' = floor(N/T)
  *     images and, when the own SIMD kernels run (CONVD_ISA above none; forward's direct
  *     kernel and wgrad when rows of output vectors are at least 3/4 full, forward not on
  *     a 1x1 layer, wgrad from 64 vector steps an image), their
@@ -21,7 +21,7 @@
  *     rounded up to a multiple of 16:
  *       ws = T*ws1 + (T-1)*F*K                      a slice per thread, a dW per extra one
  *     and the plan for N' images:
- *     on the shifted-GEMM path (stride 1, C/g >= 32, Wp*8 <= OW*9; cvd_geom_plan):
+ *     on the shifted-GEMM path (stride 1, C/g >= 32, Wp*8 <= OW*9; cvd_geom_path):
  *       ws1 = kw*(C/g)*(Hp*Wp + (kw-1)*dw) + (F/g)*OH*Wp + 2*(F/g)*K
  *       (kw shifted copies of the padded x of one image and group for dW, the first also
  *       dx's padded image; y or delta with rows of Wp; W_g and dW_g by tap), with
@@ -109,7 +109,7 @@ cvd_status cvd_conv2d_memory_need(const cvd_conv2d_params *p, const int64_t x_sh
         return s;
     size_t es = cvd_dtype_size(p->dtype), params, total, tmp;
     cvd_plan r;
-    s = cvd_geom_split(&g, es, 0, CVD_PATH_AUTO, cvd_get_num_threads(), &r, err);
+    s = cvd_plan_pass(&g, es, 0, CVD_PATH_AUTO, cvd_get_num_threads(), &r, err);
     if (s != CVD_OK)
         return s;
     /* wn fits: params_check verified F*K*8 fits size_t; x_numel likewise in geom_init. */
@@ -455,7 +455,7 @@ static cvd_status ensure_ws(cvd_conv2d *l, size_t elems, cvd_err *err)
 
 static cvd_status prepare_ws(cvd_conv2d *l, const cvd_geom *g, cvd_plan *r, cvd_err *err)
 {
-    cvd_status s = cvd_geom_split(g, l->es, l->chunk_bytes, l->path, cvd_get_num_threads(), r, err);
+    cvd_status s = cvd_plan_pass(g, l->es, l->chunk_bytes, l->path, cvd_get_num_threads(), r, err);
     if (s == CVD_OK)
         s = ensure_ws(l, r->ws_elems, err);
     return s;

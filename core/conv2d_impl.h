@@ -151,7 +151,7 @@ static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, 
  * exactly, so at worst two threads share a line at an edge). A GEMM under CVD_GEMM_SPLIT_MIN
  * multiply-adds, or too narrow to cut, runs whole: a thread start would cost more than it saves. */
 /* The wrapper's name, so calls read (and clang-format) as plain calls. */
-#define GEMM_NT SFX(gemm)
+#define GEMM_SPLIT SFX(gemm_split)
 
 typedef struct SFX(gemm_job) {
     CBLAS_TRANSPOSE ta, tb;
@@ -179,8 +179,8 @@ static void SFX(gemm_part)(void *arg, int task, int ntasks)
              j->beta, j->C + (int64_t)a * j->ldc, j->ldc);
 }
 
-static void GEMM_NT(int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, T alpha,
-                    const T *A, int lda, const T *B, int ldb, T beta, T *C, int ldc)
+static void GEMM_SPLIT(int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, T alpha,
+                       const T *A, int lda, const T *B, int ldb, T beta, T *C, int ldc)
 {
     const int by_cols = N >= M, span = by_cols ? N : M;
     if (nt > 1 && (int64_t)M * N * K >= CVD_GEMM_SPLIT_MIN && span >= 32 * nt) {
@@ -256,8 +256,8 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                 /* y[n,g]: [Fg, P] = b_g + W_g [Fg, Cg] · x[n,g] [Cg, P] */
                 if (bg)
                     SFX(bias_fill)(yg, Fg, P, P, bg);
-                GEMM_NT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg, (int)K,
-                        x + (n0 * C + grp * Cg) * HW, (int)P, bg ? 1 : 0, yg, (int)P);
+                GEMM_SPLIT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg, (int)K,
+                           x + (n0 * C + grp * Cg) * HW, (int)P, bg ? 1 : 0, yg, (int)P);
                 SFX(block_nan_add)(lane, yg, Fg, P, P);
             } else if (m == 1) {
                 /* Bands of output rows: col [K, rows*OW] stays in cache for the GEMM, which
@@ -274,9 +274,9 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                         /* y += W[:, block] · col(block), K split by channel blocks */
                         const int64_t nc = cb < Cg - c0 ? cb : Cg - c0;
                         SFX(band_cols)(g, xg + c0 * HW, NULL, ws, nc, oh0, oh1, nt);
-                        GEMM_NT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols,
-                                (int)(nc * taps), 1, Wg + c0 * taps, (int)K, ws, (int)cols,
-                                (bg || c0) ? 1 : 0, yb, (int)P);
+                        GEMM_SPLIT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)cols,
+                                   (int)(nc * taps), 1, Wg + c0 * taps, (int)K, ws, (int)cols,
+                                   (bg || c0) ? 1 : 0, yb, (int)P);
                     }
                     SFX(block_nan_add)(lane, yb, Fg, cols, P);
                 }
@@ -285,8 +285,8 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                 SFX(cols_run)(g, x, NULL, col, n0, m, grp, nt);
                 if (bg)
                     SFX(bias_fill)(stage, Fg, ldc, ldc, bg);
-                GEMM_NT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K, col,
-                        ldc, bg ? 1 : 0, stage, ldc);
+                GEMM_SPLIT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, ldc, (int)K, 1, Wg, (int)K, col,
+                           ldc, bg ? 1 : 0, stage, ldc);
                 SFX(emit)(g, stage, ldc, P, y, n0, m, grp, lane);
             }
         }
@@ -337,11 +337,11 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                 const T *xg = x + (n0 * C + grp * Cg) * HW;    /* [Cg, P] */
                 const T *dg = delta + (n0 * F + grp * Fg) * P; /* [Fg, P] */
                 if (dWg)
-                    GEMM_NT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, (int)P, 1, dg, (int)P,
-                            xg, (int)P, beta, dWg, (int)K);
+                    GEMM_SPLIT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, (int)P, 1, dg,
+                               (int)P, xg, (int)P, beta, dWg, (int)K);
                 if (dx)
-                    GEMM_NT(nt, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Fg, 1, Wg, (int)K,
-                            dg, (int)P, 0, dx + (n0 * C + grp * Cg) * HW, (int)P);
+                    GEMM_SPLIT(nt, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Fg, 1, Wg,
+                               (int)K, dg, (int)P, 0, dx + (n0 * C + grp * Cg) * HW, (int)P);
                 continue;
             }
             if (m == 1) {
@@ -361,12 +361,12 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
                         const int64_t nc = cb < Cg - c0 ? cb : Cg - c0, kb = nc * taps;
                         if (dWg) {
                             SFX(band_cols)(g, xg + c0 * HW, NULL, ws, nc, oh0, oh1, nt);
-                            GEMM_NT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)kb, cols, 1, dband,
-                                    (int)P, ws, cols, bw, dWg + c0 * taps, (int)K);
+                            GEMM_SPLIT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)kb, cols, 1,
+                                       dband, (int)P, ws, cols, bw, dWg + c0 * taps, (int)K);
                         }
                         if (dxg) {
-                            GEMM_NT(nt, CblasTrans, CblasNoTrans, (int)kb, cols, (int)Fg, 1,
-                                    Wg + c0 * taps, (int)K, dband, (int)P, 0, ws, cols);
+                            GEMM_SPLIT(nt, CblasTrans, CblasNoTrans, (int)kb, cols, (int)Fg, 1,
+                                       Wg + c0 * taps, (int)K, dband, (int)P, 0, ws, cols);
                             SFX(band_cols)(g, NULL, dxg + c0 * HW, ws, nc, oh0, oh1, nt);
                         }
                     }
@@ -381,12 +381,12 @@ static void SFX(backward_run)(const cvd_geom *g, const T *W, const T *x, const T
             const T *dg = stage; /* delta of the chunk and group: [Fg, m*P] */
             if (dWg) {
                 SFX(cols_run)(g, x, NULL, col, n0, m, grp, nt);
-                GEMM_NT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)K, ldc, 1, dg, ldc, col, ldc,
-                        beta, dWg, (int)K);
+                GEMM_SPLIT(nt, CblasNoTrans, CblasTrans, (int)Fg, (int)K, ldc, 1, dg, ldc, col, ldc,
+                           beta, dWg, (int)K);
             }
             if (dx) {
-                GEMM_NT(nt, CblasTrans, CblasNoTrans, (int)K, ldc, (int)Fg, 1, Wg, (int)K, dg, ldc,
-                        0, col, ldc);
+                GEMM_SPLIT(nt, CblasTrans, CblasNoTrans, (int)K, ldc, (int)Fg, 1, Wg, (int)K, dg,
+                           ldc, 0, col, ldc);
                 SFX(cols_run)(g, NULL, dx, col, n0, m, grp, nt);
             }
         }
@@ -424,19 +424,14 @@ static void SFX(sgd_apply)(T *W, const T *dW, size_t n, double lr)
  * Wr_t [Fg, Cg] is W_g regrouped by tap. A garbage column of yp multiplies pixels that
  * wrap around from the next row; in dW and dx it is zero, so it adds nothing. */
 
-/* Wr[t][f][c] = W_g[f][c][t] (to_taps), or back: W_g[f][c][t] = Wr[t][f][c]. */
-static void SFX(regroup)(const cvd_geom *g, T *Wg, T *Wr, int to_taps)
+/* Wr[t][f][c] = W_g[f][c][t]: W_g regrouped by tap. */
+static void SFX(regroup)(const cvd_geom *g, const T *Wg, T *Wr)
 {
     const int64_t taps = g->kh * g->kw, Fg = g->Fg, Cg = g->Cg;
     for (int64_t f = 0; f < Fg; f++)
         for (int64_t c = 0; c < Cg; c++)
-            for (int64_t t = 0; t < taps; t++) {
-                T *w = Wg + (f * Cg + c) * taps + t, *r = Wr + (t * Fg + f) * Cg + c;
-                if (to_taps)
-                    *r = *w;
-                else
-                    *w = *r;
-            }
+            for (int64_t t = 0; t < taps; t++)
+                Wr[(t * Fg + f) * Cg + c] = Wg[(f * Cg + c) * taps + t];
 }
 
 /* xp <- x_g [Cg, H, W] zero-padded (every element of xp is written). */
@@ -456,27 +451,23 @@ static void SFX(pad_in)(const cvd_geom *g, const T *x_g, T *xp)
     }
 }
 
-/* The kh*kw tap GEMMs of one image: dir 0 yp (+)= conv(xp); 1 dWr (+)= yp · xpᵀ; 2 xp +=
- * conv_transpose(yp) (for dir 0 and 1, beta0 0 overwrites, 1 adds). Wr is W_g by tap (dir 0, 2) or
- * dW_g (dir 1). */
-static void SFX(shift_gemms)(const cvd_geom *g, T *Wr, T *xp, T *yp, int dir, T beta0, int nt)
+/* The kh*kw tap GEMMs of one image: dir 0 yp (+)= conv(xp) (beta0 0 overwrites, 1 adds
+ * onto yp); dir 1 xp += conv_transpose(yp). Wr is W_g by tap. dW has its own GEMMs, one a
+ * kernel row (dw_gemms). */
+static void SFX(shift_gemms)(const cvd_geom *g, const T *Wr, T *xp, T *yp, int dir, T beta0, int nt)
 {
     const int64_t Fg = g->Fg, Cg = g->Cg, Wp = g->Wp;
     const int n = (int)(g->OH * Wp), cs = (int)g->cs;
     for (int64_t i = 0, t = 0; i < g->kh; i++) {
         for (int64_t j = 0; j < g->kw; j++, t++) {
             const int64_t o = i * g->dh * Wp + j * g->dw;
-            T *A = Wr + t * Fg * Cg;
+            const T *A = Wr + t * Fg * Cg;
             if (dir == 0) /* y */
-                GEMM_NT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, n, (int)Cg, 1, A, (int)Cg, xp + o,
-                        cs, t ? 1 : beta0, yp, n);
-            else if (dir == 1) /* dW: Wr is dWr here */
-                SFX(gemm)
-            (nt, CblasNoTrans, CblasTrans, (int)Fg, (int)Cg, n, 1, yp, n, xp + o, cs, beta0, A,
-             (int)Cg);
+                GEMM_SPLIT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, n, (int)Cg, 1, A, (int)Cg,
+                           xp + o, cs, t ? 1 : beta0, yp, n);
             else /* dx */
-                SFX(gemm)(nt, CblasTrans, CblasNoTrans, (int)Cg, n, (int)Fg, 1, A, (int)Cg, yp, n,
-                          1, xp + o, cs);
+                GEMM_SPLIT(nt, CblasTrans, CblasNoTrans, (int)Cg, n, (int)Fg, 1, A, (int)Cg, yp, n,
+                           1, xp + o, cs);
         }
     }
 }
@@ -491,7 +482,7 @@ static int SFX(forward_shift)(const cvd_geom *g, T *W, const T *b, const T *x, T
     T lane[NAN_LANES] = {0};
     for (int64_t grp = 0; grp < g->G; grp++) {
         const T *bg = b ? b + grp * Fg : NULL;
-        SFX(regroup)(g, W + grp * Fg * g->K, Wr, 1);
+        SFX(regroup)(g, W + grp * Fg * g->K, Wr);
         for (int64_t n = lo; n < hi; n++) {
             SFX(pad_in)(g, x + (n * g->C + grp * Cg) * g->HW, xp);
             /* the first tap adds onto the bias (see bias_fill) */
@@ -537,8 +528,8 @@ static void SFX(dw_gemms)(const cvd_geom *g, T *dWr, T *xp, const T *yp, T beta0
             memcpy(xp + (j * Cg + c) * cs, xp + c * cs + j * g->dw,
                    (size_t)(g->Hp * Wp) * sizeof(T));
     for (int64_t i = 0; i < g->kh; i++)
-        GEMM_NT(nt, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n, xp + i * g->dh * Wp,
-                (int)cs, beta0, dWr + i * Fg * nc, nc);
+        GEMM_SPLIT(nt, CblasNoTrans, CblasTrans, (int)Fg, nc, n, 1, yp, n, xp + i * g->dh * Wp,
+                   (int)cs, beta0, dWr + i * Fg * nc, nc);
 }
 
 /* dx and/or dW (either may be NULL) on the shifted path for images lo .. hi-1 on nt
@@ -550,7 +541,7 @@ static void SFX(backward_shift)(const cvd_geom *g, T *W, const T *x, const T *de
     T *xp = ws, *yp = xp + g->kw * Cg * g->cs, *Wr = yp + Fg * g->OH * Wp, *dWr = Wr + Fg * g->K;
     for (int64_t grp = 0; grp < g->G; grp++) {
         if (dx)
-            SFX(regroup)(g, W + grp * Fg * g->K, Wr, 1);
+            SFX(regroup)(g, W + grp * Fg * g->K, Wr);
         for (int64_t n = lo; n < hi; n++) {
             for (int64_t f = 0; f < Fg; f++) {
                 const T *s = delta + (n * g->F + grp * Fg + f) * P;
@@ -566,7 +557,7 @@ static void SFX(backward_shift)(const cvd_geom *g, T *W, const T *x, const T *de
             }
             if (dx) {
                 memset(xp, 0, (size_t)(Cg * g->cs) * sizeof(T));
-                SFX(shift_gemms)(g, Wr, xp, yp, 2, 0, nt);
+                SFX(shift_gemms)(g, Wr, xp, yp, 1, 0, nt);
                 for (int64_t c = 0; c < Cg; c++) {
                     T *d = dx + (n * g->C + grp * Cg + c) * g->HW;
                     const T *s = xp + c * g->cs + g->pt * Wp + g->pl;
@@ -595,7 +586,7 @@ static int SFX(forward_direct)(const cvd_geom *g, const T *W, const T *b, const 
 }
 
 /* ---- One pass over the batch on the core's threads (see parallel.c) ------------------
- * With tasks > 1 (cvd_geom_split), task t takes images q*t/tasks .. q*(t+1)/tasks - 1 of
+ * With tasks > 1 (cvd_plan_pass), task t takes images q*t/tasks .. q*(t+1)/tasks - 1 of
  * the first q = N - N % tasks whole, on one thread: its own workspace slice, GEMMs on one
  * OpenBLAS thread, and in backward dW into its own partial (task 0 writes dW itself); the
  * partials are then added to dW in task order, so the result depends on the thread count
@@ -702,4 +693,4 @@ static int SFX(pass_go)(const cvd_geom *g, const cvd_plan *r, void *ws, void *W,
     return SFX(pass_run)(&p);
 }
 
-#undef GEMM_NT
+#undef GEMM_SPLIT

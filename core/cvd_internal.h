@@ -75,7 +75,7 @@ typedef struct cvd_geom {
     int64_t Hp, Wp;           /* padded input: H + pt + pb, W + pl + pr */
     int64_t cs;               /* shifted path: channel stride of padded x, Hp*Wp + (kw-1)*dw */
     int shift_ok;             /* stride 1 and every shifted-path GEMM dimension fits int */
-    int small_bands;          /* bands of CVD_BAND_SPLIT_BYTES (cvd_geom_split, backward) */
+    int small_bands;          /* bands of CVD_BAND_SPLIT_BYTES (cvd_plan_pass, backward) */
 } cvd_geom;
 
 /* Fills g for params p (already checked) and input x_shape (N, C, H, W). CVD_ERR_INVALID
@@ -98,7 +98,7 @@ typedef enum { CVD_PATH_AUTO = 0, CVD_PATH_IM2COL, CVD_PATH_SHIFT, CVD_PATH_DIRE
  *              padded image) + Fg*OH*Wp (y or delta with rows of Wp)
  *            + 2*Fg*K (W_g and dW_g regrouped by tap: [kh*kw, Fg, Cg]).
  * CVD_PATH_SHIFT on a layer that is not shift_ok falls back to im2col. */
-cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+cvd_status cvd_geom_path(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
                          int *shifted, int64_t *nb, size_t *ws_elems, cvd_err *err);
 
 /* The direct forward (direct.c): AVX-512 register tiles reading a zero-padded, phase-split
@@ -240,9 +240,9 @@ int cvd_parallel_parts(size_t work, int nt);
  * core, where starting and joining a thread costs 10-20 us. */
 #define CVD_GEMM_SPLIT_MIN ((int64_t)1 << 21)
 
-/* How a pass over g runs on nthreads (cvd_geom_split): tasks = nthreads when N >= nthreads
+/* How a pass over g runs on nthreads (cvd_plan_pass): tasks = nthreads when N >= nthreads
  * > 1 and the pass has at least CVD_GEMM_SPLIT_MIN multiply-adds, else 1 (see
- * conv2d_impl.h); the path and nb planned (cvd_geom_plan) for a task's share of
+ * conv2d_impl.h); the path and nb planned (cvd_geom_path) for a task's share of
  * floor(N/tasks) images; direct, whether forward takes the direct kernel instead
  * (cvd_direct_pays; backward keeps the planned path); ws_one, the larger of that plan's
  * and the direct kernel's workspace, rounded up to 16 elements (a slice per task); rows,
@@ -254,23 +254,11 @@ typedef struct cvd_plan {
     int64_t nb, rows[2];
     size_t ws_one, ws_elems;
 } cvd_plan;
-cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
-                          int nthreads, cvd_plan *plan, cvd_err *err);
+cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+                         int nthreads, cvd_plan *plan, cvd_err *err);
 
 /* OpenBLAS extensions: Debian's cblas.h declares them, other CBLAS headers may not. */
 void openblas_set_num_threads(int num_threads);
-int openblas_get_num_threads(void);
-
-/* im2col for one image and one group: x_g [Cg, H, W] -> col [K, P] with row stride ldc
- * (>= P; the columns of one image inside a chunk-wide col [K, nb*P]). Overwrites every
- * element of the [K, P] block (zeros where the kernel reads padding). */
-void cvd_im2col_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc);
-void cvd_im2col_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc);
-
-/* col2im, the adjoint of im2col: zeroes x_g [Cg, H, W] first, then accumulates every
- * element of col [K, P] (row stride ldc) into the pixel it was gathered from. */
-void cvd_col2im_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g);
-void cvd_col2im_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g);
 
 /* Deterministic init stream: splitmix64 and the doubles drawn from it (see rng.c). */
 typedef struct cvd_rng {

@@ -18,7 +18,7 @@ void SFX(cvd_dgrad)(const cvd_geom *g, const T *W, const T *delta, T *dx, T *ws,
                     Wt[(c * Fg + f) * taps + q] = Wg[(f * Cg + c) * taps + (taps - 1 - q)];
         for (int64_t n = lo; n < hi; n++)
             SFX(cvd_direct_forward)
-            (&t, Wt, NULL, delta + (n * g->F + grp * Fg) * g->P, dx + (n * g->C + grp * Cg) * g->HW,
-             rest, nt);
+        (&t, Wt, NULL, delta + (n * g->F + grp * Fg) * g->P, dx + (n * g->C + grp * Cg) * g->HW,
+         rest, nt);
     }
 }

@@ -259,7 +259,7 @@ static int shift_pays(const cvd_geom *g)
     return !g->is_1x1 && g->Cg >= 32 && g->Wp * 8 <= g->OW * 9;
 }
 
-cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+cvd_status cvd_geom_path(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
                          int *shifted, int64_t *nb, size_t *ws_elems, cvd_err *err)
 {
     *shifted = g->shift_ok && (want == CVD_PATH_SHIFT || (want == CVD_PATH_AUTO && shift_pays(g)));
@@ -279,8 +279,8 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     return CVD_OK;
 }
 
-cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
-                          int nthreads, cvd_plan *plan, cvd_err *err)
+cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+                         int nthreads, cvd_plan *plan, cvd_err *err)
 {
     /* in double: N*F*P*K may overflow int64, and only its size matters here */
     const double work = (double)g->y_numel * (double)g->K;
@@ -291,7 +291,7 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
     size_t one = 0, all, parts;
     int shifted = 0;
     int64_t nb = 1;
-    cvd_status s = cvd_geom_plan(&share, elem_size, budget, want, &shifted, &nb, &one, err);
+    cvd_status s = cvd_geom_path(&share, elem_size, budget, want, &shifted, &nb, &one, err);
     if (s != CVD_OK)
         return s;
     /* A 1x1 layer forward stays one GEMM unless forced: the direct kernel on its flat row

@@ -200,8 +200,8 @@ static void run_config(ref_rng *r, int iter, stats *st)
     st->direct_grouped += iter % 5 == 3 && p.groups > 1;
     cvd_geom tg;
     st->wgrad += iter % 5 == 3 && (need & CVD_NEED_DW) && cvd_direct_available();
-    st->dgrad += iter % 5 == 3 && (need & CVD_NEED_DX) && cvd_direct_available() &&
-                 cvd_dgrad_geom(&g, &tg);
+    st->dgrad +=
+        iter % 5 == 3 && (need & CVD_NEED_DX) && cvd_direct_available() && cvd_dgrad_geom(&g, &tg);
 
     cvd_tensor *all[] = {&tW, &tb, &tx, &ty, &tdelta, &tdx, &tdW, &tdb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -369,7 +369,7 @@ static void test_shift_default(void **state)
             int shifted;
             int64_t nb;
             size_t ws;
-            assert_int_equal(cvd_geom_plan(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_AUTO, &shifted,
+            assert_int_equal(cvd_geom_path(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_AUTO, &shifted,
                                            &nb, &ws, &e),
                              CVD_OK);
             assert_true(shifted);
@@ -496,8 +496,7 @@ static void direct_tiles_at_isa(void)
             assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
             cvd_plan pl;
             assert_int_equal(
-                cvd_geom_split(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_DIRECT, 2, &pl, &e),
-                CVD_OK);
+                cvd_plan_pass(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_DIRECT, 2, &pl, &e), CVD_OK);
             assert_true(pl.direct);
             check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 7 + c, 0, CVD_PATH_DIRECT, 0,
                                "direct", (int)c);
@@ -521,7 +520,7 @@ static void test_direct_tiles(void **state)
     cvd_cpu_force_isa(before);
 }
 
-/* Batches split by images across threads (cvd_geom_split): every path — bands of rows,
+/* Batches split by images across threads (cvd_plan_pass): every path — bands of rows,
  * bands in blocks of channels, chunks of small images (also chunks of 2 then 1 inside a
  * task of 3 images), 1x1, shifted — with groups, 2 and 3 threads, and images left over that are
  * split inside; forward, then all gradients, dx alone, or dW alone (dW sums per-task partials),
@@ -542,7 +541,7 @@ static void test_split_images(void **state)
         /* chunks of 2, then one image, in each task */
         {64, 64, 2, 3, 0, 10, 12, 0, 2, CVD_PATH_IM2COL},
         {48, 34, 2, 1, 0, 24, 24, 0, 0, CVD_PATH_IM2COL}, /* 1x1, in place */
-        {64, 16, 2, 3, 1, 16, 18, 1, 0, CVD_PATH_SHIFT}, /* shifted GEMM */
+        {64, 16, 2, 3, 1, 16, 18, 1, 0, CVD_PATH_SHIFT},  /* shifted GEMM */
         /* bands done in blocks of channels (CVD_KBLOCK_BYTES) */
         {64, 8, 1, 5, 2, 20, 20, 0, 0, CVD_PATH_IM2COL},
         /* the direct kernel forward (the default here), bands of rows backward */
@@ -583,7 +582,7 @@ static void test_split_images(void **state)
             const size_t es = cvd_dtype_size(p.dtype);
             const size_t budget = (size_t)(sc->chunk * (g.K + g.Fg) * g.P) * es;
             cvd_plan pl;
-            assert_int_equal(cvd_geom_split(&g, es, budget, sc->path, threads, &pl, &e), CVD_OK);
+            assert_int_equal(cvd_plan_pass(&g, es, budget, sc->path, threads, &pl, &e), CVD_OK);
             assert_int_equal(pl.direct, c == 6 && cvd_direct_available());
             assert_int_equal(pl.dgrad, c >= 6 && cvd_direct_available());
             assert_true(pl.rows[1] <= pl.rows[0]);
