@@ -20,7 +20,7 @@
 
 /* Finiteness checks: v*0 is 0 for every finite v and NaN for an infinity or a NaN, so a
  * sum of v*0 is NaN exactly when some v is not finite. NAN_LANES independent sums vectorise
- * without -ffast-math (nothing is reassociated), 3-4x faster than max-reducing exponent
+ * without -ffast-math (nothing is reassociated), cheaper than max-reducing exponent
  * bits, which SSE2 cannot do in 32- or 64-bit lanes. A caller keeps T lane[NAN_LANES]
  * zeroed, adds blocks with nan_add, and asks nan_none at the end. */
 #ifndef NAN_LANES

@@ -31,8 +31,7 @@
 /* Any other layer whose images have at least this many output pixels also runs image by
  * image (bands of output rows, in place): its GEMMs run on one thread each (see
  * parallel.c), where a few hundred columns are wide enough, and a chunk would cost a copy
- * of y or delta through the staging buffer. Measured on 2 cores against chunks of 4:
- * resnet_deep float32 +6 %, b_small +20-50 %, resnet_deep float64 even. */
+ * of y or delta through the staging buffer (measurements: docs/kernels.md). */
 #define CVD_DIRECT_COLS 128
 
 /* Formats err->msg (truncated to fit); err may be NULL. Returns s so a caller can write
@@ -205,20 +204,18 @@ void cvd_col2im_rows_f64(const cvd_geom *g, const double *col, int64_t ldc, doub
                          int64_t oh0, int64_t oh1, int64_t ih0, int64_t ih1);
 /* A band whose col would pass this many bytes is done in blocks of channels when it runs
  * on one thread (a task of a batch split by images): the block's col stays in the 1 MiB
- * L2 between im2col (or the GEMM that writes it) and the GEMM (or col2im) that reads it.
- * Measured on resnet_deep (2304 x 196 per image): forward float64 +5-8 %, float32 +2-5 %. */
+ * L2 between im2col (or the GEMM that writes it) and the GEMM (or col2im) that reads it. */
 #define CVD_KBLOCK_BYTES ((size_t)1 << 20)
 
 /* Output rows per band when a chunk is one image (nb == 1): col [K, rows*OW] should stay
  * in the cache between im2col and the GEMM (CVD_BAND_BYTES), but give the GEMM at least
  * CVD_BAND_MIN_COLS columns; a non-zero budget (tests) is a hard byte limit instead.
- * 4 MiB rather than the 1 MiB that fits L2: fewer, wider GEMMs won 10 % on the stem
- * (float64, both passes; 5-8 % float32) in interleaved runs, col still in the L3. */
+ * 4 MiB rather than the 1 MiB that fits L2: fewer, wider GEMMs, with col still in the L3,
+ * won on the stem (docs/kernels.md). */
 #define CVD_BAND_BYTES ((size_t)4 << 20)
 /* In backward inside a task of a batch split by images (g->small_bands) a band runs on
- * one thread, and a band col the size of the 1 MiB L2 does better: the stem's backward
- * +5-7 % in interleaved runs (float32 125-127 -> 132-136, float64 66 -> 69-71 GFLOP/s).
- * Its forward keeps 4 MiB bands, 2-4 % faster than 1 MiB (fewer, wider GEMMs). */
+ * one thread, and a band col the size of the 1 MiB L2 does better there; forward keeps
+ * 4 MiB bands (fewer, wider GEMMs). */
 #define CVD_BAND_SPLIT_BYTES ((size_t)1 << 20)
 #define CVD_BAND_MIN_COLS    768
 int64_t cvd_geom_band_rows(const cvd_geom *g, size_t elem_size, size_t budget);

@@ -30,8 +30,8 @@
 #endif
 
 /* Blocks from the cache sizes (cvd_cpu_l1d, cvd_cpu_l2): a tile's x (kb taps by NV
- * vectors) is all the channels when that fits L1 (the stem's 147 taps: reloading y
- * between blocks cost it 10 %), else blocks of at most half of L1; the W rows of a filter block a
+ * vectors) is all the channels when that fits L1 (reloading y between blocks would then
+ * cost more than it saves), else blocks of at most half of L1; the W rows of a filter block a
  * quarter, and a band of output rows reads at most an eighth of L2 of xs, so the band stays there
  * while every filter block passes over it. */
 #define DIRECT_L1_X_SHARE 2
@@ -157,8 +157,8 @@ static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, v
 #if DIRECT_X86
 
 /* Tile shapes (NV vectors at most, and MR filters for each NV): the MR*NV accumulators, NV
- * x vectors and one broadcast fit the registers, 32 zmm or 16 ymm. Of those that fit 32,
- * 6x4 and 8x3 (the stem's 7 vectors a row as 4 + 3) ran 2-4 % faster than 3x7 and 5x5. */
+ * x vectors and one broadcast fit the registers, 32 zmm or 16 ymm; of those that fit 32,
+ * 6x4 and 8x3 (the stem's 7 vectors a row as 4 + 3) load the fewest operands per FMA. */
 #define DIRECT_NV_MAX (SIMD_WIDE ? 4 : 3)
 #define DIRECT_MR_MAX_WIDE                                                                         \
     {                                                                                              \

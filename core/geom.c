@@ -251,9 +251,9 @@ cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, in
     return CVD_OK;
 }
 
-/* Whether the shifted GEMM beats im2col for g (measured on 2 Zen 4 cores with OpenBLAS
- * 0.3.21): its GEMMs have K = Cg, too thin below 32 channels, and do Wp/OW of the useful
- * work, so wide padding on a narrow image loses what skipping im2col saves. */
+/* Whether the shifted GEMM beats im2col for g (on OpenBLAS 0.3.21): its GEMMs have K = Cg, too thin
+ * below 32 channels, and do Wp/OW of the useful work, so wide padding on a narrow image loses what
+ * skipping im2col saves. */
 static int shift_pays(const cvd_geom *g)
 {
     return !g->is_1x1 && g->Cg >= 32 && g->Wp * 8 <= g->OW * 9;
@@ -295,7 +295,7 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     if (s != CVD_OK)
         return s;
     /* A 1x1 layer forward stays one GEMM unless forced: the direct kernel on its flat row
-     * ran at 60 % of OpenBLAS (pointwise, float32, one thread); its dx and dW do not. */
+     * ran slower than it (docs/kernels.md); its dx and dW do not. */
     const int direct =
         (!g->is_1x1 || want == CVD_PATH_DIRECT) && cvd_direct_pays(&share, elem_size, want);
     const size_t direct_ws = direct ? cvd_direct_ws(&share, elem_size) : 0;

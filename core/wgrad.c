@@ -26,10 +26,8 @@
 #endif
 
 /* A tile sums its accumulators across lanes once per chunk of rows of one image, so an
- * image must give it enough vector steps (rows times vectors a row) to pay for that:
- * resnet_deep's 14 steps (14x14 float32) ran at a third of OpenBLAS's speed, resnet_mid's
- * 224 even with it, the stem's 448 1.75x as fast (one thread, this kernel against the
- * im2col GEMMs of the same layer). */
+ * image must give it enough vector steps (rows times vectors a row) to pay for that
+ * (docs/kernels.md: resnet_deep's 14 steps lose to BLAS, resnet_mid's 224 do not). */
 #define WGRAD_MIN_STEPS 64
 
 int cvd_wgrad_pays(const cvd_geom *g0, size_t elem_size, cvd_path want)
