@@ -1,7 +1,7 @@
 /*
  * conv2d.c — the layer object: create/free, init, set_weights, forward (with the input
  * cache), backward (with the optional SGD step) and memory accounting (the threads are
- * parallel.c's). Validation happens here and in geom.c; the kernels in conv2d_impl.h (one body for
+ * parallel.c's). Validation happens here and in geom.c; the passes in conv2d_impl.h (one body for
  * float32 and float64) assume valid input. Every failure leaves the layer as it was.
  *
  * Peak memory of a layer (cvd_conv2d_memory_need), es = bytes per element:
