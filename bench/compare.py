@@ -12,7 +12,8 @@ then `N met, M not met`. Targets (issue #14) on shapes c-f: float32 at least PyT
 float64 at least 2x; resnet_mid and resnet_deep float32 at least 75 % of the FMA peak
 (with the peak measured). Shapes g-j (depthwise, strided, dilated, one 224x224 image)
 are reported with no target (n/a). Exit status 0 even when a target is missed: this is a
-measurement. Env: BENCH_THREADS, BENCH_REPS as for bench_core; CONVD_ISA.
+measurement. Env: BENCH_THREADS, BENCH_REPS as for bench_core; CONVD_ISA; COMPARE_SHAPES=a,b
+to run fewer shapes (default c-j).
 """
 
 import os
@@ -57,7 +58,8 @@ def main():
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     peak_bin = sys.argv[3] if len(sys.argv) > 3 else None
     here = os.path.dirname(os.path.abspath(__file__))
-    shapes = TARGETED + REPORTED
+    shapes = [s for s in os.environ.get("COMPARE_SHAPES", "").split(",") if s]
+    shapes = shapes or TARGETED + REPORTED
     ours, theirs = {}, {}
     for r in range(rounds):
         print(f"# round {r + 1} of {rounds}", flush=True)
