@@ -140,8 +140,9 @@ static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, v
     j->xs = (char *)ws + (g->K * (int64_t)sizeof(int64_t) + es - 1) / es * es;
     j->wq = wq;
     const int64_t l1 = (int64_t)cvd_cpu_l1d(), l2 = (int64_t)cvd_cpu_l2();
-    /* a tile's vectors: across a row, or rows of one vector each (direct_rows) */
-    const int64_t nvec = (g->OW + vl - 1) / vl, nv = nvec < nvmax && nvec > 1 ? nvec : nvmax;
+    /* a tile's vectors: across a row, or rows of few vectors stacked (direct_rows) */
+    const int64_t nvec = (g->OW + vl - 1) / vl;
+    const int64_t nv = 2 * nvec <= nvmax ? nvmax : nvec < nvmax ? nvec : nvmax;
     const int64_t chan_bytes = taps * nv * vl * es, cb = l1 / DIRECT_L1_X_SHARE / chan_bytes;
     j->cb = g->Cg * chan_bytes <= l1 ? g->Cg : cb < 1 ? 1 : cb;
     const int64_t kb = j->cb * taps;

@@ -14,31 +14,41 @@ static const int SFX(direct_mr_max)[DIRECT_NV_MAX] = DIRECT_MR_MAX_WIDE;
 static const int SFX(direct_mr_max)[DIRECT_NV_MAX] = DIRECT_MR_MAX_NARROW;
 #endif
 
-/* One tile: filters 0 .. mr-1 of w (row stride K) times output vectors 0 .. nv-1, vector
- * v read at xb + v*xsv and stored at y + v*ysv (filter rows ldy apart), over kb taps
- * (offsets off); the last vector's lanes by `last`, every vector's when `stacked` (a
- * tile of nv output rows, each one partial vector). The accumulators start from the bias (b, or
- * zero when b is NULL) on the first block of channels and from y on the others; on the last block
- * every stored value adds v*0 to *chk (NaN exactly when one is not finite). mr and nv are constants
- * after inlining, so the accumulators live in registers. */
+/* One tile: filters 0 .. mr-1 of w (row stride K) times output vectors 0 .. nv-1 in rows
+ * of nvr vectors (nvr == nv: one row; less: output rows stacked, xrow apart in xb and yrow
+ * in y), vector c of a row read at xb + c*VL and stored at y + c*VL (filter rows ldy
+ * apart), over kb taps (offsets off); the lanes of a row's last vector by `last`. The accumulators
+ * start from the bias (b, or zero when b is NULL) on the first block of channels and from y on the
+ * others; on the last block every stored value adds v*0 to *chk (NaN exactly when one is not
+ * finite). mr and nv are constants after inlining, so the accumulators live in registers. */
 static inline __attribute__((always_inline)) SIMD_TARGET void
 SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64_t *off,
-                 int64_t xsv, int64_t kb, const T *w, int64_t K, const T *b, int first, int final,
-                 T *y, int64_t ysv, int64_t ldy, int stacked, VEC *chk)
+                 int64_t nvr, int64_t xrow, int64_t kb, const T *w, int64_t K, const T *b,
+                 int first, int final, T *y, int64_t yrow, int64_t ldy, VEC *chk)
 {
     VEC acc[8][DIRECT_NV_MAX];
+    int64_t xo[DIRECT_NV_MAX], yo[DIRECT_NV_MAX];
+    int lastv[DIRECT_NV_MAX];
+    _Pragma("GCC unroll 8") for (int v = 0, r = 0, c = 0; v < nv; v++)
+    {
+        xo[v] = r * xrow + c * VL;
+        yo[v] = r * yrow + c * VL;
+        lastv[v] = c == nvr - 1;
+        if (++c == nvr)
+            c = 0, r++;
+    }
     _Pragma("GCC unroll 8") for (int m = 0; m < mr; m++)
     {
         const VEC bias = b ? V_SET1(b[m]) : V_ZERO();
         _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) acc[m][v] =
-            first                    ? bias
-            : v + 1 < nv && !stacked ? V_LOAD(y + m * ldy + ysv * v)
-                                     : V_MLOAD(y + m * ldy + ysv * v, last);
+            first       ? bias
+            : !lastv[v] ? V_LOAD(y + m * ldy + yo[v])
+                        : V_MLOAD(y + m * ldy + yo[v], last);
     }
     for (int64_t t = 0; t < kb; t++) {
         const T *xp = xb + off[t];
         VEC xv[DIRECT_NV_MAX];
-        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) xv[v] = V_LOAD(xp + xsv * v);
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) xv[v] = V_LOAD(xp + xo[v]);
         _Pragma("GCC unroll 8") for (int m = 0; m < mr; m++)
         {
             const VEC wv = V_SET1(w[m * K + t]);
@@ -52,12 +62,12 @@ SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64
         T *yr = y + m * ldy;
         _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)
         {
-            if (v + 1 < nv && !stacked) {
-                V_STORE(yr + ysv * v, acc[m][v]);
+            if (!lastv[v]) {
+                V_STORE(yr + yo[v], acc[m][v]);
                 if (final)
                     *chk = V_ADD(*chk, V_MUL(acc[m][v], zero));
             } else {
-                V_MSTORE(yr + ysv * v, last, acc[m][v]);
+                V_MSTORE(yr + yo[v], last, acc[m][v]);
                 if (final)
                     *chk = V_MADD(*chk, last, V_MUL(acc[m][v], zero));
             }
@@ -69,7 +79,7 @@ SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64
 #define DIRECT_MR(mr, nv)                                                                          \
     case mr:                                                                                       \
         SFX(direct_tile)                                                                           \
-        (mr, nv, last, xb, off, xsv, kb, w, K, b, first, final, y, ysv, ldy, stacked, chk);        \
+        (mr, nv, last, xb, off, nvr, xrow, kb, w, K, b, first, final, y, yrow, ldy, chk);          \
         break;
 #define DIRECT_MR4(nv) DIRECT_MR(1, nv) DIRECT_MR(2, nv) DIRECT_MR(3, nv) DIRECT_MR(4, nv)
 #define DIRECT_MR6(nv) DIRECT_MR4(nv) DIRECT_MR(5, nv) DIRECT_MR(6, nv)
@@ -81,9 +91,9 @@ SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64
         }                                                                                          \
         break;
 static SIMD_TARGET void SFX(direct_tile_any)(int mr, int nv, MASK last, const T *xb,
-                                             const int64_t *off, int64_t xsv, int64_t kb,
-                                             const T *w, int64_t K, const T *b, int first,
-                                             int final, T *y, int64_t ysv, int64_t ldy, int stacked,
+                                             const int64_t *off, int64_t nvr, int64_t xrow,
+                                             int64_t kb, const T *w, int64_t K, const T *b,
+                                             int first, int final, T *y, int64_t yrow, int64_t ldy,
                                              VEC *chk)
 {
     switch (nv) {
@@ -120,18 +130,19 @@ static SIMD_TARGET int SFX(direct_rows)(const direct_job *j, int64_t oh0, int64_
             const int first = c0 == 0, final = c0 + cb >= g->Cg;
             for (int64_t f0 = 0; f0 < Fg; f0 += fb) {
                 const int64_t f1 = f0 + fb < Fg ? f0 + fb : Fg;
-                if (nvec == 1) {
-                    /* rows of one partial vector: tiles of DIRECT_NV_MAX rows */
-                    const MASK last = V_TAIL(OW);
-                    const int64_t xsv = g->sh * j->wq;
-                    for (int64_t oh = r0; oh < r1; oh += DIRECT_NV_MAX) {
-                        const int nv = (int)(r1 - oh < DIRECT_NV_MAX ? r1 - oh : DIRECT_NV_MAX);
+                if (2 * nvec <= DIRECT_NV_MAX) {
+                    /* rows of few vectors: tiles of rpt rows stacked */
+                    const int64_t rpt = DIRECT_NV_MAX / nvec, xrow = g->sh * j->wq;
+                    const MASK last = V_TAIL(OW - VL * (nvec - 1));
+                    for (int64_t oh = r0; oh < r1; oh += rpt) {
+                        const int nv = (int)((r1 - oh < rpt ? r1 - oh : rpt) * nvec);
                         const int mrmax = SFX(direct_mr_max)[nv - 1];
                         for (int64_t f = f0; f < f1; f += mrmax) {
                             const int mr = (int)(f1 - f < mrmax ? f1 - f : mrmax);
                             SFX(direct_tile_any)
-                            (mr, nv, last, xs + oh * xsv, j->off + t0, xsv, kb, W + f * K + t0, K,
-                             b ? b + f : NULL, first, final, y + f * P + oh * OW, OW, P, 1, &chk);
+                            (mr, nv, last, xs + oh * xrow, j->off + t0, nvec, xrow, kb,
+                             W + f * K + t0, K, b ? b + f : NULL, first, final, y + f * P + oh * OW,
+                             OW, P, &chk);
                         }
                     }
                     continue;
@@ -147,9 +158,9 @@ static SIMD_TARGET int SFX(direct_rows)(const direct_job *j, int64_t oh0, int64_
                         for (int64_t f = f0; f < f1; f += mrmax) {
                             const int mr = (int)(f1 - f < mrmax ? f1 - f : mrmax);
                             SFX(direct_tile_any)
-                            (mr, nv, last, xb, j->off + t0, VL, kb, W + f * K + t0, K,
-                             b ? b + f : NULL, first, final, y + f * P + oh * OW + VL * v0, VL, P,
-                             0, &chk);
+                            (mr, nv, last, xb, j->off + t0, nv, 0, kb, W + f * K + t0, K,
+                             b ? b + f : NULL, first, final, y + f * P + oh * OW + VL * v0, 0, P,
+                             &chk);
                         }
                         v0 += nv;
                     }
