@@ -1,8 +1,10 @@
 /*
  * cvd_internal.h — private helpers shared by the core's modules (never installed, never
  * included by server/): the error formatter, checked arithmetic, the resolved geometry of
- * one layer on one input (cvd_geom), the im2col/col2im kernels, the init PRNG, and a
- * test-only knob for the batch-chunk size. Tests may include it; the daemon must not.
+ * one layer on one input (cvd_geom) and how a pass over it is planned, the own SIMD
+ * kernels' entry points (direct, dgrad, wgrad, cpu), the im2col/col2im kernels, the init
+ * PRNG, and test-only knobs (batch-chunk size, path, SIMD level). Tests may include it; the daemon
+ * must not.
  */
 #ifndef CVD_INTERNAL_H
 #define CVD_INTERNAL_H
@@ -100,17 +102,16 @@ typedef enum { CVD_PATH_AUTO = 0, CVD_PATH_IM2COL, CVD_PATH_SHIFT, CVD_PATH_DIRE
 cvd_status cvd_geom_path(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
                          int *shifted, int64_t *nb, size_t *ws_elems, cvd_err *err);
 
-/* The direct forward (direct.c): AVX-512 register tiles reading a zero-padded, phase-split
- * copy of one image and group, no im2col and no GEMM. cvd_direct_available: whether this
- * CPU has AVX-512F. cvd_direct_ws: the workspace elements of one image and group (the K
- * tap offsets, then xs [Cg, sw, Hp, Wq] with Wq = OW rounded up to whole vectors +
- * (kw-1)*dw/sw), 0 if that overflows. cvd_direct_pays: whether forward takes it (want
- * CVD_PATH_DIRECT: whenever the CPU can; AUTO: when it beats im2col, i.e. a layer of at
- * most CVD_DIRECT_MAX_CG channels per group, at least one vector of output columns, stride
- * <= 4 across and at most CVD_DIRECT_MAX_WS bytes of workspace). cvd_direct_forward: y_g
- * [Fg, P] of one image and group (bias b_g or NULL) on nt threads (by output rows);
- * returns whether every value written is finite. */
-#define CVD_DIRECT_MAX_CG 16
+/* The direct forward (direct.c): register tiles (AVX-512F or AVX2+FMA, cvd_cpu_isa)
+ * reading a zero-padded, phase-split copy of one image and group, no im2col and no GEMM.
+ * cvd_direct_available: whether the SIMD level in use has the kernels (not none).
+ * cvd_direct_ws: the workspace elements of one image and group (the K tap offsets, then
+ * xs [Cg, sw, Hp, Wq] with Wq = OW rounded up to whole 64-byte vectors + (kw-1)*dw/sw),
+ * 0 if that overflows. cvd_direct_pays: whether a pass takes it (want CVD_PATH_DIRECT:
+ * whenever the CPU can; IM2COL or SHIFT: never; AUTO: when every row of output vectors is
+ * at least 3/4 full and the workspace is at most CVD_DIRECT_MAX_WS bytes).
+ * cvd_direct_forward: y_g [Fg, P] of one image and group (bias b_g or NULL) on nt threads
+ * (by output rows); returns whether every value written is finite. */
 #define CVD_DIRECT_MAX_WS ((size_t)64 << 20)
 int cvd_direct_available(void);
 size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size);
@@ -241,8 +242,10 @@ int cvd_parallel_parts(size_t work, int nt);
  * > 1 and the pass has at least CVD_GEMM_SPLIT_MIN multiply-adds, else 1 (see
  * conv2d_impl.h); the path and nb planned (cvd_geom_path) for a task's share of
  * floor(N/tasks) images; direct, whether forward takes the direct kernel instead
- * (cvd_direct_pays; backward keeps the planned path); ws_one, the larger of that plan's
- * and the direct kernel's workspace, rounded up to 16 elements (a slice per task); rows,
+ * (cvd_direct_pays, not on a 1x1 layer unless forced); dgrad and wgrad, whether backward
+ * computes dx and dW on the own kernels (cvd_dgrad_pays, cvd_wgrad_pays) instead of the
+ * planned path; ws_one, the largest of that plan's and the own kernels' workspaces,
+ * rounded up to 16 elements (a slice per task); rows,
  * the band rows of that plan for forward and backward (rows[1] <= rows[0]: smaller bands
  * in backward when tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole
  * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart). */
