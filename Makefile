@@ -1,7 +1,7 @@
 # convd — one non-recursive Makefile. Products go under $(BUILD) (default build/;
 # the sanitizer pass uses build/san). User CFLAGS go last so `make CFLAGS=...` wins.
 #
-#   make            build build/convd and build/libcvd.a
+#   make            install missing build packages, build build/convd and build/libcvd.a
 #   make run        install missing packages, build, start the daemon (config/convd.conf)
 #   make test       install, build, run every test: plain build, then ASan+UBSan build
 #   make test SANITIZE=address,undefined   only the instrumented pass
@@ -9,8 +9,10 @@
 #   make bench-compare   the core against PyTorch 1.13 in the same run (installs python3-torch)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
-# Source lists are globbed per folder: a module is one .c/.h pair, and every test file
-# named test_*.c is its own binary.
+# Source lists are globbed per folder: every .c file of core/ and server/ goes into its
+# library (core/ has one public header, cvd.h, and *_impl.h templates that are included,
+# not compiled; a server module is one header with one or more .c files), and every test
+# file named test_*.c is its own binary.
 
 PKG_CONFIG ?= pkg-config
 PREFIX     ?= /usr/local
@@ -35,8 +37,8 @@ pc_libs   = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null || echo $(2))
 
 BLAS_CFLAGS := $(call pc_cflags,openblas)
 BLAS_LIBS   := $(call pc_libs,openblas,-lopenblas)
-SRV_CFLAGS  := $(call pc_cflags,libmicrohttpd libcjson)
-SRV_LIBS    := $(call pc_libs,libmicrohttpd libcjson,-lmicrohttpd -lcjson)
+SRV_CFLAGS  := $(call pc_cflags,libmicrohttpd libcjson sqlite3)
+SRV_LIBS    := $(call pc_libs,libmicrohttpd libcjson sqlite3,-lmicrohttpd -lcjson -lsqlite3)
 CURL_LIBS   := $(call pc_libs,libcurl,-lcurl)
 CMOCKA_LIBS := $(call pc_libs,cmocka,-lcmocka)
 CJSON_LIBS  := $(call pc_libs,libcjson,-lcjson)
@@ -44,16 +46,16 @@ CJSON_LIBS  := $(call pc_libs,libcjson,-lcjson)
 CORE_SRC   := $(sort $(wildcard core/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(sort $(wildcard server/*.c)))
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# docs/openapi.yaml is compiled in as a C string (server/api_openapi.h serves it)
+GEN_OBJ    := $(BUILD)/gen/openapi_yaml.o
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(GEN_OBJ)
 
 LIBCVD    := $(BUILD)/libcvd.a
 LIBSERVER := $(BUILD)/libconvd_server.a
 CONVD     := $(BUILD)/convd
 
-# Tests: tests/<suite>/test_*.c are binaries; other .c files in the suite and in
-# tests/common are linked into each binary of that suite.
-COMMON_SRC := $(sort $(wildcard tests/common/*.c))
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+# Tests: tests/<suite>/test_*.c are binaries; the suite's other .c files are linked into
+# each binary of that suite.
 define suite
 $(1)_MAIN := $$(sort $$(wildcard tests/$(1)/test_*.c))
 $(1)_HELP := $$(filter-out $$($(1)_MAIN),$$(sort $$(wildcard tests/$(1)/*.c)))
@@ -64,19 +66,28 @@ $(eval $(call suite,core))
 $(eval $(call suite,server))
 $(eval $(call suite,integration))
 TEST_BINS := $(core_BINS) $(server_BINS) $(integration_BINS)
+# The allocation-failure shim the integration tests preload into the daemon
+# (tests/shim/failalloc.h); built without sanitizers, it forwards to theirs.
+FAILALLOC := $(BUILD)/tests/shim/failalloc.so
 
 BENCH_BIN   := $(BUILD)/bench/bench_core
 BENCH_CODEC := $(BUILD)/bench/bench_codec
 BENCH_PEAK  := $(BUILD)/bench/bench_peak
 BENCH_LOOP  := $(BUILD)/bench/bench_loopback
 
-.PHONY: all deps deps-test run test test-build test-pass test-san check bench bench-peak bench-core bench-compare \
+.PHONY: all deps deps-run deps-test run test test-build test-pass test-san check bench bench-peak bench-core bench-compare \
         bench-http install uninstall clean format lint fuzz valgrind soak tsan docker-check
 
-all: $(CONVD) $(LIBCVD)
+# The default target installs what the build needs first, so a fresh machine gets
+# packages (or a message naming them) rather than a missing header.
+all: deps
+	@$(MAKE) --no-print-directory $(CONVD) $(LIBCVD)
 
 deps:
 	@scripts/deps.sh build
+
+deps-run:
+	@scripts/deps.sh run
 
 deps-test:
 	@scripts/deps.sh test
@@ -88,6 +99,13 @@ $(BUILD)/core/%.o: core/%.c
 $(BUILD)/server/%.o: server/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(SRV_CFLAGS) -pthread -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/openapi_yaml.c: docs/openapi.yaml scripts/embed-text.sh
+	@mkdir -p $(@D)
+	scripts/embed-text.sh api_openapi_yaml $< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -108,14 +126,18 @@ $(LIBSERVER): $(SERVER_OBJ)
 $(CONVD): $(BUILD)/server/main.o $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(SRV_LIBS) $(BLAS_LIBS) -lm
 
-$(core_BINS): $(BUILD)/tests/core/%: $(BUILD)/tests/core/%.o $(core_HOBJ) $(COMMON_OBJ) $(LIBCVD)
+$(core_BINS): $(BUILD)/tests/core/%: $(BUILD)/tests/core/%.o $(core_HOBJ) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CJSON_LIBS) $(BLAS_LIBS) -lm
 
-$(server_BINS): $(BUILD)/tests/server/%: $(BUILD)/tests/server/%.o $(server_HOBJ) $(COMMON_OBJ) $(LIBSERVER) $(LIBCVD)
+$(server_BINS): $(BUILD)/tests/server/%: $(BUILD)/tests/server/%.o $(server_HOBJ) $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(SRV_LIBS) $(BLAS_LIBS) -lm
 
-$(integration_BINS): $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(integration_HOBJ) $(COMMON_OBJ)
+$(integration_BINS): $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(integration_HOBJ)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(CMOCKA_LIBS) $(CURL_LIBS) $(CJSON_LIBS) -lm
+
+$(FAILALLOC): tests/shim/failalloc.c tests/shim/failalloc.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -fPIC -shared -o $@ $< -ldl
 
 $(BENCH_BIN): $(BUILD)/bench/bench_core.o $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(BLAS_LIBS) -lm
@@ -129,11 +151,11 @@ $(BENCH_LOOP): $(BUILD)/bench/bench_loopback.o
 $(BENCH_CODEC): $(BUILD)/bench/bench_codec.o $(LIBSERVER) $(LIBCVD)
 	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(SRV_LIBS) $(BLAS_LIBS) -lm
 
-run: deps
-	@$(MAKE) --no-print-directory all
+run: deps-run
+	@$(MAKE) --no-print-directory $(CONVD)
 	exec $(CONVD) --config config/convd.conf
 
-test-build: $(CONVD) $(TEST_BINS)
+test-build: $(CONVD) $(TEST_BINS) $(FAILALLOC)
 
 # One pass: build and run every test binary of $(BUILD).
 test-pass: test-build
@@ -172,11 +194,15 @@ bench-compare: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN) $(BENCH_PEAK)
 	@$(TORCH_PYTHON) bench/compare.py $(BENCH_BIN) 3 $(BENCH_PEAK)
 
+# EDGE_BASELINE=path/to/another/convd runs bench/edge.sh's figures for it in the same run.
 bench-http:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory $(CONVD) $(BENCH_CODEC) $(BENCH_BIN) $(BENCH_LOOP)
 	@$(BENCH_CODEC)
 	@bench/http.sh $(CONVD) $(BENCH_BIN) $(BENCH_LOOP)
+	@bench/edge.sh $(CONVD) $(EDGE_BASELINE)
+	@bench/durable.sh $(CONVD)
+	@$(TORCH_PYTHON) bench/client.py $(CONVD)
 
 install: $(CONVD)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/convd $(DESTDIR)$(PREFIX)/share/man/man1
@@ -188,8 +214,8 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/convd $(DESTDIR)$(PREFIX)/etc/convd/convd.conf \
 	      $(DESTDIR)$(PREFIX)/share/man/man1/convd.1
 
-# Builds the image with podman (../shared/tools/docker-check.sh), runs it, probes /healthz
-# and runs the notebook flow against the container (as root).
+# Builds the image with podman or docker, runs it, probes /healthz and runs the notebook
+# flow against the container (scripts/docker-verify.sh).
 docker-check:
 	scripts/docker-verify.sh
 

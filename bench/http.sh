@@ -37,7 +37,7 @@ trap cleanup EXIT INT TERM
 # start_daemon ARGS...: runs convd on a free port; sets pid and base.
 start_daemon() {
     rm -f "$tmp/convd.log" # a previous daemon's line must not be mistaken for this one's
-    "$convd" --port 0 --log-level warn "$@" 2>"$tmp/convd.log" &
+    "$convd" --port 0 --log-level warn --state-dir= "$@" 2>"$tmp/convd.log" &
     pid=$!
     i=0
     while ! grep -q '^listening on ' "$tmp/convd.log" 2>/dev/null; do

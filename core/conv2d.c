@@ -199,6 +199,50 @@ int cvd_conv2d_has_cache(const cvd_conv2d *l, int64_t x_shape[4])
     return 1;
 }
 
+static cvd_status check_input(const cvd_conv2d *l, const cvd_tensor *x, const char *name,
+                              cvd_geom *g, cvd_err *err);
+
+size_t cvd_conv2d_bytes(const cvd_conv2d *l)
+{
+    size_t f = (size_t)l->p.out_channels;
+    return sizeof *l + ((size_t)l->wn * (1 + (l->gW != NULL)) + (l->b ? f : 0) + (l->gb ? f : 0) +
+                        (l->cache ? (size_t)l->cache_numel : 0) + l->ws_elems) *
+                           l->es;
+}
+
+void cvd_conv2d_trim(cvd_conv2d *l)
+{
+    free(l->ws);
+    free(l->gW);
+    free(l->gb);
+    l->ws = l->gW = l->gb = NULL;
+    l->ws_elems = 0;
+}
+
+cvd_status cvd_conv2d_set_cache(cvd_conv2d *l, const cvd_tensor *x, cvd_err *err)
+{
+    cvd_geom g = {0};
+    cvd_status s = check_input(l, x, "x", &g, err);
+    if (s != CVD_OK)
+        return s;
+    void *fresh = malloc((size_t)g.x_numel * l->es);
+    if (!fresh)
+        return cvd_err_setf(err, CVD_ERR_NOMEM, "cannot allocate the cache for x (%lld elements)",
+                            (long long)g.x_numel);
+    memcpy(fresh, x->data, (size_t)g.x_numel * l->es);
+    free(l->cache);
+    l->cache = fresh;
+    l->cache_numel = g.x_numel;
+    memcpy(l->cache_shape, x->shape, sizeof l->cache_shape);
+    l->has_cache = 1;
+    return CVD_OK;
+}
+
+const void *cvd_conv2d_cache_data(const cvd_conv2d *l)
+{
+    return l->has_cache ? l->cache : NULL;
+}
+
 void cvd_conv2d_set_chunk_bytes(cvd_conv2d *l, size_t bytes)
 {
     l->chunk_bytes = bytes;

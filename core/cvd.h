@@ -152,6 +152,21 @@ const cvd_tensor *cvd_conv2d_bias(const cvd_conv2d *l);
 /* Whether a forward input is cached, and its shape (when cached). */
 int cvd_conv2d_has_cache(const cvd_conv2d *l, int64_t x_shape[4]);
 
+/* The cached input's elements (C order, the layer's dtype, the shape has_cache gives), or
+ * NULL when nothing is cached. Borrowed: valid until the next forward, set_cache or free. */
+const void *cvd_conv2d_cache_data(const cvd_conv2d *l);
+
+/* Bytes the layer holds now: itself, W, b, the cached input, workspace and SGD scratch. */
+size_t cvd_conv2d_bytes(const cvd_conv2d *l);
+
+/* Frees the workspace and SGD scratch (they are allocated again by the next call that
+ * needs them): what an idle layer keeps is then W, b and the cached input. */
+void cvd_conv2d_trim(cvd_conv2d *l);
+
+/* Puts x (rank 4, the layer's dtype, C = in_channels, at least the kernel's size) into the
+ * cache as a forward would, without computing y: restores a cache saved elsewhere. */
+cvd_status cvd_conv2d_set_cache(cvd_conv2d *l, const cvd_tensor *x, cvd_err *err);
+
 #define CVD_FWD_NO_CACHE 1u /* leave the cache as it is */
 
 /* y = conv(x, W) + b. x is rank 4 (N, C, H, W) in the layer's dtype; y must be allocated by

@@ -64,14 +64,14 @@ typedef struct request {
 } request;
 
 typedef struct tracked {
-    char id[SESSION_ID_LEN + 1];
+    char id[SESSION_ID_MAX + 1];
     char *snap; /* GET ?output=base64 body */
 } tracked;
 
 typedef struct state {
     tracked t[MAX_TRACKED];
     int n;
-    char last[SESSION_ID_LEN + 1];
+    char last[SESSION_ID_MAX + 1];
 } state;
 
 static void fail(const char *what, const char *detail)
@@ -102,7 +102,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     so.max_sessions = SMALL_SESSIONS;
     so.evict_min_idle_s = 0;
     so.remember_max = 16;
-    if (session_store_new(&o, &big_store) != 0 || session_store_new(&so, &small_store) != 0)
+    if (session_store_new(&o, &big_store, NULL, 0) != 0 || session_store_new(&so, &small_store, NULL, 0) != 0)
         fail("cannot create the session stores", NULL);
     return 0;
 }
@@ -293,7 +293,7 @@ static void track(state *s, const char *id)
     char *snap = snapshot(id, &st);
     if (!snap)
         return;
-    memcpy(s->t[s->n].id, id, SESSION_ID_LEN + 1);
+    memcpy(s->t[s->n].id, id, SESSION_ID_MAX + 1);
     s->t[s->n].snap = snap;
     s->n++;
 }

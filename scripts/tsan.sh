@@ -18,7 +18,7 @@ export TSAN_OPTIONS="suppressions=$top/scripts/tsan.supp log_path=$logdir/tsan s
 
 # the core's own threads first (layers split by images, two layers at once), then the daemon
 tests="tests/core/test_conv_random tests/core/test_layer tests/server/test_session"
-for s in concurrency sessions lifecycle limits; do
+for s in concurrency sessions lifecycle limits durable; do
     tests="$tests tests/integration/test_$s"
 done
 

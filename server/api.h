@@ -1,5 +1,6 @@
 /*
- * api.h — one handler per endpoint of spec/api.md §4. A handler reads an api_req (body,
+ * api.h — one handler per endpoint of docs/api.md §4 and §8.2 (api_misc.c, api_sessions.c,
+ * api_forward.c, api_backward.c; what they share is in api_util.h). A handler reads an api_req (body,
  * captured id, headers already pulled out by http.c) and fills its answer: status, JSON
  * body, X-Session-Id / Location, or an apierr. No MHD here: handlers are plain functions
  * of their inputs, so http.c owns the wire and api.c owns the contract.
@@ -28,6 +29,8 @@ typedef struct api_req {
     const char *id;          /* {id} captured from /sessions/{id}, else NULL */
     const char *hdr_session; /* X-Session-Id header, else NULL */
     const char *q_output;    /* ?output= on GET /sessions/{id}, else NULL */
+    const char *q_limit;     /* ?limit= and ?after= on GET /sessions, else NULL */
+    const char *q_after;
     const char *body;        /* NUL-terminated; may be NULL when empty */
     size_t body_len;
     prescan *pre; /* body's prescan (http.c), or NULL: see codec_parse_prescanned */
@@ -35,8 +38,8 @@ typedef struct api_req {
     int status;                         /* set on success */
     buf out;                            /* the answer's body (owned; http.c sends or frees it) */
     const char *content_type;           /* NULL: application/json */
-    char session[SESSION_ID_LEN + 1];   /* "" or the session the answer concerns */
-    char location[SESSION_ID_LEN + 16]; /* "" or the Location of a created session */
+    char session[SESSION_ID_MAX + 1];   /* "" or the session the answer concerns */
+    char location[SESSION_ID_MAX + 16]; /* "" or the Location of a created session */
     apierr err;                         /* err.code != APIERR_NONE: answer with this error */
 } api_req;
 
@@ -50,6 +53,8 @@ int api_metrics(const api_ctx *ctx, api_req *r);
 int api_session_create(const api_ctx *ctx, api_req *r);
 int api_session_get(const api_ctx *ctx, api_req *r);
 int api_session_delete(const api_ctx *ctx, api_req *r);
+int api_session_patch(const api_ctx *ctx, api_req *r);
+int api_session_list(const api_ctx *ctx, api_req *r);
 int api_forward(const api_ctx *ctx, api_req *r);
 int api_backward(const api_ctx *ctx, api_req *r);
 

@@ -1,5 +1,5 @@
 /*
- * apierr.c — the contract's error table (spec/api.md §5): HTTP status and code string per
+ * apierr.c — the contract's error table (docs/api.md §5): HTTP status and code string per
  * apierr_code, message formatting, and the mapping from core statuses to API codes.
  * Messages are truncated to fit apierr.msg; formatting never allocates.
  */
@@ -26,10 +26,12 @@ static const struct {
     [APIERR_SESSION_EXPIRED] = {410, "session_expired"},
     [APIERR_PAYLOAD_TOO_LARGE] = {413, "payload_too_large"},
     [APIERR_UNSUPPORTED_MEDIA_TYPE] = {415, "unsupported_media_type"},
+    [APIERR_WRONG_NODE] = {421, "wrong_node"},
     [APIERR_NON_FINITE_RESULT] = {422, "non_finite_result"},
     [APIERR_TOO_MANY_SESSIONS] = {429, "too_many_sessions"},
     [APIERR_INTERNAL] = {500, "internal"},
     [APIERR_SHUTTING_DOWN] = {503, "shutting_down"},
+    [APIERR_OUT_OF_MEMORY] = {503, "out_of_memory"},
 };
 
 static int valid(apierr_code c)

@@ -1,6 +1,6 @@
 /*
  * apierr.h — the API's error vocabulary: one enum value per row of the contract's error
- * table (spec/api.md §5), its HTTP status and its "code" string, and a small value type
+ * table (docs/api.md §5), its HTTP status and its "code" string, and a small value type
  * carrying a code plus a user-facing message. Every server module reports failures in it;
  * http.c turns it into {"error": {"code", "message"}}.
  */
@@ -26,10 +26,12 @@ typedef enum {
     APIERR_SESSION_EXPIRED,        /* 410 session_expired */
     APIERR_PAYLOAD_TOO_LARGE,      /* 413 payload_too_large */
     APIERR_UNSUPPORTED_MEDIA_TYPE, /* 415 unsupported_media_type */
+    APIERR_WRONG_NODE,             /* 421 wrong_node */
     APIERR_NON_FINITE_RESULT,      /* 422 non_finite_result */
     APIERR_TOO_MANY_SESSIONS,      /* 429 too_many_sessions */
     APIERR_INTERNAL,               /* 500 internal (out of memory and our own bugs) */
     APIERR_SHUTTING_DOWN,          /* 503 shutting_down */
+    APIERR_OUT_OF_MEMORY,          /* 503 out_of_memory (with Retry-After) */
     APIERR_COUNT_
 } apierr_code;
 

@@ -8,6 +8,9 @@
  * Ownership: decoded tensors are allocated with cvd_tensor_alloc and owned by the caller
  * (cvd_tensor_release); a codec_layer owns its W/b (codec_layer_release). On any error the
  * outputs are left zeroed and nothing needs freeing.
+ * One header, one file per job: codec_parse.c (bodies into trees), codec_fields.c
+ * (unknown fields, suggestions), codec_decode.c and codec_encode.c (tensors in and out),
+ * codec_layer.c (the layer object).
  */
 #ifndef SERVER_CODEC_H
 #define SERVER_CODEC_H
@@ -84,7 +87,7 @@ int codec_tensor_encode(buf *b, const cvd_tensor *t, int rank, const int64_t *sh
 int codec_fmt_f64(char *out, double v);
 int codec_fmt_f32(char *out, float v);
 
-/* A layer as sent (spec/api.md §2), decoded and validated.
+/* A layer as sent (docs/api.md §2), decoded and validated.
  * How to build it: cvd_conv2d_create(&p), cvd_conv2d_init(scheme, seed), then, if has_W,
  * set W (and b if has_b); if only has_b, set b over the init's b. With W, `scheme` is
  * CVD_INIT_ZEROS and seed 0, so the init gives the spec's zero b when b is not sent. */

@@ -1,5 +1,5 @@
 /*
- * codec_layer.c — the layer object of spec/api.md §2 in and out (codec.h). Decoding checks
+ * codec_layer.c — the layer object of docs/api.md §2 in and out (codec.h). Decoding checks
  * field names first (unknown → invalid_argument), then reads dtype (it decides how W and b
  * are decoded), W, and every scalar field, filling what is absent from W's shape or the
  * defaults and refusing what contradicts W; cvd_conv2d_params_check has the last word on
@@ -13,6 +13,7 @@
 #include <sys/random.h>
 
 #include "numfmt.h"
+#include "shape.h"
 
 static const char *const LAYER_FIELDS[] = {
     "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
@@ -145,15 +146,6 @@ static int read_padding(const cJSON *obj, cvd_conv2d_params *p, apierr *e)
     return 0;
 }
 
-static void fmt_shape(char *out, size_t cap, const cvd_tensor *t)
-{
-    size_t n = (size_t)snprintf(out, cap, "(");
-    for (int i = 0; i < t->rank && n < cap; i++)
-        n += (size_t)snprintf(out + n, cap - n, "%s%lld", i ? "," : "", (long long)t->shape[i]);
-    if (n < cap)
-        snprintf(out + n, cap - n, ")");
-}
-
 static int read_init(const cJSON *obj, codec_layer *l, apierr *e)
 {
     const cJSON *init = cJSON_GetObjectItemCaseSensitive(obj, "init");
@@ -265,7 +257,7 @@ static int decode_layer(const cJSON *obj, int64_t max_elems, const char *limit_s
         l->has_W = 1;
         l->W_form = (int)form;
         l->W_rank = l->W.rank;
-        fmt_shape(ws, sizeof ws, &l->W);
+        shape_format(ws, sizeof ws, l->W.rank, l->W.shape);
         if (l->W.rank != 3 && l->W.rank != 4)
             return apierr_set(e, APIERR_INVALID_LAYER,
                               "W has shape %s; send W as (out_channels, in_channels/groups, kh, "
@@ -372,7 +364,7 @@ static int decode_layer(const cJSON *obj, int64_t max_elems, const char *limit_s
         if (!((b->rank == 1 && b->shape[0] == p->out_channels) ||
               (b->rank == 2 && b->shape[0] == p->out_channels && b->shape[1] == 1))) {
             char bs[96];
-            fmt_shape(bs, sizeof bs, b);
+            shape_format(bs, sizeof bs, b->rank, b->shape);
             return apierr_set(e, APIERR_INVALID_LAYER,
                               "b has shape %s but out_channels is %lld; send b of shape (%lld) "
                               "or (%lld,1)",

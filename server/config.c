@@ -34,10 +34,29 @@ static const srv_config defaults = {
     .api_key = "",
     .api_key_file = "",
     .log_level = LOG_LEVEL_INFO,
+    .state_dir = "",
+    .persist_inputs = 0,
+    .node_name = "",
     .config_path = "",
+    .header_timeout = 10,
+    .body_min_rate = 1024,
+    .connection_timeout = 30,
+    .max_connections = 1024,
 };
 
-typedef enum { K_STR, K_INT, K_BYTES, K_SECONDS, K_LEVEL, K_KEY, K_KEYFILE } kind;
+/* K_DIR may be empty (state_dir: memory only); K_NODE is "" or [a-z0-9-]{1,40}. */
+typedef enum {
+    K_STR,
+    K_INT,
+    K_BYTES,
+    K_SECONDS,
+    K_LEVEL,
+    K_KEY,
+    K_KEYFILE,
+    K_DIR,
+    K_BOOL,
+    K_NODE
+} kind;
 
 typedef struct setting {
     const char *key;  /* file key; NULL when the setting has no file key */
@@ -56,7 +75,7 @@ static const setting settings[] = {
     {"bind", "bind", "CONVD_BIND", K_STR, OFF(bind), 0, 0, "ADDR",
      "listen address, IPv4 or IPv6 (default 127.0.0.1; the container sets 0.0.0.0)"},
     {"port", "port", "CONVD_PORT", K_INT, OFF(port), 0, 65535, "N",
-     "TCP port (default 8080); 0 picks a free port and prints `listening on ADDR:PORT`"},
+     "TCP port (default 8080; 0 = any free port; the line `listening on ADDR:PORT` names it)"},
     {"threads", "threads", "CONVD_THREADS", K_INT, OFF(threads), 0, 1024, "N",
      "worker threads serving requests (default 0 = the CPU count)"},
     {"blas_threads", "blas-threads", "CONVD_BLAS_THREADS", K_INT, OFF(blas_threads), 0, 1024, "N",
@@ -87,8 +106,47 @@ static const setting settings[] = {
      "FILE", "read the API key from the first line of FILE"},
     {"log_level", "log-level", "CONVD_LOG_LEVEL", K_LEVEL, OFF(log_level), 0, 0, "LEVEL",
      "debug, info, warn or error (default info; info logs one line per request)"},
+    {"state_dir", "state-dir", "CONVD_STATE_DIR", K_DIR, OFF(state_dir), 0, 0, "DIR",
+     "directory of the session database (SQLite, created if missing): sessions survive a "
+     "restart or kill -9 (default empty = memory only; config/convd.conf sets var/state)"},
+    {"persist_inputs", "persist-inputs", "CONVD_PERSIST_INPUTS", K_BOOL, OFF(persist_inputs), 0, 0,
+     "BOOL",
+     "also store each session's forward cache (x), so a backward works across a restart "
+     "(default false: one write per forward saved)"},
+    {"node_name", "node-name", "CONVD_NODE_NAME", K_NODE, OFF(node_name), 0, 0, "NAME",
+     "this node's name, [a-z0-9-]{1,40}: session ids become NAME.<32 hex> so a router can "
+     "send each session's requests here (default empty)"},
+    /* the edge (api.md §8.3) */
+    {"header_timeout", "header-timeout", "CONVD_HEADER_TIMEOUT", K_SECONDS, OFF(header_timeout),
+     0.01, 1e6, "SECONDS",
+     "a request whose headers are not complete this long after the connection opened (or "
+     "after the previous answer, at least connection_timeout) is closed (default 10)"},
+    {"body_min_rate", "body-min-rate", "CONVD_BODY_MIN_RATE", K_BYTES, OFF(body_min_rate), 0, 0,
+     "BYTES",
+     "bytes per second a request body must average once it has been arriving for "
+     "header_timeout seconds, else the connection is closed (default 1024; 0 = no "
+     "minimum)"},
+    {"connection_timeout", "connection-timeout", "CONVD_CONNECTION_TIMEOUT", K_SECONDS,
+     OFF(connection_timeout), 1, 1e6, "SECONDS",
+     "a connection with nothing moving for this long (idle keep-alive, a client not reading "
+     "its answer) is closed (default 30)"},
+    {"max_connections", "max-connections", "CONVD_MAX_CONNECTIONS", K_INT, OFF(max_connections), 1,
+     1000000, "N",
+     "open connections in all (default 1024); more wait, or are closed at once while the "
+     "limit is reached"},
+    {"max_memory_bytes", "max-memory-bytes", "CONVD_MAX_MEMORY_BYTES", K_BYTES,
+     OFF(max_memory_bytes), 0, 0, "BYTES",
+     "one memory budget for all sessions, requests in flight and answers being sent: over it "
+     "503 out_of_memory with Retry-After, a body larger than all of it 413 (default 0 = 75 % "
+     "of the machine's or the cgroup's memory)"},
+    {"tls_cert", "tls-cert", "CONVD_TLS_CERT", K_DIR, OFF(tls_cert), 0, 0, "FILE",
+     "PEM certificate (chain) to serve HTTPS on the port, with tls_key (default empty: plain "
+     "HTTP, where the API key travels in clear)"},
+    {"tls_key", "tls-key", "CONVD_TLS_KEY", K_DIR, OFF(tls_key), 0, 0, "FILE",
+     "PEM private key of tls_cert (default empty)"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
+_Static_assert(NSETTINGS <= 64, "config_parse_file marks settings seen in a uint64_t");
 
 static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t n, const char *fmt, ...)
@@ -211,9 +269,9 @@ static int set_value(srv_config *c, const setting *st, const char *v, const char
         uint64_t x;
         if (parse_bytes(v, &x) || x < (uint64_t)st->min || x > (uint64_t)SIZE_MAX / 2)
             return fail(err, n,
-                        "%s: %s must be a byte count >= 1 (digits, optionally with K, M, G or "
-                        "T for KiB..TiB), not \"%s\"",
-                        where, st->flag, v);
+                        "%s: %s must be a byte count >= %.0f (digits, optionally with K, M, G "
+                        "or T for KiB..TiB), not \"%s\"",
+                        where, st->flag, st->min, v);
         *(uint64_t *)field = x;
         return 0;
     }
@@ -225,6 +283,30 @@ static int set_value(srv_config *c, const setting *st, const char *v, const char
         memcpy(field, &x, sizeof x);
         return 0;
     }
+    case K_DIR:
+        if (strlen(v) >= CONFIG_PATH_MAX)
+            return fail(err, n, "%s: %s is too long (at most %d bytes)", where, st->flag,
+                        CONFIG_PATH_MAX - 1);
+        memcpy(field, v, strlen(v) + 1);
+        return 0;
+    case K_NODE: {
+        size_t len = strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-");
+        if (v[len] || len > CONFIG_NODE_MAX)
+            return fail(err, n,
+                        "%s: %s must be empty or 1 to %d characters of a-z, 0-9 and '-', not "
+                        "\"%.64s\"",
+                        where, st->flag, CONFIG_NODE_MAX, v);
+        memcpy(field, v, len + 1);
+        return 0;
+    }
+    case K_BOOL:
+        if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+            *(int *)field = 1;
+        else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+            *(int *)field = 0;
+        else
+            return fail(err, n, "%s: %s must be true or false, not \"%.64s\"", where, st->flag, v);
+        return 0;
     case K_LEVEL: {
         log_level l;
         if (log_level_parse(v, &l))
@@ -254,7 +336,7 @@ int config_parse_file(srv_config *c, const char *path, char *err, size_t n)
         return fail(err, n, "%s: cannot open config file: %s", path, strerror(errno));
     char line[4096];
     char where[CONFIG_PATH_MAX + 32];
-    unsigned seen = 0; /* bit i: settings[i] already set in this file */
+    uint64_t seen = 0; /* bit i: settings[i] already set in this file */
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof line, f)) {
         lineno++;
@@ -284,15 +366,17 @@ int config_parse_file(srv_config *c, const char *path, char *err, size_t n)
         }
         const setting *st = by_key(key);
         if (!st) {
-            rc = fail(err, n,
-                      "%s: unknown key \"%s\" (known: bind, port, threads, blas_threads, "
-                      "max_body_bytes, max_sessions, max_connections_per_ip, idle_timeout, "
-                      "max_session_bytes, "
-                      "drain_timeout, api_key_file, log_level)",
-                      where, key);
+            char known[512];
+            size_t k = 0;
+            known[0] = '\0';
+            for (size_t i = 0; i < NSETTINGS && k < sizeof known; i++)
+                if (settings[i].key)
+                    k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", k ? ", " : "",
+                                          settings[i].key);
+            rc = fail(err, n, "%s: unknown key \"%s\" (known: %s)", where, key, known);
             break;
         }
-        unsigned bit = 1u << (st - settings);
+        uint64_t bit = (uint64_t)1 << (st - settings);
         if (seen & bit) {
             rc = fail(err, n, "%s: key \"%s\" is set twice", where, key);
             break;
@@ -490,6 +574,8 @@ int config_load(srv_config *c, int argc, char *const argv[], config_action *acti
         c->blas_threads = cores;
     if (c->api_key_file[0] && read_key_file(c, err, n))
         return -1;
+    if (!c->tls_cert[0] != !c->tls_key[0])
+        return fail(err, n, "tls_cert and tls_key go together: set both (HTTPS) or neither");
 
     if (want_hc) {
         *action = CONFIG_HEALTHCHECK;
@@ -584,11 +670,17 @@ void config_log(const srv_config *c)
 {
     log_info("config: file=%s bind=%s port=%d threads=%d blas_threads=%d max_body_bytes=%llu "
              "max_sessions=%d max_connections_per_ip=%d idle_timeout=%gs max_session_bytes=%llu "
-             "drain_timeout=%gs auth=%s log_level=%s",
+             "drain_timeout=%gs auth=%s log_level=%s state_dir=%s persist_inputs=%s node_name=%s",
              c->config_path[0] ? c->config_path : "(none)", c->bind, c->port, c->threads,
              c->blas_threads, (unsigned long long)c->max_body_bytes, c->max_sessions,
              c->max_connections_per_ip, c->idle_timeout, (unsigned long long)c->max_session_bytes,
              c->drain_timeout,
              c->api_key[0] ? (c->api_key_file[0] ? "on (key from api_key_file)" : "on") : "off",
-             log_level_name(c->log_level));
+             log_level_name(c->log_level), c->state_dir[0] ? c->state_dir : "(memory only)",
+             c->persist_inputs ? "true" : "false", c->node_name[0] ? c->node_name : "(none)");
+    log_info("config: header_timeout=%gs body_min_rate=%llu connection_timeout=%gs "
+             "max_connections=%d max_memory_bytes=%llu tls=%s",
+             c->header_timeout, (unsigned long long)c->body_min_rate, c->connection_timeout,
+             c->max_connections, (unsigned long long)c->max_memory_bytes,
+             c->tls_cert[0] ? c->tls_cert : "off");
 }

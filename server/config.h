@@ -1,5 +1,5 @@
 /*
- * config.h — the daemon's settings (spec/api.md §6): one struct, filled from built-in
+ * config.h — the daemon's settings (docs/api.md §6): one struct, filled from built-in
  * defaults < config file < CONVD_* environment < command-line flags.
  * The config file is `key = value` lines with `#` comments; parsing is strict (an unknown
  * key or a bad value is an error naming file:line). Nothing here allocates: every string
@@ -16,6 +16,7 @@
 
 #define CONFIG_STR_MAX  256
 #define CONFIG_PATH_MAX 1024
+#define CONFIG_NODE_MAX 40
 
 /* Where the config file is looked for when neither --config nor CONVD_CONFIG names one
  * (relative to the working directory: `make run` and the tests start in the source tree). */
@@ -35,7 +36,18 @@ typedef struct srv_config {
     char api_key[CONFIG_STR_MAX];       /* "" = auth off; never logged */
     char api_key_file[CONFIG_PATH_MAX]; /* where api_key was read from, if a file */
     log_level log_level;
-    char config_path[CONFIG_PATH_MAX]; /* the file actually read; "" if none */
+    char state_dir[CONFIG_PATH_MAX]; /* "" = sessions in memory only (v1); else their database */
+    int persist_inputs;              /* 1: the forward cache (x) is stored too */
+    char node_name[CONFIG_NODE_MAX + 1]; /* "" or [a-z0-9-]{1,40}: ids are NODE.<32 hex> */
+    char config_path[CONFIG_PATH_MAX];   /* the file actually read; "" if none */
+    /* the edge (api.md §8.3) */
+    double header_timeout;          /* s from accept (or the last answer) to complete headers */
+    uint64_t body_min_rate;         /* bytes/s a body must average after header_timeout; 0 = off */
+    double connection_timeout;      /* s a keep-alive connection may stay idle */
+    int max_connections;            /* open connections in all */
+    uint64_t max_memory_bytes;      /* sessions + requests + answers; 0 = 75 % of memory */
+    char tls_cert[CONFIG_PATH_MAX]; /* PEM certificate chain; "" = plain HTTP */
+    char tls_key[CONFIG_PATH_MAX];  /* PEM private key; set together with tls_cert */
 } srv_config;
 
 typedef enum {

@@ -6,6 +6,7 @@
  */
 #include "gate.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -85,5 +86,62 @@ int gate_check(const srv_config *cfg, const gate_request *g, apierr *e)
                               "numbers) or raise max_body_bytes",
                               n, (unsigned long long)cfg->max_body_bytes);
     }
+    return 0;
+}
+
+/* A Content-Length is 1*DIGIT (RFC 9110 §8.6); a list ("5, 5") is refused too. */
+static int is_length(const char *v)
+{
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (!isdigit((unsigned char)*v))
+        return 0;
+    while (isdigit((unsigned char)*v))
+        v++;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    return *v == '\0';
+}
+
+/* Exactly "chunked" in any case: libmicrohttpd decodes nothing else as chunked (not even
+ * with white space around it), and a body it would not decode has no known end. */
+static int is_chunked(const char *v)
+{
+    return strcasecmp(v, "chunked") == 0;
+}
+
+int gate_frame_check(const gate_frame *f, apierr *e)
+{
+    static const char close_note[] = "; the connection is closed because where the next "
+                                     "request would start is ambiguous";
+    if (f->bad_name)
+        return apierr_set(e, APIERR_INVALID_ARGUMENT,
+                          "the header name \"%.60s\" contains white space; write `Name: value` "
+                          "with no space before the colon%s",
+                          f->bad_name, close_note);
+    if (f->content_lengths && f->transfer_encodings)
+        return apierr_set(e, APIERR_INVALID_ARGUMENT,
+                          "the request has both Content-Length and Transfer-Encoding; send one "
+                          "of them%s",
+                          close_note);
+    if (f->lengths_differ)
+        return apierr_set(e, APIERR_INVALID_ARGUMENT,
+                          "the request has Content-Length headers with different values; send "
+                          "one%s",
+                          close_note);
+    if (f->content_lengths && !is_length(f->content_length))
+        return apierr_set(e, APIERR_INVALID_ARGUMENT,
+                          "Content-Length \"%.40s\" is not a byte count; send digits only%s",
+                          f->content_length, close_note);
+    if (f->transfer_encodings > 1 || (f->transfer_encodings && !is_chunked(f->transfer_encoding)))
+        return apierr_set(e, APIERR_INVALID_ARGUMENT,
+                          "Transfer-Encoding \"%.40s\" is not supported; send the body with a "
+                          "Content-Length or as `Transfer-Encoding: chunked` alone%s",
+                          f->transfer_encodings > 1 ? "(several lines)" : f->transfer_encoding,
+                          close_note);
+    if (f->http11 && f->hosts != 1)
+        return apierr_set(e, APIERR_INVALID_ARGUMENT,
+                          "an HTTP/1.1 request needs exactly one Host header (it has %d)%s",
+                          f->hosts, close_note);
     return 0;
 }

@@ -19,11 +19,13 @@
 #include <unistd.h>
 
 #include "../core/cvd.h"
+#include "budget.h"
 #include "config.h"
 #include "healthcheck.h"
 #include "http.h"
 #include "log.h"
 #include "session.h"
+#include "state.h"
 
 static double mono(void)
 {
@@ -132,6 +134,9 @@ int main(int argc, char **argv)
     }
 
     keep_large_blocks();
+    if (!cfg.max_memory_bytes)
+        cfg.max_memory_bytes = budget_default_limit();
+    budget_set_limit(cfg.max_memory_bytes);
     log_set_level(cfg.log_level);
     log_info("convd %s starting", CVD_VERSION);
     config_log(&cfg);
@@ -142,17 +147,29 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* A state dir that cannot be used stops the daemon here: starting empty would look
+     * like every session had been lost. */
+    state_db *db = NULL;
+    if (cfg.state_dir[0] && state_open(cfg.state_dir, &db, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
     session_opts so;
     session_opts_default(&so, cfg.max_sessions, cfg.idle_timeout);
+    so.node_name = cfg.node_name;
+    so.db = db;
+    so.persist_inputs = cfg.persist_inputs;
     session_store *store;
-    if (session_store_new(&so, &store) != 0) {
-        log_error("cannot create the session store (out of memory?)");
+    if (session_store_new(&so, &store, err, sizeof err) != 0) {
+        log_error("%s", err);
+        state_close(db);
         return 1;
     }
     http_server *h;
     if (http_start(&cfg, store, &h, err, sizeof err) != 0) {
         log_error("%s", err);
         session_store_free(store);
+        state_close(db);
         return 1;
     }
     /* Tests and scripts wait for this exact line. */
@@ -163,19 +180,21 @@ int main(int argc, char **argv)
     fflush(stderr);
 
     int sig;
-    while ((sig = wait_signal(-1)) == 0)
-        ;
+    while ((sig = wait_signal(500)) == 0)
+        http_housekeeping(h);
     log_info("signal %d: draining (up to %g s for %d requests in flight)", sig, cfg.drain_timeout,
              http_inflight(h));
-    http_begin_drain(h);
+    http_begin_drain(h, cfg.drain_timeout);
     if (drain(h, cfg.drain_timeout) != 0) {
         /* Workers are still inside requests: MHD_stop_daemon would wait for them. */
         log_warn("drain timeout: exiting with %d requests unfinished", http_inflight(h));
+        session_store_flush(store);
         _exit(0);
     }
     http_quiesce(h);
     http_stop(h);
     session_store_free(store);
+    state_close(db);
     log_info("stopped");
     return 0;
 }

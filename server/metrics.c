@@ -9,12 +9,13 @@
 #include <stdatomic.h>
 
 static const char *const ep_names[METRICS_EP_COUNT] = {
-    "root",        "healthz",        "readyz",  "metrics",  "create_session",
-    "get_session", "delete_session", "forward", "backward", "other",
+    "root",          "healthz",        "readyz",  "metrics",  "create_session",
+    "get_session",   "delete_session", "forward", "backward", "list_sessions",
+    "patch_session", "openapi",        "other",
 };
 
-static const int statuses[] = {200, 201, 204, 400, 401, 404, 405, 409,
-                               410, 413, 415, 422, 429, 500, 503, 0};
+static const int statuses[] = {200, 201, 204, 400, 401, 404, 405, 409, 410,
+                               413, 415, 421, 422, 429, 500, 503, 0};
 #define NSTATUS (sizeof statuses / sizeof statuses[0]) /* last slot: any other status */
 
 /* Upper bounds in seconds; the +Inf bucket is the request count itself. */
@@ -118,6 +119,14 @@ int metrics_render(buf *b, const metrics_sessions *s)
                "# HELP convd_sessions_live Sessions currently held.\n"
                "# TYPE convd_sessions_live gauge\nconvd_sessions_live %llu\n",
                (unsigned long long)s->live);
+    buf_printf(b,
+               "# HELP convd_sessions_loaded Sessions whose layer is in memory; with a state_dir "
+               "the others are on disk and load on use.\n"
+               "# TYPE convd_sessions_loaded gauge\nconvd_sessions_loaded %llu\n"
+               "# HELP convd_session_bytes Bytes the sessions' layers hold (weights, cached "
+               "input, workspace) as of their last use.\n"
+               "# TYPE convd_session_bytes gauge\nconvd_session_bytes %llu\n",
+               (unsigned long long)s->loaded, (unsigned long long)s->bytes);
     counter(b, "convd_sessions_created_total", "Sessions created.", s->created);
     counter(b, "convd_sessions_expired_total", "Sessions dropped after their idle timeout.",
             s->expired);

@@ -23,6 +23,9 @@ typedef enum {
     METRICS_EP_DELETE_SESSION,
     METRICS_EP_FORWARD,
     METRICS_EP_BACKWARD,
+    METRICS_EP_LIST_SESSIONS,
+    METRICS_EP_PATCH_SESSION,
+    METRICS_EP_OPENAPI,
     METRICS_EP_OTHER,
     METRICS_EP_COUNT
 } metrics_endpoint;
@@ -30,6 +33,8 @@ typedef enum {
 /* Session gauges and counters, owned by the session store and passed in at render time. */
 typedef struct metrics_sessions {
     uint64_t live, created, expired, evicted, deleted;
+    uint64_t loaded; /* sessions whose layer is in memory (the rest wait on disk) */
+    uint64_t bytes;  /* what the loaded layers hold: weights, cache, workspace */
 } metrics_sessions;
 
 /* Records one finished request. */

@@ -215,8 +215,19 @@ static size_t lex(prescan *p, const unsigned char *s, size_t len)
     return len;
 }
 
+/* After a failed allocation the segment being filled may have no room (or no data) for
+ * what the next chunk brings, so nothing is taken in any more. */
+static int fail(prescan *p, buf *body)
+{
+    p->failed = 1;
+    body->oom = 1;
+    return -1;
+}
+
 int prescan_feed(prescan *p, buf *body, const char *data, size_t n)
 {
+    if (p->failed)
+        return fail(p, body);
     if (!p->on)
         return buf_append(body, data, n);
     const unsigned char *s = (const unsigned char *)data;
@@ -227,11 +238,11 @@ int prescan_feed(prescan *p, buf *body, const char *data, size_t n)
             size_t used;
             int ended;
             if (take(p, body, s + i, n - i, &used, &ended) < 0)
-                return -1;
+                return fail(p, body);
             i += used;
             if (ended) {
                 if (end_run(p, body, 0) < 0)
-                    return -1;
+                    return fail(p, body);
                 p->state = S_STR; /* the rest of the string is lexed as one */
                 p->klen = 7;      /* and can never be a key */
             }
@@ -239,17 +250,16 @@ int prescan_feed(prescan *p, buf *body, const char *data, size_t n)
         }
         size_t used = lex(p, s + i, n - i);
         if (buf_append(body, s + i, used) < 0)
-            return -1;
+            return fail(p, body);
         i += used;
         if (p->state == S_FAST) {
             /* a run starts at the kept body's end; room for all the body may still bring */
+            const size_t cap = (n - i + p->room) / 4 * 3 + 3;
             p->cur.off = body->len;
-            p->cur.cap = (n - i + p->room) / 4 * 3 + 3;
-            p->cur.data = malloc(p->cur.cap);
-            if (!p->cur.data) {
-                body->oom = 1;
-                return -1;
-            }
+            p->cur.data = malloc(cap);
+            if (!p->cur.data)
+                return fail(p, body);
+            p->cur.cap = cap;
         }
     }
     return 0;
@@ -257,6 +267,8 @@ int prescan_feed(prescan *p, buf *body, const char *data, size_t n)
 
 int prescan_finish(prescan *p, buf *body)
 {
+    if (p->failed)
+        return -1;
     if (p->state != S_FAST)
         return 0;
     p->state = S_STR;

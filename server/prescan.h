@@ -47,8 +47,9 @@ typedef struct prescan_seg {
 
 typedef struct prescan {
     int on;
-    int state; /* lexer state (prescan.c) */
-    int klen;  /* bytes of the current string so far (capped), or -1 when it has escapes */
+    int failed; /* an allocation failed: the body is lost, every later feed fails at once */
+    int state;  /* lexer state (prescan.c) */
+    int klen;   /* bytes of the current string so far (capped), or -1 when it has escapes */
     char key[8];
     int after_key;   /* the last string closed was exactly "base64" (no escapes) */
     int want_value;  /* ... and a ':' followed: the next string is its value */
@@ -68,7 +69,8 @@ void prescan_init(prescan *p, size_t content_length);
 /* For tests and fuzzers: a prescan of any body, keeping strings of min_chars or more. */
 void prescan_init_test(prescan *p, size_t content_length, size_t min_chars);
 /* Appends data[0..n) to body, less the base64 characters it takes out. -1 when an
- * allocation failed (body->oom is set; the body is then unusable, as with buf_append). */
+ * allocation failed, now or in an earlier call (body->oom is set; the body is then
+ * unusable, as with buf_append, and later calls do nothing but return -1). */
 int prescan_feed(prescan *p, buf *body, const char *data, size_t n);
 /* The body is complete: a string still being taken out is put back. -1 on oom. */
 int prescan_finish(prescan *p, buf *body);

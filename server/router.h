@@ -26,4 +26,9 @@ typedef struct route_match {
 /* Matches method and path (no query string). Fills m in every case (ep, allow). */
 route_result router_match(const char *method, const char *path, route_match *m);
 
+/* The table, for documentation checks: route i's method and its path as an OpenAPI
+ * template ("/sessions/{id}") in path[cap]. 0, or -1 past the end or when cap is short. */
+size_t router_count(void);
+int router_route(size_t i, const char **method, char *path, size_t cap);
+
 #endif /* SERVER_ROUTER_H */

@@ -4,60 +4,40 @@
  * and a mutex per session held by its user for the whole request. Dropped ids (expired or
  * evicted) go into a ring with a hash index so they answer 410 for remember_s or until
  * remember_max newer ones push them out. Sessions are freed outside the store mutex, by
- * whoever drops the last reference.
+ * whoever drops the last reference, and database writes run outside it too. The entry
+ * mirrors what GET /sessions and the counter flush read (params, counters, cached), so
+ * neither needs a session's own lock; a session with refs == 0 is touched by nobody else,
+ * which is what lets the reaper trim or unload it under the store mutex alone. The
+ * background thread, loading and the database side are in session_keep.c.
  */
-#include "session.h"
+#include "session_internal.h"
 
 #include <errno.h>
-#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
-typedef struct entry {
-    session s; /* first: a session * is an entry * */
-    uint8_t key[16];
-    pthread_mutex_t lock; /* held by the session's user */
-    /* guarded by the store mutex: */
-    int refs;
-    int dead; /* removed from the map; freed when refs drops to 0 */
-    double last_used;
-    struct entry *next; /* hash chain */
-} entry;
-
-typedef struct remembered {
-    uint8_t key[16];
-    double t;     /* when it was dropped */
-    int32_t next; /* hash chain, -1 ends */
-} remembered;
-
-struct session_store {
-    session_opts o;
-    pthread_mutex_t mu;
-    entry **buckets;
-    size_t nbuckets; /* power of two */
-    size_t live;
-    uint64_t created, expired, evicted, deleted;
-
-    remembered *ring; /* allocated on the first drop */
-    size_t ring_head, ring_len;
-    int32_t *rheads;
-    size_t nrheads; /* power of two */
-
-    pthread_t reaper;
-    int reaper_on, stopping;
-    pthread_cond_t cv;
-};
-
-static double now_s(void)
+#include "budget.h"
+double session_clock(clockid_t c)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(c, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static size_t pow2_at_least(size_t n)
+double session_now(void)
+{
+    return session_clock(CLOCK_MONOTONIC);
+}
+
+/* The database keeps wall-clock times, so idle expiry counts across a restart. */
+double session_wall_of(double mono)
+{
+    return session_clock(CLOCK_REALTIME) - (session_now() - mono);
+}
+
+size_t session_pow2(size_t n)
 {
     size_t p = 16;
     while (p < n && p < ((size_t)1 << 20))
@@ -83,9 +63,9 @@ static int hexval(char c)
     return -1;
 }
 
-static int parse_id(const char *id, uint8_t key[16])
+static int parse_hex(const char *id, uint8_t key[16])
 {
-    if (!id || strlen(id) != SESSION_ID_LEN)
+    if (strlen(id) != SESSION_ID_LEN)
         return -1;
     for (int i = 0; i < 16; i++) {
         int hi = hexval(id[2 * i]), lo = hexval(id[2 * i + 1]);
@@ -96,35 +76,57 @@ static int parse_id(const char *id, uint8_t key[16])
     return 0;
 }
 
-static void format_id(const uint8_t key[16], char out[SESSION_ID_LEN + 1])
+/* Splits id into NODE and the 32 hex digits; ours when NODE is this store's node (none for
+ * a store without a node name). */
+id_kind session_parse_id(const session_store *st, const char *id, uint8_t key[16])
 {
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[key[i] >> 4];
-        out[2 * i + 1] = hex[key[i] & 15];
-    }
-    out[SESSION_ID_LEN] = '\0';
+    if (!id)
+        return ID_MALFORMED;
+    const char *dot = strrchr(id, '.');
+    const char *hex = dot ? dot + 1 : id;
+    if (parse_hex(hex, key) != 0)
+        return ID_MALFORMED;
+    size_t nlen = dot ? (size_t)(dot - id) : 0;
+    if (nlen == st->node_len && strncmp(id, st->node, nlen) == 0)
+        return ID_OURS;
+    return ID_OTHER_NODE;
 }
 
-static void entry_free(entry *e)
+void session_format_id(const session_store *st, const uint8_t key[16], char out[SESSION_ID_MAX + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t k = 0;
+    if (st->node_len) {
+        memcpy(out, st->node, st->node_len);
+        out[st->node_len] = '.';
+        k = st->node_len + 1;
+    }
+    for (int i = 0; i < 16; i++) {
+        out[k + 2 * i] = hex[key[i] >> 4];
+        out[k + 2 * i + 1] = hex[key[i] & 15];
+    }
+    out[k + SESSION_ID_LEN] = '\0';
+}
+
+void session_entry_free(entry *e)
 {
     cvd_conv2d_free(e->s.layer);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }
 
-static void free_list(entry *e)
+void session_free_list(entry *e)
 {
     while (e) {
         entry *next = e->next;
-        entry_free(e);
+        session_entry_free(e);
         e = next;
     }
 }
 
 /* --- the map (store mutex held) --- */
 
-static entry **slot_of(session_store *st, const uint8_t key[16])
+entry **session_slot(session_store *st, const uint8_t key[16])
 {
     entry **p = &st->buckets[key_hash(key) & (st->nbuckets - 1)];
     while (*p && memcmp((*p)->key, key, 16) != 0)
@@ -132,24 +134,27 @@ static entry **slot_of(session_store *st, const uint8_t key[16])
     return p;
 }
 
-static void unlink_entry(session_store *st, entry *e)
+void session_unlink(session_store *st, entry *e)
 {
-    entry **p = slot_of(st, e->key);
+    entry **p = session_slot(st, e->key);
     if (*p == e)
         *p = e->next;
     e->next = NULL;
     e->dead = 1;
     st->live--;
+    st->bytes -= e->bytes;
+    budget_adjust(-(int64_t)e->bytes); /* the memory budget follows st->bytes */
+    e->bytes = 0;
 }
 
 /* --- remembered ids (store mutex held) --- */
 
-static void remember(session_store *st, const uint8_t key[16], double now)
+void session_remember(session_store *st, const uint8_t key[16], double now)
 {
     if (st->o.remember_max == 0)
         return;
     if (!st->ring) {
-        st->nrheads = pow2_at_least(st->o.remember_max);
+        st->nrheads = session_pow2(st->o.remember_max);
         st->ring = calloc(st->o.remember_max, sizeof *st->ring);
         st->rheads = malloc(st->nrheads * sizeof *st->rheads);
         if (!st->ring || !st->rheads) {
@@ -182,7 +187,7 @@ static void remember(session_store *st, const uint8_t key[16], double now)
     st->ring_head = (i + 1) % st->o.remember_max;
 }
 
-static int remembered_id(const session_store *st, const uint8_t key[16], double now)
+int session_remembered(const session_store *st, const uint8_t key[16], double now)
 {
     if (!st->ring)
         return 0;
@@ -194,28 +199,28 @@ static int remembered_id(const session_store *st, const uint8_t key[16], double 
 }
 
 /* Drops e for idleness or eviction: 410 from now on. Returns e if it can be freed now. */
-static entry *drop(session_store *st, entry *e, double now)
+entry *session_drop(session_store *st, entry *e, double now)
 {
-    unlink_entry(st, e);
-    remember(st, e->key, now);
+    session_unlink(st, e);
+    session_remember(st, e->key, now);
     return e->refs == 0 ? e : NULL;
 }
 
-static int idle_expired(const session_store *st, const entry *e, double now)
+int session_idle_expired(const session_store *st, const entry *e, double now)
 {
     return e->refs == 0 && now - e->last_used > st->o.idle_timeout_s;
 }
 
 /* Expires every idle session; appends them to *dead. Returns the count. */
-static size_t reap_locked(session_store *st, double now, entry **dead)
+size_t session_reap_locked(session_store *st, double now, entry **dead)
 {
     size_t n = 0;
     for (size_t b = 0; b < st->nbuckets; b++) {
         entry *e = st->buckets[b];
         while (e) {
             entry *next = e->next;
-            if (idle_expired(st, e, now)) {
-                drop(st, e, now);
+            if (session_idle_expired(st, e, now)) {
+                session_drop(st, e, now);
                 st->expired++;
                 e->next = *dead;
                 *dead = e;
@@ -225,101 +230,6 @@ static size_t reap_locked(session_store *st, double now, entry **dead)
         }
     }
     return n;
-}
-
-static void *reaper_main(void *arg)
-{
-    session_store *st = arg;
-    double tick = st->o.idle_timeout_s / 4;
-    if (tick > 1)
-        tick = 1;
-    if (tick < 0.01)
-        tick = 0.01;
-    pthread_mutex_lock(&st->mu);
-    while (!st->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        double t = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + tick;
-        ts.tv_sec = (time_t)t;
-        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-        pthread_cond_timedwait(&st->cv, &st->mu, &ts);
-        if (st->stopping)
-            break;
-        entry *dead = NULL;
-        reap_locked(st, now_s(), &dead);
-        if (dead) {
-            pthread_mutex_unlock(&st->mu);
-            free_list(dead);
-            pthread_mutex_lock(&st->mu);
-        }
-    }
-    pthread_mutex_unlock(&st->mu);
-    return NULL;
-}
-
-void session_opts_default(session_opts *o, int max_sessions, double idle_timeout_s)
-{
-    *o = (session_opts){
-        .max_sessions = max_sessions,
-        .idle_timeout_s = idle_timeout_s,
-        .evict_min_idle_s = 60,
-        .remember_max = 100000,
-        .remember_s = 86400,
-        .reaper = 1,
-    };
-}
-
-int session_store_new(const session_opts *o, session_store **out)
-{
-    *out = NULL;
-    if (o->max_sessions < 1 || !(o->idle_timeout_s > 0))
-        return -1;
-    session_store *st = calloc(1, sizeof *st);
-    if (!st)
-        return -1;
-    st->o = *o;
-    st->nbuckets = pow2_at_least((size_t)o->max_sessions * 2);
-    st->buckets = calloc(st->nbuckets, sizeof(entry *)); /* chain heads */
-    if (!st->buckets) {
-        free(st);
-        return -1;
-    }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&st->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&st->mu, NULL);
-    if (o->reaper) {
-        if (pthread_create(&st->reaper, NULL, reaper_main, st) != 0) {
-            session_store_free(st);
-            return -1;
-        }
-        st->reaper_on = 1;
-    }
-    *out = st;
-    return 0;
-}
-
-void session_store_free(session_store *st)
-{
-    if (!st)
-        return;
-    if (st->reaper_on) {
-        pthread_mutex_lock(&st->mu);
-        st->stopping = 1;
-        pthread_cond_signal(&st->cv);
-        pthread_mutex_unlock(&st->mu);
-        pthread_join(st->reaper, NULL);
-    }
-    for (size_t b = 0; b < st->nbuckets; b++)
-        free_list(st->buckets[b]);
-    free(st->buckets);
-    free(st->ring);
-    free(st->rheads);
-    pthread_cond_destroy(&st->cv);
-    pthread_mutex_destroy(&st->mu);
-    free(st);
 }
 
 static int random_key(uint8_t key[16])
@@ -351,9 +261,9 @@ int session_create(session_store *st, session **out, apierr *e)
 
     entry *dead = NULL;
     pthread_mutex_lock(&st->mu);
-    double now = now_s();
+    double now = session_now();
     if (st->live >= (size_t)st->o.max_sessions) {
-        reap_locked(st, now, &dead);
+        session_reap_locked(st, now, &dead);
         if (st->live >= (size_t)st->o.max_sessions) {
             entry *lru = NULL;
             for (size_t b = 0; b < st->nbuckets; b++)
@@ -363,16 +273,16 @@ int session_create(session_store *st, session **out, apierr *e)
                         lru = c;
             if (!lru) {
                 pthread_mutex_unlock(&st->mu);
-                free_list(dead);
+                session_bury(st, dead);
                 pthread_mutex_unlock(&n->lock);
-                entry_free(n);
+                session_entry_free(n);
                 return apierr_set(e, APIERR_TOO_MANY_SESSIONS,
                                   "the session limit (max_sessions = %d) is reached and no "
                                   "session has been idle for %g s or more; delete sessions you "
                                   "no longer need (DELETE /sessions/{id}) or raise max_sessions",
                                   st->o.max_sessions, st->o.evict_min_idle_s);
             }
-            drop(st, lru, now);
+            session_drop(st, lru, now);
             st->evicted++;
             lru->next = dead;
             dead = lru;
@@ -381,22 +291,22 @@ int session_create(session_store *st, session **out, apierr *e)
     for (;;) {
         if (random_key(n->key) != 0) {
             pthread_mutex_unlock(&st->mu);
-            free_list(dead);
+            session_bury(st, dead);
             pthread_mutex_unlock(&n->lock);
-            entry_free(n);
+            session_entry_free(n);
             return apierr_set(e, APIERR_INTERNAL, "getrandom failed: %s", strerror(errno));
         }
-        if (!*slot_of(st, n->key) && !remembered_id(st, n->key, now))
+        if (!*session_slot(st, n->key) && !session_remembered(st, n->key, now))
             break;
     }
-    format_id(n->key, n->s.id);
-    entry **slot = slot_of(st, n->key);
+    session_format_id(st, n->key, n->s.id);
+    entry **slot = session_slot(st, n->key);
     *slot = n;
     n->last_used = now;
     st->live++;
     st->created++;
     pthread_mutex_unlock(&st->mu);
-    free_list(dead);
+    session_bury(st, dead);
     *out = &n->s;
     return 0;
 }
@@ -406,16 +316,27 @@ int session_create(session_store *st, session **out, apierr *e)
 static entry *lookup_locked(session_store *st, const char *id, double now, entry **dead, apierr *e)
 {
     uint8_t key[16];
-    if (parse_id(id, key) != 0) {
-        apierr_set(e, APIERR_SESSION_NOT_FOUND,
-                   "no session \"%.40s\": session ids are the 32 hex digits that POST /sessions "
-                   "or an inline /forward returned",
-                   id ? id : "");
+    id_kind k = session_parse_id(st, id, key);
+    if (k == ID_OTHER_NODE) {
+        const char *dot = strrchr(id, '.');
+        int nlen = dot ? (int)(dot - id) : 0;
+        apierr_set(e, APIERR_WRONG_NODE,
+                   "session %.80s belongs to node \"%.*s\", and this is node \"%s\": send the id "
+                   "in the X-Session-Id header or in the path (/sessions/{id}/forward, "
+                   "/sessions/{id}/backward) so the router sends the request to its node",
+                   id, nlen > 40 ? 40 : nlen, id, st->node);
         return NULL;
     }
-    entry *n = *slot_of(st, key);
-    if (n && idle_expired(st, n, now)) {
-        drop(st, n, now);
+    if (k == ID_MALFORMED) {
+        apierr_set(e, APIERR_SESSION_NOT_FOUND,
+                   "no session \"%.80s\": session ids are what POST /sessions or an inline "
+                   "/forward returned (%s32 hex digits)",
+                   id ? id : "", st->node_len ? "NODE. and " : "");
+        return NULL;
+    }
+    entry *n = *session_slot(st, key);
+    if (n && session_idle_expired(st, n, now)) {
+        session_drop(st, n, now);
         st->expired++;
         n->next = *dead;
         *dead = n;
@@ -423,7 +344,7 @@ static entry *lookup_locked(session_store *st, const char *id, double now, entry
     }
     if (n)
         return n;
-    if (remembered_id(st, key, now))
+    if (session_remembered(st, key, now))
         apierr_set(e, APIERR_SESSION_EXPIRED,
                    "session %s expired: it was dropped after %g s idle or evicted at the "
                    "session limit; create a new one with POST /sessions",
@@ -441,14 +362,14 @@ int session_acquire(session_store *st, const char *id, session **out, apierr *e)
     *out = NULL;
     entry *dead = NULL;
     pthread_mutex_lock(&st->mu);
-    double now = now_s();
+    double now = session_now();
     entry *n = lookup_locked(st, id, now, &dead, e);
     if (n) {
         n->refs++;
         n->last_used = now;
     }
     pthread_mutex_unlock(&st->mu);
-    free_list(dead);
+    session_bury(st, dead);
     if (!n)
         return -1;
     pthread_mutex_lock(&n->lock);
@@ -460,6 +381,17 @@ int session_acquire(session_store *st, const char *id, session **out, apierr *e)
         return apierr_set(e, APIERR_SESSION_NOT_FOUND,
                           "no session %s: it was deleted; create one with POST /sessions", id);
     }
+    if (!n->s.layer && n->stored && st->o.db) {
+        /* the holder's view: n->p changes only under this session's lock */
+        state_row r = {.id = n->s.id, .p = n->p};
+        int x_rank;
+        if (state_load_layer(st->o.db, &r, &n->s.layer, &x_rank, e) != 0) {
+            session_release(st, &n->s);
+            return -1;
+        }
+        if (x_rank)
+            n->s.x_rank = x_rank;
+    }
     *out = &n->s;
     return 0;
 }
@@ -469,30 +401,104 @@ void session_release(session_store *st, session *s)
     if (!s)
         return;
     entry *n = (entry *)s;
+    int cached = s->layer && cvd_conv2d_has_cache(s->layer, NULL);
+    if (cached && s->x_rank)
+        s->restored = 0;
+    uint64_t fw = s->forwards, bw = s->backwards;
+    size_t bytes = s->layer ? cvd_conv2d_bytes(s->layer) : 0;
+    cvd_conv2d_params p = s->layer ? *cvd_conv2d_get_params(s->layer) : n->p;
     pthread_mutex_unlock(&n->lock);
     pthread_mutex_lock(&st->mu);
-    n->last_used = now_s();
+    n->p = p;
+    if (!n->dead) {
+        st->bytes += bytes - n->bytes;
+        budget_adjust((int64_t)bytes - (int64_t)n->bytes);
+        n->bytes = bytes;
+    }
+    n->last_used = session_now();
+    n->fw = fw;
+    n->bw = bw;
+    n->cached = cached;
+    n->dirty = 1;
+    n->trimmed = 0;
     int last = --n->refs == 0 && n->dead;
     pthread_mutex_unlock(&st->mu);
     if (last)
-        entry_free(n);
+        session_entry_free(n);
+}
+
+int session_persist(session_store *st, session *s, unsigned what, apierr *e)
+{
+    if (!st->o.db)
+        return 0;
+    entry *n = (entry *)s;
+    state_row r = {.id = s->id,
+                   .p = *cvd_conv2d_get_params(s->layer),
+                   .scheme = s->scheme,
+                   .seed = s->seed,
+                   .W_rank = s->W_rank,
+                   .b_rank = s->b_rank,
+                   .forwards = s->forwards,
+                   .backwards = s->backwards,
+                   .last_used = session_clock(CLOCK_REALTIME)};
+    if (what & SESSION_SAVE_NEW) {
+        if (state_insert(st->o.db, &r, s->layer, e) != 0)
+            return -1;
+        pthread_mutex_lock(&st->mu);
+        n->stored = 1;
+        pthread_mutex_unlock(&st->mu);
+    } else if ((what & SESSION_SAVE_WEIGHTS) && state_save_weights(st->o.db, &r, s->layer, e)) {
+        return -1;
+    }
+    if ((what & SESSION_SAVE_INPUT) && st->o.persist_inputs &&
+        state_save_input(st->o.db, s->id, s->layer, s->x_rank, e) != 0)
+        return -1;
+    return 0;
+}
+
+void session_discard(session_store *st, session *s)
+{
+    entry *n = (entry *)s;
+    pthread_mutex_lock(&st->mu);
+    if (!n->dead) {
+        session_unlink(st, n);
+        st->created--;
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (n->stored && st->o.db) {
+        apierr err;
+        state_delete(st->o.db, s->id, 0, 0, &err);
+    }
+    session_release(st, s);
 }
 
 int session_delete(session_store *st, const char *id, apierr *e)
 {
     entry *dead = NULL;
     pthread_mutex_lock(&st->mu);
-    entry *n = lookup_locked(st, id, now_s(), &dead, e);
+    entry *n = lookup_locked(st, id, session_now(), &dead, e);
+    int stored = n && n->stored;
+    pthread_mutex_unlock(&st->mu);
+    session_bury(st, dead);
+    if (!n)
+        return -1;
+    /* The database first: a delete that is answered is a delete that stays. The entry is not
+     * held here, so it can still go away meanwhile; the second lookup settles that. */
+    if (stored && st->o.db && state_delete(st->o.db, id, 0, 0, e) != 0)
+        return -1;
+    pthread_mutex_lock(&st->mu);
+    n = lookup_locked(st, id, session_now(), &dead, e);
     int last = 0;
     if (n) {
-        unlink_entry(st, n);
+        session_unlink(st, n);
         st->deleted++;
+        st->trim_pending = 1;
         last = n->refs == 0;
     }
     pthread_mutex_unlock(&st->mu);
-    free_list(dead);
+    session_bury(st, dead);
     if (last)
-        entry_free(n);
+        session_entry_free(n);
     return n ? 0 : -1;
 }
 
@@ -500,12 +506,57 @@ size_t session_store_reap(session_store *st)
 {
     entry *dead = NULL;
     pthread_mutex_lock(&st->mu);
-    size_t k = reap_locked(st, now_s(), &dead);
+    size_t k = session_reap_locked(st, session_now(), &dead);
     pthread_mutex_unlock(&st->mu);
-    free_list(dead);
+    session_bury(st, dead);
     return k;
 }
 
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const session_info *)a)->id, ((const session_info *)b)->id);
+}
+
+int session_list(session_store *st, const char *after, size_t limit, session_info **out, size_t *n,
+                 int *more)
+{
+    *out = NULL;
+    *n = 0;
+    *more = 0;
+    pthread_mutex_lock(&st->mu);
+    double now = session_now();
+    size_t cap = st->live, k = 0;
+    session_info *v = cap ? malloc(cap * sizeof *v) : NULL;
+    if (cap && !v) {
+        pthread_mutex_unlock(&st->mu);
+        return -1;
+    }
+    for (size_t b = 0; b < st->nbuckets; b++) {
+        for (const entry *e = st->buckets[b]; e && k < cap; e = e->next) {
+            if (session_idle_expired(st, e, now) ||
+                (after && *after && strcmp(e->s.id, after) <= 0))
+                continue;
+            v[k++] = (session_info){.p = e->p,
+                                    .scheme = e->s.scheme,
+                                    .seed = e->s.seed,
+                                    .cached = e->cached,
+                                    .forwards = e->fw,
+                                    .backwards = e->bw,
+                                    .idle_s = e->refs ? 0 : now - e->last_used};
+            memcpy(v[k - 1].id, e->s.id, sizeof v[k - 1].id);
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+    qsort(v, k, sizeof *v, by_id);
+    *more = k > limit;
+    *n = k > limit ? limit : k;
+    if (*n == 0) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    return 0;
+}
 void session_store_stats(session_store *st, metrics_sessions *out)
 {
     pthread_mutex_lock(&st->mu);
@@ -515,7 +566,11 @@ void session_store_stats(session_store *st, metrics_sessions *out)
         .expired = st->expired,
         .evicted = st->evicted,
         .deleted = st->deleted,
+        .bytes = st->bytes,
     };
+    for (size_t b = 0; b < st->nbuckets; b++)
+        for (const entry *e = st->buckets[b]; e; e = e->next)
+            out->loaded += e->bytes > 0;
     pthread_mutex_unlock(&st->mu);
 }
 

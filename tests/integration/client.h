@@ -17,6 +17,7 @@ typedef struct http_res {
     int curl_rc; /* CURLcode */
     char *body;  /* NUL-terminated; "" when empty */
     size_t len;
+    size_t cap;  /* bytes allocated for body while it arrives */
     cJSON *json; /* body parsed as JSON, NULL if it is not JSON */
     int has_session_id;
     char session_id[192]; /* X-Session-Id */
@@ -36,8 +37,14 @@ int http_do(CURL *handle, const char *base, const char *method, const char *path
 
 void http_res_free(http_res *r);
 
+/* From now on http_do trusts the PEM certificate(s) in path for https URLs (NULL: the
+ * system's store again). */
+void http_set_cainfo(const char *path);
+
 /* A blocking TCP connection to 127.0.0.1:port; -1 on failure. */
 int raw_connect(int port);
+/* The same from the loopback address `from` ("127.0.0.2"; NULL: any). */
+int raw_connect_from(int port, const char *from);
 /* Writes all n bytes (MSG_NOSIGNAL). 0 or -1. */
 int raw_send(int fd, const void *p, size_t n);
 /* Reads one HTTP response (headers, then Content-Length bytes, or until EOF) within

@@ -145,7 +145,7 @@ static pid_t spawn(char **argv, char **envp, int *out_fd)
             dup2(devnull, 0);
         dup2(p[1], 1);
         dup2(p[1], 2);
-        execve(argv[0], argv, envp);
+        execvpe(argv[0], argv, envp);
         _exit(127);
     }
     close(p[1]);
@@ -215,8 +215,10 @@ static void free_daemon(test_daemon *d)
 
 test_daemon *daemon_start(const char *const *args, const char *const *env)
 {
-    static const char *const base[] = {"--port",      "0",    "--bind", "127.0.0.1",
-                                       "--log-level", "warn", NULL};
+    /* memory only unless the test passes its own --state-dir (later flags win): the source
+     * tree's config/convd.conf would otherwise put every test daemon in var/state */
+    static const char *const base[] = {"--port",      "0",    "--bind",       "127.0.0.1",
+                                       "--log-level", "warn", "--state-dir=", NULL};
     test_daemon *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
@@ -360,6 +362,25 @@ char *daemon_log(test_daemon *d)
 int daemon_run_cli(const char *const *args, const char *const *env, int timeout_ms, char **out)
 {
     char **argv = build_argv(NULL, args);
+    if (!argv) {
+        if (out)
+            *out = NULL;
+        return -1;
+    }
+    int rc = daemon_run_cmd((const char *const *)argv, env, timeout_ms, out);
+    free(argv);
+    return rc;
+}
+
+int daemon_run_cmd(const char *const *cmd, const char *const *env, int timeout_ms, char **out)
+{
+    size_t n = 0;
+    while (cmd[n])
+        n++;
+    char **argv = calloc(n + 1, sizeof *argv);
+    if (argv)
+        for (size_t i = 0; i < n; i++)
+            argv[i] = (char *)cmd[i];
     char **envp = build_env(env);
     int fd = -1;
     pid_t pid = argv && envp ? spawn(argv, envp, &fd) : -1;

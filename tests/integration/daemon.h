@@ -50,6 +50,11 @@ char *daemon_log(test_daemon *d);
  * exit code, 128+signal, or -1 on timeout (then the process is killed). */
 int daemon_run_cli(const char *const *args, const char *const *env, int timeout_ms, char **out);
 
+/* The same for any command: cmd[0] (looked up in PATH when it has no '/') with its
+ * arguments, NULL-terminated. The child's environment is this one without CONVD_*, plus
+ * env. stdin is /dev/null; stdout and stderr are captured together. */
+int daemon_run_cmd(const char *const *cmd, const char *const *env, int timeout_ms, char **out);
+
 /* Path of the daemon binary ($CONVD_BIN or build/convd). */
 const char *daemon_bin(void);
 

@@ -32,7 +32,7 @@ static int setup(void **state)
     session_opts o;
     session_opts_default(&o, 16, 100);
     o.reaper = 0;
-    if (session_store_new(&o, &store) != 0)
+    if (session_store_new(&o, &store, NULL, 0) != 0)
         return -1;
     ctx = (api_ctx){.store = store, .cfg = &cfg, .draining = &draining};
     return 0;
@@ -48,7 +48,7 @@ static int teardown(void **state)
 typedef struct answer {
     int status;
     cJSON *json; /* the body, parsed */
-    char session[SESSION_ID_LEN + 1];
+    char session[SESSION_ID_MAX + 1];
     char code[40]; /* error code, "" on success */
 } answer;
 
@@ -117,7 +117,7 @@ static void expect_absent(const answer *a, const char *key)
     "-234]]]"
 
 /* Creates the notebook session with a forward; returns its id in id. */
-static void notebook_session(char id[SESSION_ID_LEN + 1])
+static void notebook_session(char id[SESSION_ID_MAX + 1])
 {
     answer a = call(api_forward, NULL, NULL, "{\"layer\":{\"W\":" NB_W "},\"x\":" NB_X "}");
     assert_int_equal(a.status, 200);
@@ -128,13 +128,13 @@ static void notebook_session(char id[SESSION_ID_LEN + 1])
     snprintf(quoted, sizeof quoted, "\"%s\"", a.session);
     assert_string_equal(sid, quoted);
     free(sid);
-    memcpy(id, a.session, SESSION_ID_LEN + 1);
+    memcpy(id, a.session, SESSION_ID_MAX + 1);
     cJSON_Delete(a.json);
 }
 
 static char *body_for(const char *fmt, const char *id)
 {
-    char *b = malloc(strlen(fmt) + SESSION_ID_LEN + 1);
+    char *b = malloc(strlen(fmt) + SESSION_ID_MAX + 1);
     sprintf(b, fmt, id);
     return b;
 }
@@ -142,7 +142,7 @@ static char *body_for(const char *fmt, const char *id)
 static void test_notebook(void **state)
 {
     (void)state;
-    char id[SESSION_ID_LEN + 1];
+    char id[SESSION_ID_MAX + 1];
     notebook_session(id);
     char *b = body_for("{\"session\":\"%s\",\"delta\":" NB_D "}", id);
     answer a = call(api_backward, NULL, NULL, b);
@@ -168,7 +168,7 @@ static void test_notebook(void **state)
 static void test_header_session_and_rank3_x(void **state)
 {
     (void)state;
-    char id[SESSION_ID_LEN + 1];
+    char id[SESSION_ID_MAX + 1];
     notebook_session(id);
     /* x rank 3 → y rank 3; the id from X-Session-Id */
     answer a = call(api_forward, NULL, id,
@@ -203,7 +203,7 @@ static char *snapshot(const char *id)
 static void test_bad_input_never_changes_a_session(void **state)
 {
     (void)state;
-    char id[SESSION_ID_LEN + 1];
+    char id[SESSION_ID_MAX + 1];
     notebook_session(id);
     char *before = snapshot(id);
     static const struct {
@@ -259,7 +259,7 @@ static void test_sgd_step_and_db_shape(void **state)
     answer a = call(api_session_create, NULL, NULL,
                     "{\"W\":[[[[1]]],[[[2]]]],\"b\":[[0.5],[1]],\"dtype\":\"float64\"}");
     assert_int_equal(a.status, 201);
-    char id[SESSION_ID_LEN + 1];
+    char id[SESSION_ID_MAX + 1];
     memcpy(id, a.session, sizeof id);
     expect_absent(&a, "W");
     cJSON_Delete(a.json);
@@ -307,13 +307,13 @@ static void test_failed_inline_forward_evicts_nothing(void **state)
     o.reaper = 0;
     o.evict_min_idle_s = 0; /* every idle session is evictable at once */
     session_store *small;
-    assert_int_equal(session_store_new(&o, &small), 0);
+    assert_int_equal(session_store_new(&o, &small, NULL, 0), 0);
     api_ctx saved = ctx;
     ctx.store = small;
     answer first = call(api_session_create, NULL, NULL, "{\"W\":" NB_W "}");
     assert_int_equal(first.status, 201);
     cJSON_Delete(first.json);
-    char id[SESSION_ID_LEN + 1];
+    char id[SESSION_ID_MAX + 1];
     memcpy(id, first.session, sizeof id);
 
     expect_error(
@@ -366,7 +366,7 @@ static void test_no_cache_and_lookup_errors(void **state)
     answer a = call(api_session_create, NULL, NULL,
                     "{\"in_channels\":1,\"out_channels\":1,"
                     "\"kernel_size\":1}");
-    char id[SESSION_ID_LEN + 1];
+    char id[SESSION_ID_MAX + 1];
     memcpy(id, a.session, sizeof id);
     cJSON_Delete(a.json);
     char *b = body_for("{\"session\":\"%s\",\"x\":[[[1]]],\"cache\":false}", id);

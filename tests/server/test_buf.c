@@ -139,10 +139,12 @@ static void test_contract_table(void **state)
         {APIERR_SESSION_EXPIRED, 410, "session_expired"},
         {APIERR_PAYLOAD_TOO_LARGE, 413, "payload_too_large"},
         {APIERR_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type"},
+        {APIERR_WRONG_NODE, 421, "wrong_node"},
         {APIERR_NON_FINITE_RESULT, 422, "non_finite_result"},
         {APIERR_TOO_MANY_SESSIONS, 429, "too_many_sessions"},
         {APIERR_INTERNAL, 500, "internal"},
         {APIERR_SHUTTING_DOWN, 503, "shutting_down"},
+        {APIERR_OUT_OF_MEMORY, 503, "out_of_memory"},
     };
     assert_int_equal(sizeof want / sizeof want[0], APIERR_COUNT_);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {

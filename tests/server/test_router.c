@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "../../server/api_openapi.h"
 #include "../../server/router.h"
 
 static void expect_route(const char *method, const char *path, api_handler h, metrics_endpoint ep)
@@ -34,8 +35,13 @@ static void test_every_endpoint_routes(void **state)
     expect_route("DELETE", "/sessions/abc", api_session_delete, METRICS_EP_DELETE_SESSION);
     expect_route("POST", "/forward", api_forward, METRICS_EP_FORWARD);
     expect_route("POST", "/backward", api_backward, METRICS_EP_BACKWARD);
+    expect_route("GET", "/openapi.yaml", api_openapi, METRICS_EP_OPENAPI);
     expect_route("HEAD", "/healthz", api_healthz, METRICS_EP_HEALTHZ);
     expect_route("HEAD", "/sessions/abc", api_session_get, METRICS_EP_GET_SESSION);
+    expect_route("GET", "/sessions", api_session_list, METRICS_EP_LIST_SESSIONS);
+    expect_route("PATCH", "/sessions/abc", api_session_patch, METRICS_EP_PATCH_SESSION);
+    expect_route("POST", "/sessions/n1.abc/forward", api_forward, METRICS_EP_FORWARD);
+    expect_route("POST", "/sessions/abc/backward", api_backward, METRICS_EP_BACKWARD);
 }
 
 static void test_id_capture_and_flags(void **state)
@@ -46,6 +52,13 @@ static void test_id_capture_and_flags(void **state)
     assert_string_equal(m.id, "0123abcd");
     assert_false(m.has_body);
     assert_false(m.open);
+    assert_int_equal(router_match("POST", "/sessions/n1.0123/backward", &m), ROUTE_OK);
+    assert_string_equal(m.id, "n1.0123");
+    assert_true(m.has_body);
+    assert_int_equal(router_match("PATCH", "/sessions/0123", &m), ROUTE_OK);
+    assert_true(m.has_body);
+    assert_int_equal(router_match("POST", "/sessions/0123/forward/x", &m), ROUTE_NOT_FOUND);
+    assert_int_equal(router_match("POST", "/sessions//forward", &m), ROUTE_NOT_FOUND);
     assert_int_equal(router_match("POST", "/forward", &m), ROUTE_OK);
     assert_true(m.has_body);
     assert_string_equal(m.id, "");
@@ -89,8 +102,9 @@ static void test_wrong_method_is_405_with_allow(void **state)
     (void)state;
     expect_405("GET", "/forward", "POST");
     expect_405("PUT", "/backward", "POST");
-    expect_405("POST", "/sessions/abc", "GET, HEAD, DELETE");
-    expect_405("GET", "/sessions", "POST");
+    expect_405("POST", "/sessions/abc", "GET, HEAD, DELETE, PATCH");
+    expect_405("GET", "/sessions/abc/forward", "POST");
+    expect_405("PUT", "/sessions", "POST, GET, HEAD");
     expect_405("POST", "/healthz", "GET, HEAD");
     expect_405("DELETE", "/", "GET, HEAD");
     route_match m;

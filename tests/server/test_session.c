@@ -32,13 +32,13 @@ static session_store *store_with(int max, double idle, double evict_idle, size_t
     o.remember_s = remember_s;
     o.reaper = reaper;
     session_store *st = NULL;
-    assert_int_equal(session_store_new(&o, &st), 0);
+    assert_int_equal(session_store_new(&o, &st, NULL, 0), 0);
     assert_non_null(st);
     return st;
 }
 
 /* Creates a session with a real layer (so freeing it is exercised) and releases it. */
-static void make(session_store *st, char id[SESSION_ID_LEN + 1])
+static void make(session_store *st, char id[SESSION_ID_MAX + 1])
 {
     session *s = NULL;
     apierr e = {0};
@@ -55,7 +55,7 @@ static void make(session_store *st, char id[SESSION_ID_LEN + 1])
                            .bias = 1,
                            .dtype = CVD_F64};
     assert_int_equal(cvd_conv2d_create(&p, &s->layer, NULL), CVD_OK);
-    memcpy(id, s->id, SESSION_ID_LEN + 1);
+    memcpy(id, s->id, SESSION_ID_MAX + 1);
     session_release(st, s);
 }
 
@@ -77,7 +77,7 @@ static void test_ids_are_hex_and_distinct(void **state)
 {
     (void)state;
     session_store *st = store_with(64, 100, 60, 100, 100, 0);
-    char ids[20][SESSION_ID_LEN + 1];
+    char ids[20][SESSION_ID_MAX + 1];
     for (int i = 0; i < 20; i++) {
         make(st, ids[i]);
         assert_int_equal(strlen(ids[i]), SESSION_ID_LEN);
@@ -96,7 +96,7 @@ static void test_acquire_release_delete(void **state)
 {
     (void)state;
     session_store *st = store_with(8, 100, 60, 100, 100, 0);
-    char id[SESSION_ID_LEN + 1];
+    char id[SESSION_ID_MAX + 1];
     make(st, id);
     session *s = NULL;
     apierr e = {0};
@@ -136,7 +136,7 @@ static void test_idle_expiry_on_access_is_410(void **state)
 {
     (void)state;
     session_store *st = store_with(8, 0.1, 60, 100, 100, 0);
-    char a[SESSION_ID_LEN + 1], b[SESSION_ID_LEN + 1];
+    char a[SESSION_ID_MAX + 1], b[SESSION_ID_MAX + 1];
     make(st, a);
     make(st, b);
     sleep_s(0.06);
@@ -159,7 +159,7 @@ static void test_reaper_expires_idle_sessions(void **state)
 {
     (void)state;
     session_store *st = store_with(8, 0.05, 60, 100, 100, 1);
-    char a[SESSION_ID_LEN + 1];
+    char a[SESSION_ID_MAX + 1];
     make(st, a);
     metrics_sessions ms;
     for (int i = 0; i < 100; i++) {
@@ -178,7 +178,7 @@ static void test_held_session_does_not_expire(void **state)
 {
     (void)state;
     session_store *st = store_with(8, 0.05, 60, 100, 100, 0);
-    char a[SESSION_ID_LEN + 1];
+    char a[SESSION_ID_MAX + 1];
     make(st, a);
     session *s;
     apierr e = {0};
@@ -197,14 +197,14 @@ static void test_remembered_ids_are_bounded(void **state)
     (void)state;
     /* only the last 2 dropped ids are remembered */
     session_store *st = store_with(8, 0.02, 60, 2, 100, 0);
-    char id[3][SESSION_ID_LEN + 1];
+    char id[3][SESSION_ID_MAX + 1];
     for (int i = 0; i < 3; i++)
         make(st, id[i]);
     sleep_s(0.05);
     for (int i = 0; i < 3; i++)
         assert_int_equal(acquire_code(st, id[i]), APIERR_SESSION_EXPIRED);
     /* the ring now holds id[1], id[2]; a fourth drop pushes out id[1] */
-    char d[SESSION_ID_LEN + 1];
+    char d[SESSION_ID_MAX + 1];
     make(st, d);
     sleep_s(0.05);
     assert_int_equal(session_store_reap(st), 1);
@@ -228,7 +228,7 @@ static void test_eviction_and_429(void **state)
 {
     (void)state;
     session_store *st = store_with(2, 100, 0.1, 100, 100, 0);
-    char a[SESSION_ID_LEN + 1], b[SESSION_ID_LEN + 1], c[SESSION_ID_LEN + 1];
+    char a[SESSION_ID_MAX + 1], b[SESSION_ID_MAX + 1], c[SESSION_ID_MAX + 1];
     make(st, a);
     make(st, b);
     session *s = NULL;
@@ -255,7 +255,7 @@ static void test_held_session_is_not_evicted(void **state)
 {
     (void)state;
     session_store *st = store_with(1, 100, 0, 100, 100, 0);
-    char a[SESSION_ID_LEN + 1];
+    char a[SESSION_ID_MAX + 1];
     make(st, a);
     session *held, *s = NULL;
     apierr e = {0};
@@ -273,7 +273,7 @@ static void test_held_session_is_not_evicted(void **state)
 
 typedef struct shared {
     session_store *st;
-    char id[SESSION_ID_LEN + 1];
+    char id[SESSION_ID_MAX + 1];
     int loops;
     int failures;
 } shared;
@@ -354,7 +354,7 @@ static void *churn(void *arg)
 {
     shared *sh = arg;
     for (int i = 0; i < sh->loops; i++) {
-        char id[SESSION_ID_LEN + 1];
+        char id[SESSION_ID_MAX + 1];
         session *s;
         apierr e = {0};
         if (session_create(sh->st, &s, &e) != 0)
