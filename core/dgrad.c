@@ -31,10 +31,13 @@ int cvd_dgrad_geom(const cvd_geom *g, cvd_geom *t)
     return 1;
 }
 
+/* Not on a 1x1 layer unless forced: dx is one GEMM there, which the flat direct kernel
+ * did not beat in float64 (docs/kernels.md). */
 int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
 {
     cvd_geom t;
-    return cvd_dgrad_geom(g, &t) && cvd_direct_pays(&t, elem_size, want);
+    return (!g->is_1x1 || want == CVD_PATH_DIRECT) && cvd_dgrad_geom(g, &t) &&
+           cvd_direct_pays(&t, elem_size, want);
 }
 
 size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size)

@@ -147,8 +147,9 @@ static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, v
     j->cb = g->Cg * chan_bytes <= l1 ? g->Cg : cb < 1 ? 1 : cb;
     const int64_t kb = j->cb * taps;
     /* the xs rows one output row reads beyond the previous one, in one block of channels,
-     * and the row of y every block of channels reads and writes again */
-    const int64_t row_bytes = (j->cb * g->sw * g->sh * wq + g->Fg * g->OW) * es;
+     * and, when there are several blocks, the row of y each of them reads and writes */
+    const int64_t y_row = j->cb < g->Cg ? g->Fg * g->OW : 0;
+    const int64_t row_bytes = (j->cb * g->sw * g->sh * wq + y_row) * es;
     j->rb = l2 / DIRECT_L2_SHARE / row_bytes;
     j->rb = j->rb < 1 ? 1 : j->rb;
     j->fb = l1 / DIRECT_L1_W_SHARE / (kb * es) / 4 * 4; /* whole tiles of 4, 6 or 8 */

@@ -22,18 +22,19 @@ static const int SFX(direct_mr_max)[DIRECT_NV_MAX] = DIRECT_MR_MAX_NARROW;
  * others; on the last block every stored value adds v*0 to *chk (NaN exactly when one is not
  * finite). mr and nv are constants after inlining, so the accumulators live in registers. */
 static inline __attribute__((always_inline)) SIMD_TARGET void
-SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64_t *off,
-                 int64_t nvr, int64_t xrow, int64_t kb, const T *w, int64_t K, const T *b,
-                 int first, int final, T *y, int64_t yrow, int64_t ldy, VEC *chk)
+SFX(direct_tile)(const int mr, const int nv, const int stacked, MASK last, const T *xb,
+                 const int64_t *off, int64_t nvr, int64_t xrow, int64_t kb, const T *w, int64_t K,
+                 const T *b, int first, int final, T *y, int64_t yrow, int64_t ldy, VEC *chk)
 {
     VEC acc[8][DIRECT_NV_MAX];
     int64_t xo[DIRECT_NV_MAX], yo[DIRECT_NV_MAX];
     int lastv[DIRECT_NV_MAX];
+    /* one row (stacked 0, a constant): offsets fold into the loads' displacements */
     _Pragma("GCC unroll 8") for (int v = 0, r = 0, c = 0; v < nv; v++)
     {
-        xo[v] = r * xrow + c * VL;
-        yo[v] = r * yrow + c * VL;
-        lastv[v] = c == nvr - 1;
+        xo[v] = stacked ? r * xrow + c * VL : VL * v;
+        yo[v] = stacked ? r * yrow + c * VL : VL * v;
+        lastv[v] = stacked ? c == nvr - 1 : v == nv - 1;
         if (++c == nvr)
             c = 0, r++;
     }
@@ -78,8 +79,11 @@ SFX(direct_tile)(const int mr, const int nv, MASK last, const T *xb, const int64
 /* The tile for any mr <= direct_mr_max[nv - 1], nv <= DIRECT_NV_MAX, as constants. */
 #define DIRECT_MR(mr, nv)                                                                          \
     case mr:                                                                                       \
-        SFX(direct_tile)                                                                           \
-        (mr, nv, last, xb, off, nvr, xrow, kb, w, K, b, first, final, y, yrow, ldy, chk);          \
+        if (nvr == nv)                                                                             \
+            SFX(direct_tile)                                                                       \
+        (mr, nv, 0, last, xb, off, nvr, xrow, kb, w, K, b, first, final, y, yrow, ldy, chk);       \
+        else SFX(direct_tile)(mr, nv, 1, last, xb, off, nvr, xrow, kb, w, K, b, first, final, y,   \
+                              yrow, ldy, chk);                                                     \
         break;
 #define DIRECT_MR4(nv) DIRECT_MR(1, nv) DIRECT_MR(2, nv) DIRECT_MR(3, nv) DIRECT_MR(4, nv)
 #define DIRECT_MR6(nv) DIRECT_MR4(nv) DIRECT_MR(5, nv) DIRECT_MR(6, nv)

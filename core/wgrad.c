@@ -34,7 +34,8 @@ int cvd_wgrad_pays(const cvd_geom *g0, size_t elem_size, cvd_path want)
 {
     cvd_geom fl;
     const cvd_geom *g = cvd_direct_flat(g0, &fl);
-    if (!cvd_direct_pays(g, elem_size, want))
+    /* a 1x1 layer's dW is one GEMM, which wgrad did not beat in float64 (docs/kernels.md) */
+    if ((g0->is_1x1 && want != CVD_PATH_DIRECT) || !cvd_direct_pays(g, elem_size, want))
         return 0;
     const int64_t vl = (cvd_cpu_isa() == CVD_ISA_AVX512 ? 64 : 32) / (int64_t)elem_size;
     return want == CVD_PATH_DIRECT || g->OH * ((g->OW + vl - 1) / vl) >= WGRAD_MIN_STEPS;
