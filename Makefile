@@ -191,8 +191,8 @@ bench-core: deps
 # large install.
 bench-compare: deps
 	@scripts/deps.sh torch
-	@$(MAKE) --no-print-directory $(BENCH_BIN)
-	@$(TORCH_PYTHON) bench/compare.py $(BENCH_BIN)
+	@$(MAKE) --no-print-directory $(BENCH_BIN) $(BENCH_PEAK)
+	@$(TORCH_PYTHON) bench/compare.py $(BENCH_BIN) 3 $(BENCH_PEAK)
 
 # EDGE_BASELINE=path/to/another/convd runs bench/edge.sh's figures for it in the same run.
 bench-http:

@@ -2,7 +2,10 @@
  * bench_core.c — times the core's forward and backward (dx + dW + db) on fixed layer
  * shapes in float32 and float64, and prints one line per measurement:
  *   bench shape=<name> dtype=<..> pass=<forward|backward> threads=<n> ms=<median> gflops=<v>
- * (median of BENCH_REPS timed runs, default 10, after one warm-up). Env: BENCH_SHAPES=a,b
+ * (median of BENCH_REPS timed runs, default 10, fewer if they pass 5 s but at least 3,
+ * after warm-up calls: BENCH_WARMUP_MAX,
+ * default 50, or 2 s of them if that comes first, as bench_torch.py warms oneDNN, whose
+ * first ~50 calls run slower). Env: BENCH_SHAPES=a,b
  * picks shapes (default all), BENCH_THREADS=n (default: online cores). Notes go to stderr.
  */
 #include "../core/cvd.h"
@@ -29,17 +32,17 @@ static void fill(cvd_tensor *t)
 }
 
 /* Runs one shape in one dtype; returns 0 on success. */
-static int run(const shape *s, cvd_dtype dt, int threads, int reps)
+static int run(const shape *s, cvd_dtype dt, int threads, int reps, int warmup)
 {
     cvd_conv2d_params p = {.in_channels = s->C,
                            .out_channels = s->F,
-                           .groups = 1,
+                           .groups = shape_groups(s),
                            .kh = s->k,
                            .kw = s->k,
                            .sh = s->stride,
                            .sw = s->stride,
-                           .dh = 1,
-                           .dw = 1,
+                           .dh = shape_dil(s),
+                           .dw = shape_dil(s),
                            .pad_mode = CVD_PAD_EXPLICIT,
                            .ph = s->pad,
                            .pw = s->pad,
@@ -66,10 +69,20 @@ static int run(const shape *s, cvd_dtype dt, int threads, int reps)
     }
     fill(&x);
     fill(&delta);
-    const double flops = 2.0 * (double)(s->N * s->F * ys[2] * ys[3]) * (double)(s->C * s->k * s->k);
+    const double flops = 2.0 * (double)(s->N * s->F * ys[2] * ys[3]) *
+                         (double)(s->C / shape_groups(s) * s->k * s->k);
     const cvd_backward_opts o = {.need = CVD_NEED_ALL};
     for (int pass = 0; pass < 2; pass++) {
-        for (int r = -1; r < reps; r++) { /* r == -1 is the warm-up */
+        const double warm_end = now_ms() + 2000;
+        double time_end = 0;
+        int timed = 0;
+        for (int r = -warmup; r < reps; r++) { /* r < 0: warm-up */
+            if (r < 0 && now_ms() > warm_end)
+                r = -1;
+            if (r == 0)
+                time_end = now_ms() + 5000;
+            else if (r >= 3 && now_ms() > time_end)
+                break;
             double t0 = now_ms();
             cvd_status st = pass == 0 ? cvd_conv2d_forward(l, &x, &y, 0, &e)
                                       : cvd_conv2d_backward(l, NULL, &delta, &o, &dx, &dW, &db, &e);
@@ -79,10 +92,10 @@ static int run(const shape *s, cvd_dtype dt, int threads, int reps)
                 goto done;
             }
             if (r >= 0)
-                times[r] = t1 - t0;
+                times[timed++] = t1 - t0;
         }
-        qsort(times, (size_t)reps, sizeof *times, cmp_double);
-        double ms = reps % 2 ? times[reps / 2] : (times[reps / 2 - 1] + times[reps / 2]) / 2;
+        qsort(times, (size_t)timed, sizeof *times, cmp_double);
+        double ms = timed % 2 ? times[timed / 2] : (times[timed / 2 - 1] + times[timed / 2]) / 2;
         double f = pass == 0 ? flops : 2 * flops;
         printf("bench shape=%s dtype=%s pass=%s threads=%d ms=%.4f gflops=%.2f\n", s->name,
                cvd_dtype_name(dt), pass == 0 ? "forward" : "backward", threads, ms, f / (ms * 1e6));
@@ -101,17 +114,21 @@ int main(void)
 {
     const char *list = getenv("BENCH_SHAPES");
     int threads = bench_threads(), reps = env_count("BENCH_REPS", 10);
+    int warmup = env_count("BENCH_WARMUP_MAX", 50);
     cvd_set_num_threads(threads);
     const char *ct = getenv("OPENBLAS_CORETYPE");
-    fprintf(stderr, "# bench_core: %d thread(s), %d timed runs (median), OPENBLAS_CORETYPE=%s\n",
-            threads, reps, ct ? ct : "(unset)");
+    const char *isa = getenv("CONVD_ISA");
+    fprintf(stderr,
+            "# bench_core: %d thread(s), %d timed runs (median), OPENBLAS_CORETYPE=%s, "
+            "CONVD_ISA=%s\n",
+            threads, reps, ct ? ct : "(unset)", isa ? isa : "(unset)");
     int failed = 0, ran = 0;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         if (!selected(list, shapes[i].name))
             continue;
         ran++;
-        failed |= run(&shapes[i], CVD_F32, threads, reps);
-        failed |= run(&shapes[i], CVD_F64, threads, reps);
+        failed |= run(&shapes[i], CVD_F32, threads, reps, warmup);
+        failed |= run(&shapes[i], CVD_F64, threads, reps, warmup);
     }
     if (!ran)
         fprintf(stderr, "bench_core: BENCH_SHAPES=%s matches no shape\n", list);

@@ -2,16 +2,16 @@
  * bench_peak.c — the ceilings bench_core's figures should be read against, measured in the
  * same run on the same machine (a shared VM's speed drifts by tens of percent):
  *   bench peak=fma dtype=<..> threads=<n> gflops=<v>
- *     independent vector FMAs on every thread (AVX-512 where the CPU has it, else AVX2):
+ *     independent vector FMAs on every thread (AVX-512 where the CPU has it and CONVD_ISA
+ *     does not ask for less, else AVX2):
  *     what the cores can do at all;
- *   bench peak=gemm shape=<name> dtype=<..> m=<F> n=<N*OH*OW> k=<C*kh*kw> threads=<n> ms=<median>
- * gflops=<v> the GEMM im2col + GEMM needs for the whole batch (operands already laid out,
- *     no im2col), its columns split across the threads, each block one single-threaded
- *     OpenBLAS GEMM as the core runs them: what an im2col method can reach through this BLAS;
- *   bench peak=gemm_openblas ... the same GEMM as one call on OpenBLAS's own threads (how
- *     the core ran before it split work itself).
- * Env: BENCH_SHAPES, BENCH_THREADS, BENCH_REPS as for bench_core. Not part of the core:
- * it calls CBLAS directly.
+ *   bench peak=gemm shape=<name> dtype=<..> m=<F/g> n=<N*OH*OW> k=<C/g*kh*kw> threads=<n>
+ * ms=<median> gflops=<v> the GEMM im2col + GEMM needs for the whole batch (operands already laid
+ * out, no im2col), its columns split across the threads, each block one single-threaded OpenBLAS
+ * GEMM as the core runs them: what an im2col method can reach through this BLAS; bench
+ * peak=gemm_openblas ... the same GEMM as one call on OpenBLAS's own threads (how the core ran
+ * before it split work itself). Env: BENCH_SHAPES, BENCH_THREADS, BENCH_REPS as for bench_core. Not
+ * part of the core: it calls CBLAS directly.
  */
 #include "../core/cvd.h"
 #include "bench_shapes.h"
@@ -66,7 +66,10 @@ static void *fma_worker(void *arg)
 static void fma_peak(int threads)
 {
     __builtin_cpu_init();
-    int wide = __builtin_cpu_supports("avx512f");
+    /* CONVD_ISA=avx2 (or none) measures the AVX2 peak, the one the core's kernels then
+     * have */
+    const char *isa = getenv("CONVD_ISA");
+    int wide = __builtin_cpu_supports("avx512f") && !(isa && strcmp(isa, "avx512") != 0);
     if (!wide && !__builtin_cpu_supports("fma")) {
         fprintf(stderr, "# bench_peak: no FMA unit: skipping the FMA peak\n");
         return;
@@ -162,9 +165,10 @@ static void gemm_once(gemm_job *j, int threads)
 
 static int gemm_peak(const shape *s, int dbl, int threads, int reps, int split)
 {
-    int64_t OH = (s->H + 2 * s->pad - s->k) / s->stride + 1;
-    int64_t OW = (s->W + 2 * s->pad - s->k) / s->stride + 1;
-    int M = (int)s->F, N = (int)(s->N * OH * OW), K = (int)(s->C * s->k * s->k);
+    int64_t OH = shape_out(s), OW = OH;
+    /* one group's GEMM (a depthwise layer's is a 1 x P x 9 sliver) */
+    int M = (int)(s->F / shape_groups(s)), N = (int)(s->N * OH * OW),
+        K = (int)(s->C / shape_groups(s) * s->k * s->k);
     size_t es = dbl ? sizeof(double) : sizeof(float);
     size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
     char *buf = calloc(na + nb + nc, es);

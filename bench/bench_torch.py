@@ -5,10 +5,10 @@ Prints one line per measurement in bench_core's form, with impl=torch:
   gflops=<value>
 Forward is torch.nn.functional.conv2d (float32 through oneDNN, float64 through im2col +
 BLAS); backward is aten's convolution_backward for dx, dW and db together, as bench_core
-times them. Both under no_grad, after 10 warm-up calls: the first calls of a shape run
-several times slower while the allocator settles, which is not the steady state a
-server sees. Env: BENCH_SHAPES, BENCH_THREADS (default: all cores), BENCH_REPS (default
-20), as for bench_core. Needs Debian's python3-torch (scripts/deps.sh torch).
+times them. Both under no_grad, after 50 warm-up calls or 2 s of them, whichever comes
+first (bench_core warms alike): oneDNN's first ~50 calls of a shape run slower while it
+settles, which is not the steady state a server sees. Env: BENCH_SHAPES, BENCH_THREADS
+(default: all cores), BENCH_REPS (default 20), as for bench_core. Needs Debian's python3-torch (scripts/deps.sh torch).
 """
 
 import os
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-# name, N, C, H, W, F, k, stride, pad: bench/bench_shapes.h
+# name, N, C, H, W, F, k, stride, pad[, groups, dilation]: bench/bench_shapes.h
 SHAPES = [
     ("a_notebook", 1, 1, 4, 4, 2, 3, 1, 0),
     ("b_small", 8, 3, 32, 32, 16, 3, 1, 1),
@@ -24,8 +24,14 @@ SHAPES = [
     ("d_resnet_deep", 8, 256, 14, 14, 256, 3, 1, 1),
     ("e_stem", 4, 3, 224, 224, 64, 7, 2, 3),
     ("f_pointwise", 8, 128, 28, 28, 256, 1, 1, 0),
+    ("g_depthwise", 8, 128, 56, 56, 128, 3, 1, 1, 128, 1),
+    ("h_strided", 8, 64, 56, 56, 128, 3, 2, 1),
+    ("i_dilated", 8, 64, 56, 56, 64, 3, 1, 2, 1, 2),
+    ("j_single224", 1, 64, 224, 224, 64, 3, 1, 1),
 ]
-WARMUP = 10
+WARMUP = 50
+WARMUP_SECONDS = 2.0
+TIMED_SECONDS = 5.0  # fewer timed runs past it (at least 3), as bench_core
 
 
 def env_count(name, default):
@@ -37,13 +43,19 @@ def env_count(name, default):
 
 
 def median_ms(fn, reps):
+    end = time.perf_counter() + WARMUP_SECONDS
     for _ in range(WARMUP):
         fn()
+        if time.perf_counter() > end:
+            break
     times = []
+    end = time.perf_counter() + TIMED_SECONDS
     for _ in range(reps):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
+        if len(times) >= 3 and time.perf_counter() > end:
+            break
     times.sort()
     return times[len(times) // 2] * 1e3
 
@@ -56,24 +68,25 @@ def main():
     torch.manual_seed(0)
     print(f"# bench_torch: torch {torch.__version__}, {threads} thread(s), "
           f"{reps} timed runs (median)", flush=True)
-    for name, n, c, h, w, f, k, s, p in SHAPES:
+    for name, n, c, h, w, f, k, s, p, *rest in SHAPES:
         if wanted and name not in wanted:
             continue
-        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        flops = 2.0 * n * f * oh * ow * c * k * k
+        grp, dil = rest if rest else (1, 1)
+        oh, ow = (h + 2 * p - dil * (k - 1) - 1) // s + 1, (w + 2 * p - dil * (k - 1) - 1) // s + 1
+        flops = 2.0 * n * f * oh * ow * (c // grp) * k * k
         for dname, dt in (("float32", torch.float32), ("float64", torch.float64)):
             x = torch.randn(n, c, h, w, dtype=dt)
-            wt = torch.randn(f, c, k, k, dtype=dt) / (c * k * k) ** 0.5
+            wt = torch.randn(f, c // grp, k, k, dtype=dt) / (c // grp * k * k) ** 0.5
             b = torch.randn(f, dtype=dt)
             with torch.no_grad():
                 g = torch.randn(n, f, oh, ow, dtype=dt)
 
                 def fwd():
-                    return torch.nn.functional.conv2d(x, wt, b, s, p)
+                    return torch.nn.functional.conv2d(x, wt, b, s, p, dil, grp)
 
                 def bwd():
                     return torch.ops.aten.convolution_backward(
-                        g, x, wt, [f], [s, s], [p, p], [1, 1], False, [0, 0], 1,
+                        g, x, wt, [f], [s, s], [p, p], [dil, dil], False, [0, 0], grp,
                         [True, True, True])
 
                 for pname, fn, fl in (("forward", fwd, flops), ("backward", bwd, 2 * flops)):

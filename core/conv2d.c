@@ -1,7 +1,7 @@
 /*
  * conv2d.c — the layer object: create/free, init, set_weights, forward (with the input
  * cache), backward (with the optional SGD step) and memory accounting (the threads are
- * parallel.c's). Validation happens here and in geom.c; the kernels in conv2d_impl.h (one body for
+ * parallel.c's). Validation happens here and in geom.c; the passes in conv2d_impl.h (one body for
  * float32 and float64) assume valid input. Every failure leaves the layer as it was.
  *
  * Peak memory of a layer (cvd_conv2d_memory_need), es = bytes per element:
@@ -10,15 +10,18 @@
  *   + N*C*H*W * es                                  the cached forward input
  *   + ws * es                                       the workspace, where, with
  *     T = the thread count (cvd_set_num_threads) when N >= T > 1 and N*F*P*K >= 2^21,
- *     else 1 (cvd_geom_split), and ws1 the larger of the plan below for N' = floor(N/T)
- *     images and, when forward takes the direct kernel (direct.c: AVX-512, not 1x1, rows
- *     of output vectors at least 3/4 full), its
+ *     else 1 (cvd_plan_pass), and ws1 the larger of the plan below for N' = floor(N/T)
+ *     images and, when the own SIMD kernels run (CONVD_ISA above none; forward's direct
+ *     kernel and wgrad when rows of output vectors are at least 3/4 full, forward not on
+ *     a 1x1 layer, wgrad from 64 vector steps an image), their
  *       K*8/es + (C/g)*sw*Hp*Wq,  Wq = OW rounded up to 64/es + (kw-1)*dw/sw
- *     (tap offsets and one padded image split by column phase), rounded up to a multiple
- *     of 16:
+ *     (tap offsets and one padded image split by column phase; a 1x1 layer's image is one
+ *     row of H*W pixels), and for dgrad (stride 1, pads within the dilated kernel) the
+ *     same on the transposed layer (delta in, dx out) plus (F/g)*K rounded up to 16,
+ *     rounded up to a multiple of 16:
  *       ws = T*ws1 + (T-1)*F*K                      a slice per thread, a dW per extra one
  *     and the plan for N' images:
- *     on the shifted-GEMM path (stride 1, C/g >= 32, Wp*8 <= OW*9; cvd_geom_plan):
+ *     on the shifted-GEMM path (stride 1, C/g >= 32, Wp*8 <= OW*9; cvd_geom_path):
  *       ws1 = kw*(C/g)*(Hp*Wp + (kw-1)*dw) + (F/g)*OH*Wp + 2*(F/g)*K
  *       (kw shifted copies of the padded x of one image and group for dW, the first also
  *       dx's padded image; y or delta with rows of Wp; W_g and dW_g by tap), with
@@ -106,7 +109,7 @@ cvd_status cvd_conv2d_memory_need(const cvd_conv2d_params *p, const int64_t x_sh
         return s;
     size_t es = cvd_dtype_size(p->dtype), params, total, tmp;
     cvd_plan r;
-    s = cvd_geom_split(&g, es, 0, CVD_PATH_AUTO, cvd_get_num_threads(), &r, err);
+    s = cvd_plan_pass(&g, es, 0, CVD_PATH_AUTO, cvd_get_num_threads(), &r, err);
     if (s != CVD_OK)
         return s;
     /* wn fits: params_check verified F*K*8 fits size_t; x_numel likewise in geom_init. */
@@ -496,7 +499,7 @@ static cvd_status ensure_ws(cvd_conv2d *l, size_t elems, cvd_err *err)
 
 static cvd_status prepare_ws(cvd_conv2d *l, const cvd_geom *g, cvd_plan *r, cvd_err *err)
 {
-    cvd_status s = cvd_geom_split(g, l->es, l->chunk_bytes, l->path, cvd_get_num_threads(), r, err);
+    cvd_status s = cvd_plan_pass(g, l->es, l->chunk_bytes, l->path, cvd_get_num_threads(), r, err);
     if (s == CVD_OK)
         s = ensure_ws(l, r->ws_elems, err);
     return s;

@@ -1,8 +1,10 @@
 /*
  * cvd_internal.h — private helpers shared by the core's modules (never installed, never
  * included by server/): the error formatter, checked arithmetic, the resolved geometry of
- * one layer on one input (cvd_geom), the im2col/col2im kernels, the init PRNG, and a
- * test-only knob for the batch-chunk size. Tests may include it; the daemon must not.
+ * one layer on one input (cvd_geom) and how a pass over it is planned, the own SIMD
+ * kernels' entry points (direct, dgrad, wgrad, cpu), the im2col/col2im kernels, the init
+ * PRNG, and test-only knobs (batch-chunk size, path, SIMD level). Tests may include it; the daemon
+ * must not.
  */
 #ifndef CVD_INTERNAL_H
 #define CVD_INTERNAL_H
@@ -31,8 +33,7 @@
 /* Any other layer whose images have at least this many output pixels also runs image by
  * image (bands of output rows, in place): its GEMMs run on one thread each (see
  * parallel.c), where a few hundred columns are wide enough, and a chunk would cost a copy
- * of y or delta through the staging buffer. Measured on 2 cores against chunks of 4:
- * resnet_deep float32 +6 %, b_small +20-50 %, resnet_deep float64 even. */
+ * of y or delta through the staging buffer (measurements: docs/kernels.md). */
 #define CVD_DIRECT_COLS 128
 
 /* Formats err->msg (truncated to fit); err may be NULL. Returns s so a caller can write
@@ -75,7 +76,7 @@ typedef struct cvd_geom {
     int64_t Hp, Wp;           /* padded input: H + pt + pb, W + pl + pr */
     int64_t cs;               /* shifted path: channel stride of padded x, Hp*Wp + (kw-1)*dw */
     int shift_ok;             /* stride 1 and every shifted-path GEMM dimension fits int */
-    int small_bands;          /* bands of CVD_BAND_SPLIT_BYTES (cvd_geom_split, backward) */
+    int small_bands;          /* bands of CVD_BAND_SPLIT_BYTES (cvd_plan_pass, backward) */
 } cvd_geom;
 
 /* Fills g for params p (already checked) and input x_shape (N, C, H, W). CVD_ERR_INVALID
@@ -98,28 +99,73 @@ typedef enum { CVD_PATH_AUTO = 0, CVD_PATH_IM2COL, CVD_PATH_SHIFT, CVD_PATH_DIRE
  *              padded image) + Fg*OH*Wp (y or delta with rows of Wp)
  *            + 2*Fg*K (W_g and dW_g regrouped by tap: [kh*kw, Fg, Cg]).
  * CVD_PATH_SHIFT on a layer that is not shift_ok falls back to im2col. */
-cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+cvd_status cvd_geom_path(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
                          int *shifted, int64_t *nb, size_t *ws_elems, cvd_err *err);
 
-/* The direct forward (direct.c): AVX-512 register tiles reading a zero-padded, phase-split
- * copy of one image and group, no im2col and no GEMM. cvd_direct_available: whether this
- * CPU has AVX-512F. cvd_direct_ws: the workspace elements of one image and group (the K
- * tap offsets, then xs [Cg, sw, Hp, Wq] with Wq = OW rounded up to whole vectors +
- * (kw-1)*dw/sw), 0 if that overflows. cvd_direct_pays: whether forward takes it (want
- * CVD_PATH_DIRECT: whenever the CPU can; AUTO: when it beats im2col, i.e. a layer of at
- * most CVD_DIRECT_MAX_CG channels per group, at least one vector of output columns, stride
- * <= 4 across and at most CVD_DIRECT_MAX_WS bytes of workspace). cvd_direct_forward: y_g
- * [Fg, P] of one image and group (bias b_g or NULL) on nt threads (by output rows);
- * returns whether every value written is finite. */
-#define CVD_DIRECT_MAX_CG 16
+/* The direct forward (direct.c): register tiles (AVX-512F or AVX2+FMA, cvd_cpu_isa)
+ * reading a zero-padded, phase-split copy of one image and group, no im2col and no GEMM.
+ * cvd_direct_available: whether the SIMD level in use has the kernels (not none).
+ * cvd_direct_ws: the workspace elements of one image and group (the K tap offsets, then
+ * xs [Cg, sw, Hp, Wq] with Wq = OW rounded up to whole 64-byte vectors + (kw-1)*dw/sw),
+ * 0 if that overflows. cvd_direct_pays: whether a pass takes it (want CVD_PATH_DIRECT:
+ * whenever the CPU can; IM2COL or SHIFT: never; AUTO: when every row of output vectors is
+ * at least 3/4 full and the workspace is at most CVD_DIRECT_MAX_WS bytes).
+ * cvd_direct_forward: y_g [Fg, P] of one image and group (bias b_g or NULL) on nt threads
+ * (by output rows); returns whether every value written is finite. */
 #define CVD_DIRECT_MAX_WS ((size_t)64 << 20)
 int cvd_direct_available(void);
 size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size);
 int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+/* g itself, or for a 1x1 layer (stride 1, no pad) the same layer on images of one row of
+ * H*W pixels, which the own kernels run as one long row (full vectors, no tails but the
+ * last) in flat; direct.c and wgrad.c apply it at their entry points. */
+const cvd_geom *cvd_direct_flat(const cvd_geom *g, cvd_geom *flat);
+/* The tap offsets into xs (off[K]) for vectors of vl elements; returns the xs row length
+ * (direct.c, for wgrad.c). */
+int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off);
 int cvd_direct_forward_f32(const cvd_geom *g, const float *W_g, const float *b_g, const float *x_g,
                            float *y_g, float *ws, int nt);
 int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b_g,
                            const double *x_g, double *y_g, double *ws, int nt);
+
+/* Backward-data of a stride-1 layer as the direct forward of delta (dgrad.c).
+ * cvd_dgrad_geom: the transposed layer t (delta in, dx out, weights flipped and
+ * transposed), 0 when g has a stride or a pad past its dilated kernel. cvd_dgrad_ws: the
+ * workspace of one task (one group's flipped weights, then cvd_direct_ws of t), 0 when
+ * not applicable or on overflow. cvd_dgrad_pays: whether backward takes it (as
+ * cvd_direct_pays on t). cvd_dgrad: dx of images lo .. hi-1 (every element written) on nt
+ * threads. */
+int cvd_dgrad_geom(const cvd_geom *g, cvd_geom *t);
+size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size);
+int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+void cvd_dgrad_f32(const cvd_geom *g, const float *W, const float *delta, float *dx, float *ws,
+                   int64_t lo, int64_t hi, int nt);
+void cvd_dgrad_f64(const cvd_geom *g, const double *W, const double *delta, double *dx, double *ws,
+                   int64_t lo, int64_t hi, int nt);
+
+/* Backward-weights on the own SIMD code (wgrad.c): dW as a blocked reduction over the
+ * images and output pixels with register tiles of filters by taps, reading the direct
+ * kernel's xs. cvd_wgrad_pays: whether backward takes it (as cvd_direct_pays); its
+ * workspace is cvd_direct_ws. cvd_wgrad: dW (overwritten) of images lo .. hi-1 on nt
+ * threads. */
+int cvd_wgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+void cvd_wgrad_f32(const cvd_geom *g, const float *x, const float *delta, float *dW, float *ws,
+                   int64_t lo, int64_t hi, int nt);
+void cvd_wgrad_f64(const cvd_geom *g, const double *x, const double *delta, double *dW, double *ws,
+                   int64_t lo, int64_t hi, int nt);
+
+/* The SIMD level the own kernels use (cpu.c): what CPUID reports, lowered by
+ * CONVD_ISA=avx512|avx2|none in the environment (read once; an unknown value is ignored)
+ * and by cvd_cpu_force_isa (tests), never above the CPU. cvd_cpu_force_isa returns the
+ * level set (isa, or the CPU's if that is lower). Cache sizes in bytes from sysconf, with
+ * a default where the C library does not know them. */
+typedef enum { CVD_ISA_NONE = 0, CVD_ISA_AVX2 = 1, CVD_ISA_AVX512 = 2 } cvd_isa;
+cvd_isa cvd_cpu_isa(void);
+cvd_isa cvd_cpu_isa_max(void);
+cvd_isa cvd_cpu_force_isa(cvd_isa isa);
+const char *cvd_cpu_isa_name(cvd_isa isa);
+size_t cvd_cpu_l1d(void);
+size_t cvd_cpu_l2(void);
 
 /* Images per chunk (at least 1, at most N, and small enough that nb*P fits in int) and the
  * workspace elements that chunk needs: col [K, nb*P] plus, when nb > 1, the staging
@@ -159,20 +205,18 @@ void cvd_col2im_rows_f64(const cvd_geom *g, const double *col, int64_t ldc, doub
                          int64_t oh0, int64_t oh1, int64_t ih0, int64_t ih1);
 /* A band whose col would pass this many bytes is done in blocks of channels when it runs
  * on one thread (a task of a batch split by images): the block's col stays in the 1 MiB
- * L2 between im2col (or the GEMM that writes it) and the GEMM (or col2im) that reads it.
- * Measured on resnet_deep (2304 x 196 per image): forward float64 +5-8 %, float32 +2-5 %. */
+ * L2 between im2col (or the GEMM that writes it) and the GEMM (or col2im) that reads it. */
 #define CVD_KBLOCK_BYTES ((size_t)1 << 20)
 
 /* Output rows per band when a chunk is one image (nb == 1): col [K, rows*OW] should stay
  * in the cache between im2col and the GEMM (CVD_BAND_BYTES), but give the GEMM at least
  * CVD_BAND_MIN_COLS columns; a non-zero budget (tests) is a hard byte limit instead.
- * 4 MiB rather than the 1 MiB that fits L2: fewer, wider GEMMs won 10 % on the stem
- * (float64, both passes; 5-8 % float32) in interleaved runs, col still in the L3. */
+ * 4 MiB rather than the 1 MiB that fits L2: fewer, wider GEMMs, with col still in the L3,
+ * won on the stem (docs/kernels.md). */
 #define CVD_BAND_BYTES ((size_t)4 << 20)
 /* In backward inside a task of a batch split by images (g->small_bands) a band runs on
- * one thread, and a band col the size of the 1 MiB L2 does better: the stem's backward
- * +5-7 % in interleaved runs (float32 125-127 -> 132-136, float64 66 -> 69-71 GFLOP/s).
- * Its forward keeps 4 MiB bands, 2-4 % faster than 1 MiB (fewer, wider GEMMs). */
+ * one thread, and a band col the size of the 1 MiB L2 does better there; forward keeps
+ * 4 MiB bands (fewer, wider GEMMs). */
 #define CVD_BAND_SPLIT_BYTES ((size_t)1 << 20)
 #define CVD_BAND_MIN_COLS    768
 int64_t cvd_geom_band_rows(const cvd_geom *g, size_t elem_size, size_t budget);
@@ -194,37 +238,27 @@ int cvd_parallel_parts(size_t work, int nt);
  * core, where starting and joining a thread costs 10-20 us. */
 #define CVD_GEMM_SPLIT_MIN ((int64_t)1 << 21)
 
-/* How a pass over g runs on nthreads (cvd_geom_split): tasks = nthreads when N >= nthreads
+/* How a pass over g runs on nthreads (cvd_plan_pass): tasks = nthreads when N >= nthreads
  * > 1 and the pass has at least CVD_GEMM_SPLIT_MIN multiply-adds, else 1 (see
- * conv2d_impl.h); the path and nb planned (cvd_geom_plan) for a task's share of
+ * conv2d_impl.h); the path and nb planned (cvd_geom_path) for a task's share of
  * floor(N/tasks) images; direct, whether forward takes the direct kernel instead
- * (cvd_direct_pays; backward keeps the planned path); ws_one, the larger of that plan's
- * and the direct kernel's workspace, rounded up to 16 elements (a slice per task); rows,
+ * (cvd_direct_pays, not on a 1x1 layer unless forced); dgrad and wgrad, whether backward
+ * computes dx and dW on the own kernels (cvd_dgrad_pays, cvd_wgrad_pays) instead of the
+ * planned path; ws_one, the largest of that plan's and the own kernels' workspaces,
+ * rounded up to 16 elements (a slice per task); rows,
  * the band rows of that plan for forward and backward (rows[1] <= rows[0]: smaller bands
  * in backward when tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole
  * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart). */
 typedef struct cvd_plan {
-    int tasks, shifted, direct;
+    int tasks, shifted, direct, dgrad, wgrad;
     int64_t nb, rows[2];
     size_t ws_one, ws_elems;
 } cvd_plan;
-cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
-                          int nthreads, cvd_plan *plan, cvd_err *err);
+cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+                         int nthreads, cvd_plan *plan, cvd_err *err);
 
 /* OpenBLAS extensions: Debian's cblas.h declares them, other CBLAS headers may not. */
 void openblas_set_num_threads(int num_threads);
-int openblas_get_num_threads(void);
-
-/* im2col for one image and one group: x_g [Cg, H, W] -> col [K, P] with row stride ldc
- * (>= P; the columns of one image inside a chunk-wide col [K, nb*P]). Overwrites every
- * element of the [K, P] block (zeros where the kernel reads padding). */
-void cvd_im2col_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc);
-void cvd_im2col_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc);
-
-/* col2im, the adjoint of im2col: zeroes x_g [Cg, H, W] first, then accumulates every
- * element of col [K, P] (row stride ldc) into the pixel it was gathered from. */
-void cvd_col2im_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g);
-void cvd_col2im_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g);
 
 /* Deterministic init stream: splitmix64 and the doubles drawn from it (see rng.c). */
 typedef struct cvd_rng {

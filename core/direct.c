@@ -1,55 +1,52 @@
 /*
- * direct.c — forward convolution straight from the input, with no im2col and no GEMM,
- * for layers where im2col + GEMM is weak: few input channels per group, as in a
- * network's first layer (the stem: 3 channels, 7x7, stride 2). x86-64 with AVX-512F only,
- * checked at run time; elsewhere cvd_direct_pays says no and the layer runs im2col.
+ * direct.c — forward convolution straight from the input, with no im2col and no GEMM
+ * (and, through cvd_dgrad, backward-data as the forward of delta with the flipped,
+ * transposed weights). Own SIMD code for AVX-512F and for AVX2 with FMA, one template
+ * (direct_impl.h) with the vector width as a parameter, picked at run time by cvd_cpu_isa;
+ * without either, cvd_direct_pays says no and the layer runs im2col + BLAS.
  *
  * Method. One image and group of x is copied once into xs, zero-padded and split by
  * column phase: xs[c][ph][r][q] = xpad[c][r][q*sw + ph] (Hp rows of Wq columns, see
  * cvd_direct_ws). Output pixels ow .. ow+VL-1 of row oh then read, for tap (c, i, j),
  *     xs[c][(j*dw) % sw][oh*sh + i*dh][ow + (j*dw)/sw ...]
  * which is contiguous whatever the stride and dilation. A register tile of MR filters by
- * NV vectors of VL output pixels starts from the bias and takes K = Cg*kh*kw steps of NV
- * loads, MR broadcasts of W and MR*NV fused multiply-adds, then is stored once. Tiles run
- * filter block innermost, so the x a tile reads (K taps x NV vectors, 21 KB on the stem)
- * stays in L1 for every filter block of that row. Each output is one sum over the taps in
- * (c, i, j) order, so results do not depend on the thread count.
- *
- * Measured on 2 Zen 4 cores (stem, float32 forward): 136-145 GFLOP/s through im2col +
- * OpenBLAS, about 200 this way.
+ * NV vectors of VL output pixels starts from the bias and takes the taps of a block of
+ * channels in NV loads, MR broadcasts of W and MR*NV fused multiply-adds each, then is
+ * stored (and reloaded for the next block). Tiles run filter block innermost, so the x a
+ * tile reads stays in L1 for every filter block of that row; the channel blocks keep it
+ * there when Cg*kh*kw taps would not fit (a deep layer's 2304). Each output is one sum
+ * over the taps in (c, i, j) order, whatever the blocking and the thread count, so results
+ * do not depend on scheduling; they do depend on the ISA only through where the fused
+ * multiply-adds round, which is the same in both: each output is the same chain of FMAs.
  */
 #include "cvd_internal.h"
 
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 #define DIRECT_X86 1
 #else
 #define DIRECT_X86 0
 #endif
 
-/* Output vectors per tile at most (NV), and filters per tile for each NV (index nv - 1):
- * the MR*NV accumulators, NV x vectors and one broadcast fit the 32 zmm registers. Of the
- * tiles that fit, 6x4 and 8x3 (the stem's 7 vectors a row as 4 + 3) ran 2-4 % faster
- * than 3x7 and 5x5. */
-#define DIRECT_NV_MAX 4
-static const int direct_mr_max[DIRECT_NV_MAX] = {8, 8, 8, 6};
-/* A band of output rows reads about this much of xs, so it stays in L2 while every
- * filter block passes over it; a filter block's W rows take about this much, so they
- * stay in L1 (at least 8 filters). Both measured on the stem: +5-8 % over whole rows and
- * all 64 filters. */
-#define CVD_DIRECT_BAND_BYTES   ((size_t)128 << 10)
-#define CVD_DIRECT_WBLOCK_BYTES ((size_t)8 << 10)
+/* Blocks from the cache sizes (cvd_cpu_l1d, cvd_cpu_l2): a tile's x (kb taps by NV
+ * vectors) is all the channels when that fits L1 (reloading y between blocks would then
+ * cost more than it saves), else blocks of at most half of L1; the W rows of a filter block a
+ * quarter, and a band of output rows reads at most an eighth of L2 of xs, so the band stays there
+ * while every filter block passes over it. */
+#define DIRECT_L1_X_SHARE 2
+#define DIRECT_L1_W_SHARE 4
+#define DIRECT_L2_SHARE   8
 
 int cvd_direct_available(void)
 {
-#if DIRECT_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
+    return cvd_cpu_isa() != CVD_ISA_NONE;
+}
+
+/* Bytes of one vector at the ISA in use (64 at most: cvd_direct_ws sizes for that). */
+static int64_t direct_vbytes(void)
+{
+    return cvd_cpu_isa() == CVD_ISA_AVX512 ? 64 : 32;
 }
 
 /* The output columns rounded up to whole vectors of vl elements. */
@@ -65,8 +62,21 @@ static int64_t direct_wq(const cvd_geom *g, int64_t vl)
     return direct_lanes(g, vl) + (g->kw - 1) * g->dw / g->sw;
 }
 
-size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size)
+const cvd_geom *cvd_direct_flat(const cvd_geom *g, cvd_geom *flat)
 {
+    if (!g->is_1x1)
+        return g;
+    *flat = *g;
+    flat->H = flat->OH = flat->Hp = 1;
+    flat->W = flat->OW = flat->Wp = g->HW;
+    return flat;
+}
+
+size_t cvd_direct_ws(const cvd_geom *g0, size_t elem_size)
+{
+    cvd_geom fl;
+    const cvd_geom *g = cvd_direct_flat(g0, &fl);
+    /* sized for 64-byte vectors, the widest: enough for either ISA */
     const int64_t vl = (int64_t)(64 / elem_size);
     size_t xs, all, bytes;
     /* every factor is below 2^31 (cvd_geom_init): wq and K*8 cannot overflow */
@@ -78,8 +88,10 @@ size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size)
     return all;
 }
 
-int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
+int cvd_direct_pays(const cvd_geom *g0, size_t elem_size, cvd_path want)
 {
+    cvd_geom fl;
+    const cvd_geom *g = cvd_direct_flat(g0, &fl);
     if (want == CVD_PATH_IM2COL || want == CVD_PATH_SHIFT || !cvd_direct_available())
         return 0;
     const size_t ws = cvd_direct_ws(g, elem_size);
@@ -88,82 +100,122 @@ int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
     if (want == CVD_PATH_DIRECT)
         return 1;
     /* a row's vectors must be at least 3/4 full: resnet_deep's 14 columns (float32: 14 of
-     * 16 lanes) pay, a 7x7 image (7 of 16) runs at half speed; a 1x1 layer is one GEMM */
-    return !g->is_1x1 && 4 * g->OW >= 3 * direct_lanes(g, (int64_t)(64 / elem_size)) &&
-           ws <= CVD_DIRECT_MAX_WS / elem_size;
+     * 16 lanes) pay, a 7x7 image (7 of 16) runs at half speed; a 1x1 layer is one row */
+    const int64_t vl = direct_vbytes() / (int64_t)elem_size;
+    return 4 * g->OW >= 3 * direct_lanes(g, vl) && ws <= CVD_DIRECT_MAX_WS / elem_size;
 }
-
-#if DIRECT_X86
-
-#define DIRECT_TARGET __attribute__((target("avx512f")))
 
 typedef struct direct_job {
     const cvd_geom *g;
     const void *W, *b; /* W_g [Fg, K], b_g [Fg] or NULL */
     void *y;           /* y of the image and group, [Fg, P] */
     const void *xs;
-    const int64_t *off; /* K tap offsets into xs */
-    int64_t wq, rb, fb; /* xs row length, rows per band, filters per block */
+    const int64_t *off;     /* K tap offsets into xs */
+    int64_t wq, rb, cb, fb; /* xs row length, rows per band, channels and filters per block */
     int finite[CVD_MAX_PARTS];
 } direct_job;
 
-#define T          float
-#define SFX(n)     n##_f32
-#define VL         16
-#define VEC        __m512
-#define MASK       __mmask16
-#define V_LOAD     _mm512_loadu_ps
-#define V_SET1     _mm512_set1_ps
-#define V_ZERO     _mm512_setzero_ps
-#define V_FMA      _mm512_fmadd_ps
-#define V_MUL      _mm512_mul_ps
-#define V_ADD      _mm512_add_ps
-#define V_MADD     _mm512_mask_add_ps
-#define V_STORE    _mm512_storeu_ps
-#define V_MSTORE   _mm512_mask_storeu_ps
-#define V_UNORD(v) _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)
-#define V_EVENS(a, b)                                                                              \
-    _mm512_permutex2var_ps(                                                                        \
-        a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b)
-#include "direct_impl.h"
-#undef T
-#undef SFX
-#undef VL
-#undef VEC
-#undef MASK
-#undef V_LOAD
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
-#undef V_MUL
-#undef V_ADD
-#undef V_MADD
-#undef V_STORE
-#undef V_MSTORE
-#undef V_UNORD
-#undef V_EVENS
+int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off)
+{
+    const int64_t wq = direct_wq(g, vl);
+    for (int64_t c = 0; c < g->Cg; c++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t jj = 0; jj < g->kw; jj++) {
+                const int64_t col = jj * g->dw;
+                off[(c * g->kh + i) * g->kw + jj] =
+                    ((c * g->sw + col % g->sw) * g->Hp + i * g->dh) * wq + col / g->sw;
+            }
+    return wq;
+}
 
-#define T             double
-#define SFX(n)        n##_f64
-#define VL            8
-#define VEC           __m512d
-#define MASK          __mmask8
-#define V_LOAD        _mm512_loadu_pd
-#define V_SET1        _mm512_set1_pd
-#define V_ZERO        _mm512_setzero_pd
-#define V_FMA         _mm512_fmadd_pd
-#define V_MUL         _mm512_mul_pd
-#define V_ADD         _mm512_add_pd
-#define V_MADD        _mm512_mask_add_pd
-#define V_STORE       _mm512_storeu_pd
-#define V_MSTORE      _mm512_mask_storeu_pd
-#define V_UNORD(v)    _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)
-#define V_EVENS(a, b) _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b)
+/* Fills j's tap offsets (at the head of ws), xs (after them), row length and blocks for
+ * vectors of vl elements of es bytes and tiles of at most nvmax vectors. */
+static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, void *ws)
+{
+    const cvd_geom *g = j->g;
+    const int64_t taps = g->kh * g->kw;
+    int64_t *off = ws;
+    const int64_t wq = cvd_direct_taps(g, vl, off);
+    j->off = off;
+    j->xs = (char *)ws + (g->K * (int64_t)sizeof(int64_t) + es - 1) / es * es;
+    j->wq = wq;
+    const int64_t l1 = (int64_t)cvd_cpu_l1d(), l2 = (int64_t)cvd_cpu_l2();
+    /* a tile's vectors: across a row, or rows of few vectors stacked (direct_rows) */
+    const int64_t nvec = (g->OW + vl - 1) / vl;
+    const int64_t nv = 2 * nvec <= nvmax ? nvmax : nvec < nvmax ? nvec : nvmax;
+    const int64_t chan_bytes = taps * nv * vl * es, cb = l1 / DIRECT_L1_X_SHARE / chan_bytes;
+    j->cb = g->Cg * chan_bytes <= l1 ? g->Cg : cb < 1 ? 1 : cb;
+    const int64_t kb = j->cb * taps;
+    /* the xs rows one output row reads beyond the previous one, in one block of channels,
+     * and, when there are several blocks, the row of y each of them reads and writes */
+    const int64_t y_row = j->cb < g->Cg ? g->Fg * g->OW : 0;
+    const int64_t row_bytes = (j->cb * g->sw * g->sh * wq + y_row) * es;
+    j->rb = l2 / DIRECT_L2_SHARE / row_bytes;
+    j->rb = j->rb < 1 ? 1 : j->rb;
+    j->fb = l1 / DIRECT_L1_W_SHARE / (kb * es) / 4 * 4; /* whole tiles of 4, 6 or 8 */
+    j->fb = j->fb < 8 ? 8 : j->fb;
+}
+
+#if DIRECT_X86
+
+/* Tile shapes (NV vectors at most, and MR filters for each NV): the MR*NV accumulators, NV
+ * x vectors and one broadcast fit the registers, 32 zmm or 16 ymm; of those that fit 32,
+ * 6x4 and 8x3 (the stem's 7 vectors a row as 4 + 3) load the fewest operands per FMA. */
+#define DIRECT_NV_MAX (SIMD_WIDE ? 4 : 3)
+#define DIRECT_MR_MAX_WIDE                                                                         \
+    {                                                                                              \
+        8, 8, 8, 6                                                                                 \
+    }
+#define DIRECT_MR_MAX_NARROW                                                                       \
+    {                                                                                              \
+        8, 6, 4                                                                                    \
+    }
+#define DIRECT_SWITCH_WIDE                                                                         \
+    DIRECT_NV(1, DIRECT_MR8(1))                                                                    \
+    DIRECT_NV(2, DIRECT_MR8(2)) DIRECT_NV(3, DIRECT_MR8(3)) DIRECT_NV(4, DIRECT_MR6(4))
+#define DIRECT_SWITCH_NARROW                                                                       \
+    DIRECT_NV(1, DIRECT_MR8(1)) DIRECT_NV(2, DIRECT_MR6(2)) DIRECT_NV(3, DIRECT_MR4(3))
+
+#define SIMD_SEL 1
+#include "simd.h"
+#include "xs_impl.h"
 #include "direct_impl.h"
+#define SIMD_SEL 2
+#include "simd.h"
+#include "xs_impl.h"
+#include "direct_impl.h"
+#define SIMD_SEL 3
+#include "simd.h"
+#include "xs_impl.h"
+#include "direct_impl.h"
+#define SIMD_SEL 4
+#include "simd.h"
+#include "xs_impl.h"
+#include "direct_impl.h"
+
+int cvd_direct_forward_f32(const cvd_geom *g0, const float *W_g, const float *b_g, const float *x_g,
+                           float *y_g, float *ws, int nt)
+{
+    cvd_geom fl;
+    const cvd_geom *g = cvd_direct_flat(g0, &fl);
+    if (cvd_cpu_isa() == CVD_ISA_AVX512)
+        return direct_image_avx512_f32(g, W_g, b_g, x_g, y_g, ws, nt);
+    return direct_image_avx2_f32(g, W_g, b_g, x_g, y_g, ws, nt);
+}
+
+int cvd_direct_forward_f64(const cvd_geom *g0, const double *W_g, const double *b_g,
+                           const double *x_g, double *y_g, double *ws, int nt)
+{
+    cvd_geom fl;
+    const cvd_geom *g = cvd_direct_flat(g0, &fl);
+    if (cvd_cpu_isa() == CVD_ISA_AVX512)
+        return direct_image_avx512_f64(g, W_g, b_g, x_g, y_g, ws, nt);
+    return direct_image_avx2_f64(g, W_g, b_g, x_g, y_g, ws, nt);
+}
 
 #else
 
-/* Never called: cvd_direct_pays is 0 without AVX-512, so no plan takes this path. */
+/* Never called: without x86-64 cvd_cpu_isa is CVD_ISA_NONE, so no plan takes this path. */
 int cvd_direct_forward_f32(const cvd_geom *g, const float *W_g, const float *b_g, const float *x_g,
                            float *y_g, float *ws, int nt)
 {

@@ -251,15 +251,15 @@ cvd_status cvd_geom_chunk(const cvd_geom *g, size_t elem_size, size_t budget, in
     return CVD_OK;
 }
 
-/* Whether the shifted GEMM beats im2col for g (measured on 2 Zen 4 cores with OpenBLAS
- * 0.3.21): its GEMMs have K = Cg, too thin below 32 channels, and do Wp/OW of the useful
- * work, so wide padding on a narrow image loses what skipping im2col saves. */
+/* Whether the shifted GEMM beats im2col for g (on OpenBLAS 0.3.21): its GEMMs have K = Cg, too thin
+ * below 32 channels, and do Wp/OW of the useful work, so wide padding on a narrow image loses what
+ * skipping im2col saves. */
 static int shift_pays(const cvd_geom *g)
 {
     return !g->is_1x1 && g->Cg >= 32 && g->Wp * 8 <= g->OW * 9;
 }
 
-cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+cvd_status cvd_geom_path(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
                          int *shifted, int64_t *nb, size_t *ws_elems, cvd_err *err)
 {
     *shifted = g->shift_ok && (want == CVD_PATH_SHIFT || (want == CVD_PATH_AUTO && shift_pays(g)));
@@ -279,8 +279,8 @@ cvd_status cvd_geom_plan(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     return CVD_OK;
 }
 
-cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
-                          int nthreads, cvd_plan *plan, cvd_err *err)
+cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
+                         int nthreads, cvd_plan *plan, cvd_err *err)
 {
     /* in double: N*F*P*K may overflow int64, and only its size matters here */
     const double work = (double)g->y_numel * (double)g->K;
@@ -291,13 +291,24 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
     size_t one = 0, all, parts;
     int shifted = 0;
     int64_t nb = 1;
-    cvd_status s = cvd_geom_plan(&share, elem_size, budget, want, &shifted, &nb, &one, err);
+    cvd_status s = cvd_geom_path(&share, elem_size, budget, want, &shifted, &nb, &one, err);
     if (s != CVD_OK)
         return s;
-    const int direct = cvd_direct_pays(&share, elem_size, want);
+    /* A 1x1 layer forward stays one GEMM unless forced: the direct kernel on its flat row
+     * ran slower than it (docs/kernels.md); its dx and dW do not. */
+    const int direct =
+        (!g->is_1x1 || want == CVD_PATH_DIRECT) && cvd_direct_pays(&share, elem_size, want);
     const size_t direct_ws = direct ? cvd_direct_ws(&share, elem_size) : 0;
     if (direct_ws > one)
         one = direct_ws;
+    const int wgrad = cvd_wgrad_pays(&share, elem_size, want);
+    const size_t wgrad_ws = wgrad ? cvd_direct_ws(&share, elem_size) : 0;
+    if (wgrad_ws > one)
+        one = wgrad_ws;
+    const int dgrad = cvd_dgrad_pays(&share, elem_size, want);
+    const size_t dgrad_ws = dgrad ? cvd_dgrad_ws(&share, elem_size) : 0;
+    if (dgrad_ws > one)
+        one = dgrad_ws;
     if (cvd_add_size(one, 15, &one) || cvd_mul_size(one & ~(size_t)15, (size_t)t, &all) ||
         cvd_mul_size((size_t)(g->F * g->K), (size_t)(t - 1), &parts) ||
         cvd_add_size(all, parts, &all) || cvd_mul_size(all, elem_size, &parts))
@@ -305,6 +316,8 @@ cvd_status cvd_geom_split(const cvd_geom *g, size_t elem_size, size_t budget, cv
     plan->tasks = t;
     plan->shifted = shifted;
     plan->direct = direct;
+    plan->dgrad = dgrad;
+    plan->wgrad = wgrad;
     plan->nb = nb;
     plan->rows[0] = cvd_geom_band_rows(&share, elem_size, budget);
     share.small_bands = t > 1;

@@ -139,13 +139,3 @@ void SFX(cvd_col2im_band)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g, 
         }
     }
 }
-
-void SFX(cvd_im2col)(const cvd_geom *g, const T *x_g, T *col, int64_t ldc)
-{
-    SFX(cvd_im2col_band)(g, x_g, col, ldc, 0, g->Cg, 0, g->OH);
-}
-
-void SFX(cvd_col2im)(const cvd_geom *g, const T *col, int64_t ldc, T *x_g)
-{
-    SFX(cvd_col2im_band)(g, col, ldc, x_g, 0, g->Cg, 0, g->H);
-}

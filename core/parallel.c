@@ -5,8 +5,8 @@
  * Why convd splits the work itself and runs each GEMM on one OpenBLAS thread: OpenBLAS
  * 0.3.21 splits one GEMM across its pool and serialises concurrent threaded GEMMs on one
  * lock, while single-threaded GEMMs from different threads run side by side. Giving each
- * thread whole images (im2col and GEMM of its own, no barrier between them) measured on 2
- * Zen 4 cores: float64 +10-40 %, the stem float32 +60 %, other float32 shapes +10-20 %.
+ * thread whole images (im2col and GEMM of its own, no barrier between them) leaves no
+ * thread waiting on another (docs/kernels.md has the figures).
  *
  * Fork-join: the work is cut into tasks handed out through an atomic counter, so a helper
  * the OS is slow to schedule only delays the task it holds: the caller takes the rest. A

@@ -1,6 +1,8 @@
 /*
- * test_conv_random.c — the fast path (im2col + BLAS, chunked batches, 1x1 shortcut)
- * against the plain-loop reference on 360 random layers (fixed seed): groups, dilation,
+ * test_conv_random.c — the fast paths (im2col + BLAS, chunked batches, 1x1 shortcut, the
+ * own SIMD kernels: direct forward, dgrad, wgrad) against the plain-loop reference on 360
+ * random layers (fixed seed), run once at each SIMD level the CPU has (cvd_cpu_force_isa,
+ * down to none: BLAS only): groups, dilation,
  * asymmetric stride and padding, "same"/"valid", N > 1, both dtypes, random need masks,
  * cached and explicit x, forced tiny chunks, the shifted GEMM forced on stride-1 layers;
  * larger layers split across threads (row bands; whole images per thread with the rest
@@ -27,7 +29,7 @@
 typedef struct stats {
     int one_by_one, grouped, dilated, same, valid, asym_stride, multi_chunk, f32, stateless;
     int shifted, shifted_dilated, shifted_grouped, shifted_batch;
-    int direct, direct_strided, direct_dilated, direct_grouped;
+    int direct, direct_strided, direct_dilated, direct_grouped, dgrad, wgrad;
 } stats;
 
 static cvd_conv2d_params random_params(ref_rng *r, int iter)
@@ -196,6 +198,10 @@ static void run_config(ref_rng *r, int iter, stats *st)
     st->direct_strided += iter % 5 == 3 && (p.sh > 1 || p.sw > 1);
     st->direct_dilated += iter % 5 == 3 && (p.dh > 1 || p.dw > 1);
     st->direct_grouped += iter % 5 == 3 && p.groups > 1;
+    cvd_geom tg;
+    st->wgrad += iter % 5 == 3 && (need & CVD_NEED_DW) && cvd_direct_available();
+    st->dgrad +=
+        iter % 5 == 3 && (need & CVD_NEED_DX) && cvd_direct_available() && cvd_dgrad_geom(&g, &tg);
 
     cvd_tensor *all[] = {&tW, &tb, &tx, &ty, &tdelta, &tdx, &tdW, &tdb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -204,21 +210,42 @@ static void run_config(ref_rng *r, int iter, stats *st)
     cvd_conv2d_free(l);
 }
 
+/* The SIMD levels this CPU has, highest first, down to CVD_ISA_NONE (the im2col + BLAS
+ * paths only); returns how many. Tests force each in turn (cvd_cpu_force_isa). */
+static int isa_levels(cvd_isa out[3])
+{
+    int n = 0;
+    for (int isa = (int)cvd_cpu_isa_max(); isa >= (int)CVD_ISA_NONE; isa--)
+        out[n++] = (cvd_isa)isa;
+    return n;
+}
+
+/* The 360 configurations at every SIMD level the CPU has, from the same seed. */
 static void test_random_vs_reference(void **state)
 {
     (void)state;
-    ref_rng r = {0x5eed5eed1234ull};
-    stats st = {0};
-    for (int i = 0; i < N_CONFIGS; i++)
-        run_config(&r, i, &st);
-    /* The generator must really cover each feature, or the test proves less than it says. */
-    assert_true(st.one_by_one >= 30 && st.grouped >= 60 && st.dilated >= 60 && st.same >= 30);
-    assert_true(st.valid >= 30 && st.asym_stride >= 60 && st.multi_chunk >= 60);
-    assert_true(st.f32 == N_CONFIGS / 2 && st.stateless >= 40);
-    assert_true(st.shifted >= 60 && st.shifted_dilated >= 15 && st.shifted_grouped >= 15);
-    assert_true(st.shifted_batch >= 30);
-    assert_true(st.direct >= 60 && st.direct_strided >= 20 && st.direct_dilated >= 15 &&
-                st.direct_grouped >= 15);
+    const cvd_isa before = cvd_cpu_isa();
+    cvd_isa isas[3];
+    const int nisa = isa_levels(isas);
+    for (int k = 0; k < nisa; k++) {
+        assert_int_equal(cvd_cpu_force_isa(isas[k]), isas[k]);
+        ref_rng r = {0x5eed5eed1234ull};
+        stats st = {0};
+        for (int i = 0; i < N_CONFIGS; i++)
+            run_config(&r, i, &st);
+        /* The generator must really cover each feature, or the test proves less than it says. */
+        assert_true(st.one_by_one >= 30 && st.grouped >= 60 && st.dilated >= 60 && st.same >= 30);
+        assert_true(st.valid >= 30 && st.asym_stride >= 60 && st.multi_chunk >= 60);
+        assert_true(st.f32 == N_CONFIGS / 2 && st.stateless >= 40);
+        assert_true(st.shifted >= 60 && st.shifted_dilated >= 15 && st.shifted_grouped >= 15);
+        assert_true(st.shifted_batch >= 30);
+        assert_true(st.direct >= 60 && st.direct_strided >= 20 && st.direct_dilated >= 15 &&
+                    st.direct_grouped >= 15);
+        /* dx and dW on the own kernels (dgrad.c, wgrad.c) wherever there are some */
+        assert_true(isas[k] == CVD_ISA_NONE ? st.dgrad == 0 : st.dgrad >= 15);
+        assert_true(isas[k] == CVD_ISA_NONE ? st.wgrad == 0 : st.wgrad >= 30);
+    }
+    cvd_cpu_force_isa(before);
 }
 
 /* t (as doubles, through scratch got) against the reference want, labelled "name (what)". */
@@ -342,7 +369,7 @@ static void test_shift_default(void **state)
             int shifted;
             int64_t nb;
             size_t ws;
-            assert_int_equal(cvd_geom_plan(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_AUTO, &shifted,
+            assert_int_equal(cvd_geom_path(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_AUTO, &shifted,
                                            &nb, &ws, &e),
                              CVD_OK);
             assert_true(shifted);
@@ -424,13 +451,11 @@ static void test_parallel_bands(void **state)
 /* The direct forward kernel (direct.c) on layers that reach each of its parts: tiles of
  * 1 to 4 vectors and several tiles a row, filter tails of every tile height, filter blocks
  * and bands of rows, strides 2 and 3 (phases), asymmetric stride, dilation and padding,
- * groups, rows split across threads (one image) and images split across threads (three),
- * with and without bias, against the reference. */
-static void test_direct_tiles(void **state)
+ * groups, blocks of channels on narrow and wide rows, rows split across threads (one
+ * image) and images split across threads (three), with and without bias, against the
+ * reference, at every SIMD level the CPU has (test_direct_tiles). */
+static void direct_tiles_at_isa(void)
 {
-    (void)state;
-    if (!cvd_direct_available())
-        skip();
     typedef struct direct_case {
         int64_t C, F, G, kh, kw, sh, sw, dh, dw, ph, pw, H, W;
     } direct_case;
@@ -441,6 +466,9 @@ static void test_direct_tiles(void **state)
         {4, 9, 1, 4, 4, 3, 3, 1, 1, 1, 1, 50, 100},   /* stride 3: three phases */
         {2, 5, 1, 3, 3, 1, 1, 1, 1, 0, 0, 6, 6},      /* 4 columns: one part vector */
         {5, 17, 1, 1, 2, 1, 2, 1, 3, 0, 4, 9, 131},   /* a 1x2 kernel, wide pad on the right */
+        {72, 13, 1, 3, 3, 1, 1, 1, 1, 1, 1, 14, 14},  /* narrow rows, blocks of channels */
+        {48, 20, 2, 3, 3, 1, 1, 1, 1, 1, 1, 9, 61},   /* wide rows, blocks of channels, groups */
+        {40, 21, 1, 1, 1, 1, 1, 1, 1, 0, 0, 13, 29},  /* 1x1: one flat row of 377 pixels */
     };
     const int before = cvd_get_num_threads();
     cvd_set_num_threads(2);
@@ -468,8 +496,7 @@ static void test_direct_tiles(void **state)
             assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
             cvd_plan pl;
             assert_int_equal(
-                cvd_geom_split(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_DIRECT, 2, &pl, &e),
-                CVD_OK);
+                cvd_plan_pass(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_DIRECT, 2, &pl, &e), CVD_OK);
             assert_true(pl.direct);
             check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 7 + c, 0, CVD_PATH_DIRECT, 0,
                                "direct", (int)c);
@@ -478,7 +505,22 @@ static void test_direct_tiles(void **state)
     cvd_set_num_threads(before);
 }
 
-/* Batches split by images across threads (cvd_geom_split): every path — bands of rows,
+static void test_direct_tiles(void **state)
+{
+    (void)state;
+    if (!cvd_direct_available())
+        skip();
+    const cvd_isa before = cvd_cpu_isa();
+    cvd_isa isas[3];
+    const int nisa = isa_levels(isas);
+    for (int k = 0; k < nisa && isas[k] != CVD_ISA_NONE; k++) {
+        assert_int_equal(cvd_cpu_force_isa(isas[k]), isas[k]);
+        direct_tiles_at_isa();
+    }
+    cvd_cpu_force_isa(before);
+}
+
+/* Batches split by images across threads (cvd_plan_pass): every path — bands of rows,
  * bands in blocks of channels, chunks of small images (also chunks of 2 then 1 inside a
  * task of 3 images), 1x1, shifted — with groups, 2 and 3 threads, and images left over that are
  * split inside; forward, then all gradients, dx alone, or dW alone (dW sums per-task partials),
@@ -498,12 +540,14 @@ static void test_split_images(void **state)
         {64, 64, 2, 3, 0, 10, 12, 0, 0, CVD_PATH_IM2COL}, /* chunks of small images */
         /* chunks of 2, then one image, in each task */
         {64, 64, 2, 3, 0, 10, 12, 0, 2, CVD_PATH_IM2COL},
-        {48, 34, 2, 1, 0, 24, 24, 0, 0, CVD_PATH_AUTO},  /* 1x1, in place */
-        {64, 16, 2, 3, 1, 16, 18, 1, 0, CVD_PATH_SHIFT}, /* shifted GEMM */
+        {48, 34, 2, 1, 0, 24, 24, 0, 0, CVD_PATH_IM2COL}, /* 1x1, in place */
+        {64, 16, 2, 3, 1, 16, 18, 1, 0, CVD_PATH_SHIFT},  /* shifted GEMM */
         /* bands done in blocks of channels (CVD_KBLOCK_BYTES) */
         {64, 8, 1, 5, 2, 20, 20, 0, 0, CVD_PATH_IM2COL},
         /* the direct kernel forward (the default here), bands of rows backward */
         {6, 8, 2, 3, 1, 50, 47, 0, 0, CVD_PATH_AUTO},
+        /* 1x1 on the own kernels (forced): one flat row of pixels a image */
+        {48, 34, 2, 1, 0, 24, 24, 0, 0, CVD_PATH_DIRECT},
     };
     const unsigned needs[3] = {CVD_NEED_ALL, CVD_NEED_DX, CVD_NEED_DW};
     const int before = cvd_get_num_threads();
@@ -538,8 +582,9 @@ static void test_split_images(void **state)
             const size_t es = cvd_dtype_size(p.dtype);
             const size_t budget = (size_t)(sc->chunk * (g.K + g.Fg) * g.P) * es;
             cvd_plan pl;
-            assert_int_equal(cvd_geom_split(&g, es, budget, sc->path, threads, &pl, &e), CVD_OK);
-            assert_int_equal(pl.direct, c == 6 && cvd_direct_available());
+            assert_int_equal(cvd_plan_pass(&g, es, budget, sc->path, threads, &pl, &e), CVD_OK);
+            assert_int_equal(pl.direct, c >= 6 && cvd_direct_available());
+            assert_int_equal(pl.dgrad, c >= 6 && cvd_direct_available());
             assert_true(pl.rows[1] <= pl.rows[0]);
             assert_int_equal(pl.tasks, threads);
             assert_int_equal(pl.shifted, sc->want_shift);

@@ -16,6 +16,28 @@
 #include "../../core/cvd_internal.h"
 #include "ref_conv.h"
 
+/* im2col / col2im of a whole image and group: the core's band forms over every channel
+ * and row (the core itself only runs bands). */
+static void cvd_im2col_f64(const cvd_geom *g, const double *x_g, double *col, int64_t ldc)
+{
+    cvd_im2col_band_f64(g, x_g, col, ldc, 0, g->Cg, 0, g->OH);
+}
+
+static void cvd_im2col_f32(const cvd_geom *g, const float *x_g, float *col, int64_t ldc)
+{
+    cvd_im2col_band_f32(g, x_g, col, ldc, 0, g->Cg, 0, g->OH);
+}
+
+static void cvd_col2im_f64(const cvd_geom *g, const double *col, int64_t ldc, double *x_g)
+{
+    cvd_col2im_band_f64(g, col, ldc, x_g, 0, g->Cg, 0, g->H);
+}
+
+static void cvd_col2im_f32(const cvd_geom *g, const float *col, int64_t ldc, float *x_g)
+{
+    cvd_col2im_band_f32(g, col, ldc, x_g, 0, g->Cg, 0, g->H);
+}
+
 static int random_geom(ref_rng *r, cvd_geom *g, cvd_conv2d_params *p)
 {
     *p = (cvd_conv2d_params){.dtype = CVD_F64, .groups = 1, .out_channels = 1};

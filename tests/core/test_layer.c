@@ -367,15 +367,23 @@ static void test_memory_need(void **state)
     assert_int_equal(cvd_conv2d_memory_need(&p, img1, &n1, &e), CVD_OK);
     assert_int_equal(cvd_conv2d_memory_need(&p, img2, &n2, &e), CVD_OK);
     assert_true(n2 > n1);
-    /* Exact for one 1x1 image (no workspace): weights twice, bias twice, cache, header. */
+    /* Exact for one 1x1 image on BLAS alone (no workspace): weights twice, bias twice,
+     * cache, header. The own kernels add a workspace that grows with the image (dx by
+     * dgrad copies delta). */
     cvd_conv2d_params q = p;
     q.kh = q.kw = 1;
     q.pad_mode = CVD_PAD_VALID;
     const int64_t xa[4] = {1, 16, 8, 8}, xb[4] = {1, 16, 16, 16};
+    const cvd_isa isa = cvd_cpu_isa();
+    cvd_cpu_force_isa(CVD_ISA_NONE);
     assert_int_equal(cvd_conv2d_memory_need(&q, xa, &n1, &e), CVD_OK);
     assert_int_equal(cvd_conv2d_memory_need(&q, xb, &n2, &e), CVD_OK);
     assert_int_equal(n2 - n1, 16 * (256 - 64) * 8);
     assert_true(n1 >= (size_t)(2 * (32 * 16 + 32) * 8 + 16 * 64 * 8));
+    cvd_cpu_force_isa(isa);
+    assert_int_equal(cvd_conv2d_memory_need(&q, xa, &n1, &e), CVD_OK);
+    assert_int_equal(cvd_conv2d_memory_need(&q, xb, &n2, &e), CVD_OK);
+    assert_true(n2 - n1 >= 16 * (256 - 64) * 8);
     /* Refusals: dims 2^40, and dims that fit alone but overflow together. */
     const int64_t d40[4] = {(int64_t)1 << 40, 16, 64, 64};
     assert_int_equal(cvd_conv2d_memory_need(&p, d40, &bytes, &e), CVD_ERR_TOO_LARGE);

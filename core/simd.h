@@ -1,0 +1,157 @@
+/*
+ * simd.h — the vector vocabulary of the own kernels' templates (direct_impl.h,
+ * wgrad_impl.h), one set per ISA and dtype. Include it with SIMD_SEL defined
+ * (1 AVX-512F float32, 2 AVX-512F float64, 3 AVX2+FMA float32, 4 AVX2+FMA float64),
+ * then the template: it defines T, SFX (suffix _avx512_f32 ... _avx2_f64), SIMD_TARGET,
+ * SIMD_WIDE (1 for 32 vector registers), VL lanes of VEC, MASK (a lane mask: __mmask on
+ * AVX-512, a vector of all-ones lanes on AVX2, built by V_TAIL(lanes)) and V_*, after
+ * undefining the previous set. x86-64 with GCC or Clang only.
+ */
+#include <immintrin.h>
+
+#undef T
+#undef SFX
+#undef SIMD_TARGET
+#undef SIMD_WIDE
+#undef VL
+#undef VEC
+#undef MASK
+#undef V_TAIL
+#undef V_LOAD
+#undef V_MLOAD
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+#undef V_MUL
+#undef V_ADD
+#undef V_MADD
+#undef V_STORE
+#undef V_MSTORE
+#undef V_UNORD
+#undef V_EVENS
+#undef V_HSUM
+
+#if SIMD_SEL == 1 || SIMD_SEL == 2
+#define SIMD_TARGET       __attribute__((target("avx512f")))
+#define SIMD_WIDE         1
+#define V_TAIL(rem)       (MASK)((rem) >= VL ? ~0u : (1u << (rem)) - 1)
+#define V_MADD(c, m, v)   V_MASK_ADD(c, m, c, v)
+#define V_MLOAD(p, m)     V_MASKZ_LOAD(m, p)
+#define V_MSTORE(p, m, v) V_MASK_STORE(p, m, v)
+#else
+#define SIMD_TARGET __attribute__((target("avx2,fma")))
+#define SIMD_WIDE   0
+#endif
+
+#if SIMD_SEL == 1
+#define T      float
+#define SFX(n) n##_avx512_f32
+#define VL     16
+#define VEC    __m512
+#define MASK   __mmask16
+#undef V_MASK_ADD
+#undef V_MASKZ_LOAD
+#undef V_MASK_STORE
+#define V_MASK_ADD   _mm512_mask_add_ps
+#define V_MASKZ_LOAD _mm512_maskz_loadu_ps
+#define V_MASK_STORE _mm512_mask_storeu_ps
+#define V_LOAD       _mm512_loadu_ps
+#define V_SET1       _mm512_set1_ps
+#define V_ZERO       _mm512_setzero_ps
+#define V_FMA        _mm512_fmadd_ps
+#define V_MUL        _mm512_mul_ps
+#define V_ADD        _mm512_add_ps
+#define V_STORE      _mm512_storeu_ps
+#define V_UNORD(v)   _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)
+#define V_HSUM       _mm512_reduce_add_ps
+#define V_EVENS(a, b)                                                                              \
+    _mm512_permutex2var_ps(                                                                        \
+        a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b)
+#elif SIMD_SEL == 2
+#define T      double
+#define SFX(n) n##_avx512_f64
+#define VL     8
+#define VEC    __m512d
+#define MASK   __mmask8
+#undef V_MASK_ADD
+#undef V_MASKZ_LOAD
+#undef V_MASK_STORE
+#define V_MASK_ADD    _mm512_mask_add_pd
+#define V_MASKZ_LOAD  _mm512_maskz_loadu_pd
+#define V_MASK_STORE  _mm512_mask_storeu_pd
+#define V_LOAD        _mm512_loadu_pd
+#define V_SET1        _mm512_set1_pd
+#define V_ZERO        _mm512_setzero_pd
+#define V_FMA         _mm512_fmadd_pd
+#define V_MUL         _mm512_mul_pd
+#define V_ADD         _mm512_add_pd
+#define V_STORE       _mm512_storeu_pd
+#define V_UNORD(v)    _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)
+#define V_HSUM        _mm512_reduce_add_pd
+#define V_EVENS(a, b) _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b)
+#elif SIMD_SEL == 3
+/* the even elements of two vectors: a shuffle within 128-bit lanes, then across them */
+#define T      float
+#define SFX(n) n##_avx2_f32
+#define VL     8
+#define VEC    __m256
+#define MASK   __m256i
+#define V_TAIL(rem)                                                                                \
+    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(rem)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define V_LOAD            _mm256_loadu_ps
+#define V_MLOAD(p, m)     _mm256_maskload_ps(p, m)
+#define V_SET1            _mm256_set1_ps
+#define V_ZERO            _mm256_setzero_ps
+#define V_FMA             _mm256_fmadd_ps
+#define V_MUL             _mm256_mul_ps
+#define V_ADD             _mm256_add_ps
+#define V_MADD(c, m, v)   _mm256_add_ps(c, _mm256_and_ps(_mm256_castsi256_ps(m), v))
+#define V_STORE           _mm256_storeu_ps
+#define V_MSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define V_UNORD(v)        _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))
+#define V_HSUM            simd_hsum_avx2_f32
+#define V_EVENS(a, b)                                                                              \
+    _mm256_castpd_ps(                                                                              \
+        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),  \
+                              _MM_SHUFFLE(3, 1, 2, 0)))
+#ifndef SIMD_HSUM_AVX2_F32
+#define SIMD_HSUM_AVX2_F32
+static inline __attribute__((target("avx2,fma"))) float simd_hsum_avx2_f32(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#endif
+#elif SIMD_SEL == 4
+#define T                 double
+#define SFX(n)            n##_avx2_f64
+#define VL                4
+#define VEC               __m256d
+#define MASK              __m256i
+#define V_TAIL(rem)       _mm256_cmpgt_epi64(_mm256_set1_epi64x(rem), _mm256_setr_epi64x(0, 1, 2, 3))
+#define V_LOAD            _mm256_loadu_pd
+#define V_MLOAD(p, m)     _mm256_maskload_pd(p, m)
+#define V_SET1            _mm256_set1_pd
+#define V_ZERO            _mm256_setzero_pd
+#define V_FMA             _mm256_fmadd_pd
+#define V_MUL             _mm256_mul_pd
+#define V_ADD             _mm256_add_pd
+#define V_MADD(c, m, v)   _mm256_add_pd(c, _mm256_and_pd(_mm256_castsi256_pd(m), v))
+#define V_STORE           _mm256_storeu_pd
+#define V_MSTORE(p, m, v) _mm256_maskstore_pd(p, m, v)
+#define V_UNORD(v)        _mm256_movemask_pd(_mm256_cmp_pd(v, v, _CMP_UNORD_Q))
+#define V_HSUM            simd_hsum_avx2_f64
+#define V_EVENS(a, b)     _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))
+#ifndef SIMD_HSUM_AVX2_F64
+#define SIMD_HSUM_AVX2_F64
+static inline __attribute__((target("avx2,fma"))) double simd_hsum_avx2_f64(__m256d v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+#endif
+#else
+#error "simd.h: SIMD_SEL must be 1 to 4"
+#endif
+#undef SIMD_SEL
