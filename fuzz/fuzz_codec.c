@@ -130,7 +130,9 @@ static void check_prescan(const uint8_t *data, size_t size)
         buf kept, back;
         buf_init(&kept);
         buf_init(&back);
-        prescan_init_test(&p, len, min_chars);
+        prescan_init(&p, len); /* then on for any body, and short strings too */
+        p.on = 1;
+        p.min_chars = min_chars;
         for (size_t at = 0; at < len; at += chunk)
             if (prescan_feed(&p, &kept, body + at, len - at < chunk ? len - at : chunk) < 0)
                 fail("prescan_feed failed", NULL);

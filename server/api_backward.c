@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api_util.h"
+#include "clock.h"
 
 static const char *const bwd_fields[] = {"session", "layer", "x",      "delta",
                                          "lr",      "need",  "output", NULL};
@@ -85,12 +86,12 @@ static int run_backward(cvd_conv2d *l, const cvd_tensor *x4, const int64_t xs[4]
         st = cvd_tensor_alloc(&g->dW, p->dtype, 4, W->shape, &ce);
     if (st == CVD_OK && (o->need & CVD_NEED_DB))
         st = cvd_tensor_alloc(&g->db, p->dtype, 1, &p->out_channels, &ce);
-    double t0 = api_mono();
+    double t0 = clock_mono();
     if (st == CVD_OK)
         st = cvd_conv2d_backward(l, x4, d4, o, (o->need & CVD_NEED_DX) ? &g->dx : NULL,
                                  (o->need & CVD_NEED_DW) ? &g->dW : NULL,
                                  (o->need & CVD_NEED_DB) ? &g->db : NULL, &ce);
-    metrics_compute(api_mono() - t0);
+    metrics_compute(clock_mono() - t0);
     if (st != CVD_OK)
         return apierr_from_cvd(e, st, &ce, 0);
     return 0;

@@ -13,13 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-double api_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 void api_put_number(buf *b, double v)
 {
     char num[40];

@@ -15,7 +15,6 @@
 /* The setting that 413s of tensors and layers name. */
 #define LIMIT "max_session_bytes"
 
-double api_mono(void);
 
 /* The body as a JSON object (invalid_json / invalid_argument otherwise); NULL on error. */
 cJSON *api_parse_object(api_req *r);

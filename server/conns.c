@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define REAP_INTERVAL_S 0.1
@@ -47,13 +48,6 @@ struct conns {
     double drain_deadline;
     double grace_end; /* DRAIN_GRACE_S after the drain began */
 };
-
-double conns_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Bytes the peer has sent that nobody has read yet. */
 static int pending(int fd)
@@ -121,7 +115,7 @@ static void *reaper_main(void *arg)
     conns *cs = arg;
     pthread_mutex_lock(&cs->mu);
     while (!cs->stop) {
-        reap(cs, conns_now());
+        reap(cs, clock_mono());
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += (long)(REAP_INTERVAL_S * 1e9);
@@ -184,7 +178,7 @@ conn *conns_open(conns *cs, int fd)
         return NULL;
     c->fd = fd;
     c->phase = WAIT;
-    c->since = conns_now();
+    c->since = clock_mono();
     c->deadline = c->since + cs->o.header_timeout;
     pthread_mutex_lock(&cs->mu);
     c->next = cs->head;
@@ -216,10 +210,10 @@ int conns_request(conns *cs, conn *c, int body, long long content_length)
         return 1;
     pthread_mutex_lock(&cs->mu);
     c->phase = body ? BODY : BUSY;
-    c->since = conns_now();
+    c->since = clock_mono();
     c->expected = content_length;
     c->got = 0;
-    if (c->idle_at_drain && conns_now() <= cs->grace_end)
+    if (c->idle_at_drain && clock_mono() <= cs->grace_end)
         c->admitted = c->owed = 1;
     int ok = !cs->draining || c->admitted;
     pthread_mutex_unlock(&cs->mu);
@@ -251,7 +245,7 @@ void conns_answered(conns *cs, conn *c)
     pthread_mutex_lock(&cs->mu);
     c->phase = WAIT;
     c->owed = 0;
-    c->since = conns_now();
+    c->since = clock_mono();
     double t = cs->o.connection_timeout > cs->o.header_timeout ? cs->o.connection_timeout
                                                                : cs->o.header_timeout;
     c->deadline = c->since + t;
@@ -262,7 +256,7 @@ int conns_owed(conns *cs)
 {
     int n = 0;
     pthread_mutex_lock(&cs->mu);
-    const double now = conns_now();
+    const double now = clock_mono();
     for (const conn *c = cs->head; c; c = c->next) {
         if (c->closing)
             continue;
@@ -280,11 +274,11 @@ void conns_begin_drain(conns *cs, double deadline)
     pthread_mutex_lock(&cs->mu);
     cs->draining = 1;
     cs->drain_deadline = deadline;
-    cs->grace_end = conns_now() + DRAIN_GRACE_S;
+    cs->grace_end = clock_mono() + DRAIN_GRACE_S;
     for (conn *c = cs->head; c; c = c->next) {
         c->admitted = c->owed = c->phase != WAIT || pending(c->fd);
         c->idle_at_drain = !c->admitted;
     }
-    reap(cs, conns_now());
+    reap(cs, clock_mono());
     pthread_mutex_unlock(&cs->mu);
 }

@@ -63,7 +63,4 @@ int conns_owed(conns *cs);
  * ones are closed unless a request (read before the drain) shows within half a second. */
 void conns_begin_drain(conns *cs, double deadline);
 
-/* Seconds on CLOCK_MONOTONIC. */
-double conns_now(void);
-
 #endif /* SERVER_CONNS_H */

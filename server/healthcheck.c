@@ -20,16 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "clock.h"
 
 static int wait_fd(int fd, short ev, double deadline)
 {
-    double left = deadline - mono();
+    double left = deadline - clock_mono();
     if (left <= 0)
         return -1;
     struct pollfd p = {.fd = fd, .events = ev};
@@ -180,7 +175,7 @@ int healthcheck_get(const char *url, double timeout_s, char *err, size_t n)
         snprintf(port, sizeof port, "%ld", p);
     }
 
-    double deadline = mono() + timeout_s;
+    double deadline = clock_mono() + timeout_s;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
     int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {

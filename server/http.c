@@ -32,6 +32,7 @@
 
 #include "api.h"
 #include "budget.h"
+#include "clock.h"
 #include "conns.h"
 #include "gate.h"
 #include "jsontensor.h"
@@ -106,13 +107,6 @@ typedef struct req {
     char path[96];
     char session[SESSION_ID_MAX + 1];
 } req;
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Copies a client-controlled string for the log, replacing control bytes. */
 static void copy_printable(char *dst, size_t cap, const char *src)
@@ -418,7 +412,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!q)
             return MHD_NO;
         *con_cls = q;
-        q->t0 = mono();
+        q->t0 = clock_mono();
         q->h = h;
         q->c = c;
         const union MHD_ConnectionInfo *ci =
@@ -504,7 +498,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     req *q = *con_cls;
     if (!q)
         return;
-    double dt = mono() - q->t0;
+    double dt = clock_mono() - q->t0;
     int status = q->responded ? q->status : 0;
     metrics_request(q->m.ep, status, dt, q->bytes_in, q->bytes_out);
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !q->responded)
@@ -523,7 +517,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         atomic_store(&h->trim_due, 1);
     budget_request_end(&q->bt);
     free(q);
-    atomic_store(&h->last_end, mono());
+    atomic_store(&h->last_end, clock_mono());
     *con_cls = NULL;
 }
 
@@ -652,7 +646,7 @@ uint16_t http_port(const http_server *h)
 void http_begin_drain(http_server *h, double timeout_s)
 {
     atomic_store(&h->draining, 1);
-    conns_begin_drain(h->conns, conns_now() + timeout_s);
+    conns_begin_drain(h->conns, clock_mono() + timeout_s);
 }
 
 int http_inflight(http_server *h)
@@ -663,7 +657,7 @@ int http_inflight(http_server *h)
 void http_housekeeping(http_server *h)
 {
     if (atomic_load(&h->trim_due) && atomic_load(&h->inflight) == 0 &&
-        mono() - atomic_load(&h->last_end) >= TRIM_IDLE_S) {
+        clock_mono() - atomic_load(&h->last_end) >= TRIM_IDLE_S) {
         atomic_store(&h->trim_due, 0);
         malloc_trim(0);
     }

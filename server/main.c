@@ -20,19 +20,13 @@
 
 #include "../core/cvd.h"
 #include "budget.h"
+#include "clock.h"
 #include "config.h"
 #include "healthcheck.h"
 #include "http.h"
 #include "log.h"
 #include "session.h"
 #include "state.h"
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int sig_fds[2] = {-1, -1};
 
@@ -73,9 +67,9 @@ static int install_signals(void)
 /* Waits for in-flight requests, up to drain_timeout. 0 when all finished. */
 static int drain(http_server *h, double timeout)
 {
-    double deadline = mono() + timeout;
+    double deadline = clock_mono() + timeout;
     while (http_inflight(h) > 0) {
-        if (deadline - mono() <= 0)
+        if (deadline - clock_mono() <= 0)
             return -1;
         int sig = wait_signal(10);
         if (sig > 0) {

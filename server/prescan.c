@@ -28,13 +28,6 @@ void prescan_init(prescan *p, size_t content_length)
     p->min_chars = PRESCAN_MIN_CHARS;
 }
 
-void prescan_init_test(prescan *p, size_t content_length, size_t min_chars)
-{
-    prescan_init(p, content_length);
-    p->on = 1;
-    p->min_chars = min_chars;
-}
-
 static int is_b64(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||

@@ -60,14 +60,12 @@ typedef struct prescan {
     int npend;
     prescan_seg segs[PRESCAN_MAX_SEGS];
     int nsegs;
-    size_t min_chars; /* PRESCAN_MIN_CHARS but in tests */
+    size_t min_chars; /* PRESCAN_MIN_CHARS; fuzz_codec sets on and min_chars itself */
 } prescan;
 
 /* Starts a prescan of a body of content_length bytes (0 or below PRESCAN_MIN_BODY: off, so
  * prescan_feed only appends). */
 void prescan_init(prescan *p, size_t content_length);
-/* For tests and fuzzers: a prescan of any body, keeping strings of min_chars or more. */
-void prescan_init_test(prescan *p, size_t content_length, size_t min_chars);
 /* Appends data[0..n) to body, less the base64 characters it takes out. -1 when an
  * allocation failed, now or in an earlier call (body->oom is set; the body is then
  * unusable, as with buf_append, and later calls do nothing but return -1). */

@@ -19,22 +19,12 @@
 #include <sys/random.h>
 
 #include "budget.h"
-double session_clock(clockid_t c)
-{
-    struct timespec ts;
-    clock_gettime(c, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-double session_now(void)
-{
-    return session_clock(CLOCK_MONOTONIC);
-}
+#include "clock.h"
 
 /* The database keeps wall-clock times, so idle expiry counts across a restart. */
 double session_wall_of(double mono)
 {
-    return session_clock(CLOCK_REALTIME) - (session_now() - mono);
+    return clock_wall() - (clock_mono() - mono);
 }
 
 size_t session_pow2(size_t n)
@@ -261,7 +251,7 @@ int session_create(session_store *st, session **out, apierr *e)
 
     entry *dead = NULL;
     pthread_mutex_lock(&st->mu);
-    double now = session_now();
+    double now = clock_mono();
     if (st->live >= (size_t)st->o.max_sessions) {
         session_reap_locked(st, now, &dead);
         if (st->live >= (size_t)st->o.max_sessions) {
@@ -362,7 +352,7 @@ int session_acquire(session_store *st, const char *id, session **out, apierr *e)
     *out = NULL;
     entry *dead = NULL;
     pthread_mutex_lock(&st->mu);
-    double now = session_now();
+    double now = clock_mono();
     entry *n = lookup_locked(st, id, now, &dead, e);
     if (n) {
         n->refs++;
@@ -415,7 +405,7 @@ void session_release(session_store *st, session *s)
         budget_adjust((int64_t)bytes - (int64_t)n->bytes);
         n->bytes = bytes;
     }
-    n->last_used = session_now();
+    n->last_used = clock_mono();
     n->fw = fw;
     n->bw = bw;
     n->cached = cached;
@@ -440,7 +430,7 @@ int session_persist(session_store *st, session *s, unsigned what, apierr *e)
                    .b_rank = s->b_rank,
                    .forwards = s->forwards,
                    .backwards = s->backwards,
-                   .last_used = session_clock(CLOCK_REALTIME)};
+                   .last_used = clock_wall()};
     if (what & SESSION_SAVE_NEW) {
         if (state_insert(st->o.db, &r, s->layer, e) != 0)
             return -1;
@@ -476,7 +466,7 @@ int session_delete(session_store *st, const char *id, apierr *e)
 {
     entry *dead = NULL;
     pthread_mutex_lock(&st->mu);
-    entry *n = lookup_locked(st, id, session_now(), &dead, e);
+    entry *n = lookup_locked(st, id, clock_mono(), &dead, e);
     int stored = n && n->stored;
     pthread_mutex_unlock(&st->mu);
     session_bury(st, dead);
@@ -487,7 +477,7 @@ int session_delete(session_store *st, const char *id, apierr *e)
     if (stored && st->o.db && state_delete(st->o.db, id, 0, 0, e) != 0)
         return -1;
     pthread_mutex_lock(&st->mu);
-    n = lookup_locked(st, id, session_now(), &dead, e);
+    n = lookup_locked(st, id, clock_mono(), &dead, e);
     int last = 0;
     if (n) {
         session_unlink(st, n);
@@ -506,7 +496,7 @@ size_t session_store_reap(session_store *st)
 {
     entry *dead = NULL;
     pthread_mutex_lock(&st->mu);
-    size_t k = session_reap_locked(st, session_now(), &dead);
+    size_t k = session_reap_locked(st, clock_mono(), &dead);
     pthread_mutex_unlock(&st->mu);
     session_bury(st, dead);
     return k;
@@ -524,7 +514,7 @@ int session_list(session_store *st, const char *after, size_t limit, session_inf
     *n = 0;
     *more = 0;
     pthread_mutex_lock(&st->mu);
-    double now = session_now();
+    double now = clock_mono();
     size_t cap = st->live, k = 0;
     session_info *v = cap ? malloc(cap * sizeof *v) : NULL;
     if (cap && !v) {

@@ -67,8 +67,6 @@ struct session_store {
 
 typedef enum { ID_OURS, ID_OTHER_NODE, ID_MALFORMED } id_kind;
 
-double session_clock(clockid_t c);
-double session_now(void); /* monotonic s */
 /* The database keeps wall-clock times, so idle expiry counts across a restart. */
 double session_wall_of(double mono);
 size_t session_pow2(size_t n);

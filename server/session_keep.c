@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "budget.h"
+#include "clock.h"
 #include "log.h"
 
 /* Frees dropped entries; with a database, first deletes them there and remembers their ids
@@ -20,7 +21,7 @@
 void session_bury(session_store *st, entry *dead)
 {
     if (st->o.db) {
-        double t = session_clock(CLOCK_REALTIME);
+        double t = clock_wall();
         for (entry *e = dead; e; e = e->next) {
             apierr err;
             if (e->stored && state_delete(st->o.db, e->s.id, 1, t, &err) != 0)
@@ -132,8 +133,7 @@ static void reaper_tick(session_store *st, double now)
         session_store_flush(st);
         state_checkpoint(st->o.db);
         if (now - st->last_prune >= 60) {
-            state_prune_dropped(st->o.db, session_clock(CLOCK_REALTIME) - st->o.remember_s,
-                                st->o.remember_max);
+            state_prune_dropped(st->o.db, clock_wall() - st->o.remember_s, st->o.remember_max);
             st->last_prune = now;
         }
     }
@@ -158,7 +158,7 @@ static void *reaper_main(void *arg)
         pthread_cond_timedwait(&st->cv, &st->mu, &ts);
         if (st->stopping)
             break;
-        reaper_tick(st, session_now());
+        reaper_tick(st, clock_mono());
     }
     pthread_mutex_unlock(&st->mu);
     return NULL;
@@ -242,7 +242,7 @@ static int load_dropped(void *arg, const char *id, double t)
  * dropped now, as the reaper would have. */
 static int load_all(session_store *st, char *err, size_t n)
 {
-    loader ld = {st, session_now(), session_clock(CLOCK_REALTIME), err, n, NULL};
+    loader ld = {st, clock_mono(), clock_wall(), err, n, NULL};
     if (state_each_dropped(st->o.db, ld.wall - st->o.remember_s, load_dropped, &ld, err, n) ||
         state_each_session(st->o.db, load_session, &ld, err, n)) {
         session_free_list(ld.expired);
