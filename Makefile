@@ -14,6 +14,12 @@
 # not compiled; a server module is one header with one or more .c files), and every test
 # file named test_*.c is its own binary.
 
+# Builds use every core (the test, fuzz and tsan recipes build through sub-makes, which
+# inherit this); `make -j1` or MAKEFLAGS=-j1 in the environment serialises them again.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
+
 PKG_CONFIG ?= pkg-config
 PREFIX     ?= /usr/local
 BUILD      ?= build
