@@ -19,6 +19,9 @@ WORKDIR /src
 COPY Makefile ./
 COPY core/ core/
 COPY server/ server/
+# GET /openapi.yaml serves this file, compiled in as a C string
+COPY docs/openapi.yaml docs/
+COPY scripts/embed-text.sh scripts/
 RUN make -j"$(nproc)" build/convd && strip build/convd
 
 FROM debian:bookworm-slim
