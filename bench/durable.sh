@@ -9,35 +9,18 @@ set -eu
 convd=${1:?usage: bench/durable.sh CONVD_BIN}
 here=$(cd "$(dirname "$0")" && pwd)
 secs=${BENCH_SECONDS:-5}
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
+. "$here/daemon.sh"
 
 # start MODE [ARGS...]: MODE memory or disk (a fresh state dir); sets pid and base.
 start() {
     mode=$1
     shift
-    rm -rf "$tmp/state" "$tmp/log"
+    rm -rf "$tmp/state"
     dir=
     [ "$mode" = disk ] && dir=$tmp/state
-    "$convd" --port 0 --log-level warn --config /dev/null --state-dir="$dir" "$@" 2>"$tmp/log" &
-    pid=$!
-    i=0
-    until grep -q '^listening on ' "$tmp/log" 2>/dev/null; do
-        i=$((i + 1))
-        [ "$i" -gt 100 ] && { cat "$tmp/log" >&2; echo "durable.sh: convd did not start" >&2; exit 1; }
-        sleep 0.05
-    done
-    base="http://$(sed -n 's/^listening on //p' "$tmp/log" | head -n 1)"
+    start_daemon "$convd" http --state-dir="$dir" "$@"
 }
-stop() {
-    kill "$pid" && wait "$pid" || true
-    pid=""
-}
+stop() { stop_daemon; }
 post() { # PATH BODY → answer
     curl -sf "$base$1" -H 'Content-Type: application/json' --data-binary "$2"
 }

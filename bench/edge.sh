@@ -21,39 +21,7 @@ for tool in wrk curl python3 openssl; do
 done
 cores=$(nproc)
 
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-# start_daemon BIN SCHEME ARGS...: runs BIN on a free port; sets pid and base.
-start_daemon() {
-    bin=$1 scheme=$2
-    shift 2
-    rm -f "$tmp/convd.log"
-    # no config file: a baseline build may not know this tree's keys
-    "$bin" --config /dev/null --port 0 --log-level warn --state-dir= "$@" 2>"$tmp/convd.log" &
-    pid=$!
-    i=0
-    while ! grep -q '^listening on ' "$tmp/convd.log" 2>/dev/null; do
-        i=$((i + 1))
-        if [ "$i" -gt 200 ] || ! kill -0 "$pid" 2>/dev/null; then
-            cat "$tmp/convd.log" >&2
-            echo "edge.sh: convd did not start" >&2
-            exit 1
-        fi
-        sleep 0.05
-    done
-    base="$scheme://$(sed -n 's/^listening on //p' "$tmp/convd.log" | head -n 1)"
-}
-
-stop_daemon() {
-    kill "$pid" && wait "$pid" || true
-    pid=""
-}
+. "$here/daemon.sh"
 
 # The bodies: a ~0.3 s base64 forward, and a nested-JSON forward of ~json_mb MB.
 python3 - "$tmp" "$json_mb" <<'PY'

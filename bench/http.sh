@@ -26,36 +26,7 @@ for tool in wrk curl; do
     command -v "$tool" >/dev/null || { echo "http.sh: $tool is required" >&2; exit 1; }
 done
 
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-# start_daemon ARGS...: runs convd on a free port; sets pid and base.
-start_daemon() {
-    rm -f "$tmp/convd.log" # a previous daemon's line must not be mistaken for this one's
-    "$convd" --port 0 --log-level warn --state-dir= "$@" 2>"$tmp/convd.log" &
-    pid=$!
-    i=0
-    while ! grep -q '^listening on ' "$tmp/convd.log" 2>/dev/null; do
-        i=$((i + 1))
-        if [ "$i" -gt 100 ] || ! kill -0 "$pid" 2>/dev/null; then
-            cat "$tmp/convd.log" >&2
-            echo "http.sh: convd did not start" >&2
-            exit 1
-        fi
-        sleep 0.05
-    done
-    base="http://$(sed -n 's/^listening on //p' "$tmp/convd.log" | head -n 1)"
-}
-
-stop_daemon() {
-    kill "$pid" && wait "$pid" || true
-    pid=""
-}
+. "$here/daemon.sh"
 
 # wrk_stats FILE: "rps p50_ms p99_ms mean_ms" from wrk --latency output.
 wrk_stats() {
@@ -79,7 +50,7 @@ session_of() {
 }
 
 # ---- 1. the notebook pair ----
-start_daemon ${CONVD_BENCH_ARGS:-}
+start_daemon "$convd" http ${CONVD_BENCH_ARGS:-}
 nb_fwd='{"layer":{"W":[[[0,0,0],[0,1,0],[0,-1,0]],[[0,0,0],[0,-1,1],[0,0,0]]]},"x":[[[[1,2,3,4],[5,6,7,8],[9,10,11,12],[13,14,15,16]]]]}'
 SID=$(curl -sf "$base/forward" -H 'Content-Type: application/json' -d "$nb_fwd" | session_of)
 [ -n "$SID" ] || { echo "http.sh: could not create the notebook session" >&2; exit 1; }
@@ -102,7 +73,7 @@ if ! command -v python3 >/dev/null; then
     echo "# http.sh: python3 not found: skipping the c_resnet_mid HTTP benchmark" >&2
     exit 0
 fi
-start_daemon ${CONVD_BENCH_ARGS:-}
+start_daemon "$convd" http ${CONVD_BENCH_ARGS:-}
 layer='{"in_channels":64,"out_channels":64,"kernel_size":3,"padding":1,"dtype":"float32","init":{"scheme":"kaiming_uniform","seed":1}}'
 SID=$(curl -sf "$base/sessions" -H 'Content-Type: application/json' -d "$layer" | session_of)
 [ -n "$SID" ] || { echo "http.sh: could not create the c_resnet_mid session" >&2; exit 1; }
