@@ -1,6 +1,6 @@
 /*
  * gemm_impl.h — type template of the im2col + BLAS path (included by conv2d_impl.h with T,
- * SFX and GEMM = cblas_sgemm/cblas_dgemm defined). Generates, per dtype (_f32, _f64):
+ * SFX and GEMM = cvd_gemm_f32/cvd_gemm_f64 defined). Generates, per dtype (_f32, _f64):
  * cols_job, cols_part, cols_run, band_job, band_part, band_cols, gemm_job, gemm_part,
  * gemm_split (GEMM_SPLIT), kblock, emit, bias_fill, block_nan_add, forward_run,
  * backward_run. Arithmetic stays in T; cvd_geom guarantees every GEMM argument fits in int.
@@ -138,11 +138,11 @@ static void SFX(gemm_part)(void *arg, int task, int ntasks)
     if (b <= a)
         return;
     if (j->by_cols)
-        GEMM(CblasRowMajor, j->ta, j->tb, j->M, b - a, j->K, j->alpha, j->A, j->lda,
+        GEMM(j->ta, j->tb, j->M, b - a, j->K, j->alpha, j->A, j->lda,
              j->tb == CblasNoTrans ? j->B + a : j->B + (int64_t)a * j->ldb, j->ldb, j->beta,
              j->C + a, j->ldc);
     else
-        GEMM(CblasRowMajor, j->ta, j->tb, b - a, j->N, j->K, j->alpha,
+        GEMM(j->ta, j->tb, b - a, j->N, j->K, j->alpha,
              j->ta == CblasNoTrans ? j->A + (int64_t)a * j->lda : j->A + a, j->lda, j->B, j->ldb,
              j->beta, j->C + (int64_t)a * j->ldc, j->ldc);
 }
@@ -156,7 +156,7 @@ static void GEMM_SPLIT(int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, in
         cvd_parallel_run(nt, nt, SFX(gemm_part), &j);
         return;
     }
-    GEMM(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    GEMM(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* Channels per block for one band of cols output pixels (see CVD_KBLOCK_BYTES): Cg (no
