@@ -98,16 +98,22 @@ static SIMD_TARGET void SFX(pg_pack_b)(int tb, const T *B, int64_t ldb, int64_t 
                             lanes > 0 ? V_MLOAD(src + v * VL, V_TAIL(lanes)) : V_ZERO());
                 }
             }
-        } else { /* op(B)[k][n] = B[n][k]: read each column's run of steps, write strided */
-            for (int64_t n = 0; n < PG_NR; n++) {
-                if (n < nn) {
-                    const T *src = B + (j0 + j + n) * ldb + p0;
+        } else { /* op(B)[k][n] = B[n][k]: a gather of VL columns per step, when the
+                  * offsets fit int32 lanes; elements one by one otherwise */
+            const int gather = ldb <= INT32_MAX / VL;
+            const VIDX idx = V_IDX(gather ? (int)ldb : 0);
+            for (int v = 0; v < PG_NV; v++) {
+                const int64_t lanes = nn - (int64_t)v * VL;
+                const T *src = B + (j0 + j + v * VL) * ldb + p0;
+                T *dst = bp + v * VL;
+                if (gather && lanes >= VL) {
                     for (int64_t k = 0; k < kc; k++)
-                        bp[k * PG_NR + n] = src[k];
-                } else {
-                    for (int64_t k = 0; k < kc; k++)
-                        bp[k * PG_NR + n] = 0;
+                        V_STORE(dst + k * PG_NR, V_GATHER(src + k, idx));
+                    continue;
                 }
+                for (int64_t k = 0; k < kc; k++)
+                    for (int64_t n = 0; n < VL; n++)
+                        dst[k * PG_NR + n] = n < lanes ? src[n * ldb + k] : 0;
             }
         }
     }
