@@ -11,28 +11,29 @@
 /* One register tile: C[0..mr) x [0..nn) = alpha * op(A)·Bp + beta * C over kc steps,
  * op(A)[m][k] at a[m*rs + k*cs] (read in place: rs, cs = lda, 1 or 1, lda), Bp kc steps
  * of PG_NR values (zero-padded past nn by the packing). Rows past mr read row mr-1 again
- * (never past A) and are not stored. full (a constant after inlining): mr == PG_MR and
- * nn == PG_NR, no masks. beta == 0 never reads C, as BLAS: C may hold anything, NaN
- * included. */
+ * (never past A) and are not stored. full and nv are constants after inlining: full,
+ * mr == PG_MR and nn == PG_NR (no masks); nv, the vectors computed (those past nn are
+ * skipped, so a narrow last panel costs what it holds). beta == 0 never reads C, as BLAS: C may
+ * hold anything, NaN included. */
 static inline __attribute__((always_inline)) SIMD_TARGET void
-SFX(pg_tile)(const int full, int64_t kc, const T *a, int64_t rs, int64_t cs, const T *restrict bp,
-             T *c, int64_t ldc, int mr, int64_t nn, T alpha, T beta)
+SFX(pg_tile)(const int full, const int nv, int64_t kc, const T *a, int64_t rs, int64_t cs,
+             const T *restrict bp, T *c, int64_t ldc, int mr, int64_t nn, T alpha, T beta)
 {
     VEC acc[PG_MR][PG_NV];
     int64_t ro[PG_MR];
     _Pragma("GCC unroll 8") for (int m = 0; m < PG_MR; m++)
     {
         ro[m] = (full || m < mr ? m : mr - 1) * rs;
-        _Pragma("GCC unroll 8") for (int v = 0; v < PG_NV; v++) acc[m][v] = V_ZERO();
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) acc[m][v] = V_ZERO();
     }
     _Pragma("GCC unroll 2") for (int64_t k = 0; k < kc; k++)
     {
         VEC bv[PG_NV];
-        _Pragma("GCC unroll 8") for (int v = 0; v < PG_NV; v++) bv[v] = V_LOAD(bp + v * VL);
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) bv[v] = V_LOAD(bp + v * VL);
         _Pragma("GCC unroll 8") for (int m = 0; m < PG_MR; m++)
         {
             const VEC av = V_SET1(a[ro[m]]);
-            _Pragma("GCC unroll 8") for (int v = 0; v < PG_NV; v++) acc[m][v] =
+            _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) acc[m][v] =
                 V_FMA(av, bv[v], acc[m][v]);
         }
         a += cs;
@@ -45,7 +46,7 @@ SFX(pg_tile)(const int full, int64_t kc, const T *a, int64_t rs, int64_t cs, con
         if (!full && m >= mr)
             break;
         T *cr = c + m * ldc;
-        _Pragma("GCC unroll 8") for (int v = 0; v < PG_NV; v++)
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)
         {
             VEC r = scale ? V_MUL(va, acc[m][v]) : acc[m][v];
             if (full) {
@@ -69,10 +70,20 @@ static SIMD_TARGET void SFX(pg_tile_any)(int64_t kc, const T *a, int64_t rs, int
                                          const T *bp, T *c, int64_t ldc, int mr, int64_t nn,
                                          T alpha, T beta)
 {
-    if (mr == PG_MR && nn == PG_NR)
-        SFX(pg_tile)(1, kc, a, rs, cs, bp, c, ldc, mr, nn, alpha, beta);
-    else
-        SFX(pg_tile)(0, kc, a, rs, cs, bp, c, ldc, mr, nn, alpha, beta);
+    if (mr == PG_MR && nn == PG_NR) {
+        SFX(pg_tile)(1, PG_NV, kc, a, rs, cs, bp, c, ldc, mr, nn, alpha, beta);
+        return;
+    }
+    switch ((nn + VL - 1) / VL) {
+    case 1:
+        SFX(pg_tile)(0, 1, kc, a, rs, cs, bp, c, ldc, mr, nn, alpha, beta);
+        break;
+    case 2:
+        SFX(pg_tile)(0, 2, kc, a, rs, cs, bp, c, ldc, mr, nn, alpha, beta);
+        break;
+    default:
+        SFX(pg_tile)(0, PG_NV, kc, a, rs, cs, bp, c, ldc, mr, nn, alpha, beta);
+    }
 }
 
 /* Bp: steps p0 .. p0+kc-1 and columns j0 .. j0+nc-1 of op(B) in panels of PG_NR columns,
