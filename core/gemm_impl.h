@@ -113,11 +113,12 @@ static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, 
 }
 
 /* C = alpha·op(A)·op(B) + beta·C (row-major) on nt threads: C is cut into nt blocks of
- * columns, or of rows when it has more rows than columns, each one GEMM on one OpenBLAS
- * thread (see parallel.c). Block edges fall on multiples of 16 elements, which keeps
- * the threads' blocks on separate cache lines when C's rows are aligned (most are not
- * exactly, so at worst two threads share a line at an edge). A GEMM under CVD_GEMM_SPLIT_MIN
- * multiply-adds, or too narrow to cut, runs whole: a thread start would cost more than it saves. */
+ * columns, or of rows when it has more rows than columns, each one GEMM on its thread.
+ * Block edges fall on multiples of 48 columns or 16 rows (whole panels and tiles of
+ * packgemm.c), which keeps the threads' blocks on separate cache lines when C's rows are
+ * aligned (most are not exactly, so at worst two threads share a line at an edge). A GEMM
+ * under CVD_GEMM_SPLIT_MIN multiply-adds, or too narrow to cut, runs whole: a thread start
+ * would cost more than it saves. */
 /* The wrapper's name, so calls read (and clang-format) as plain calls. */
 #define GEMM_SPLIT SFX(gemm_split)
 
@@ -133,8 +134,11 @@ static void SFX(gemm_part)(void *arg, int task, int ntasks)
 {
     const SFX(gemm_job) *j = arg;
     const int64_t span = j->by_cols ? j->N : j->M;
-    const int a = (int)(span * task / ntasks) & ~15;
-    const int b = task == ntasks - 1 ? (int)span : (int)(span * (task + 1) / ntasks) & ~15;
+    /* columns in whole panels of the own GEMM (48 is a multiple of each ISA's and dtype's
+     * panel width), rows in whole register tiles (16 of 8 or 4) */
+    const int64_t q = j->by_cols ? 48 : 16;
+    const int a = (int)(span * task / ntasks / q * q);
+    const int b = task == ntasks - 1 ? (int)span : (int)(span * (task + 1) / ntasks / q * q);
     if (b <= a)
         return;
     if (j->by_cols)
