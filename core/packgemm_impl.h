@@ -91,41 +91,49 @@ static SIMD_TARGET void SFX(pg_tile_any)(int64_t kc, const T *a, int64_t rs, int
 static SIMD_TARGET void SFX(pg_pack_b)(int tb, const T *B, int64_t ldb, int64_t p0, int64_t kc,
                                        int64_t j0, int64_t nc, T *bp)
 {
-    for (int64_t j = 0; j < nc; j += PG_NR, bp += kc * PG_NR) {
-        const int64_t nn = nc - j < PG_NR ? nc - j : PG_NR;
-        if (!tb && nn == PG_NR) { /* rows of B are contiguous: vector copies */
-            for (int64_t k = 0; k < kc; k++) {
-                const T *src = B + (p0 + k) * ldb + j0 + j;
+    const int64_t full = nc / PG_NR, rest = nc - full * PG_NR;
+    if (!tb) {
+        /* row by row, each read once from start to end (the prefetchers follow a row; a
+         * panel at a time would jump ldb every PG_NR elements), scattered to the panels */
+        for (int64_t k = 0; k < kc; k++) {
+            const T *src = B + (p0 + k) * ldb + j0;
+            T *dst = bp + k * PG_NR;
+            for (int64_t j = 0; j < full; j++, src += PG_NR, dst += kc * PG_NR)
                 _Pragma("GCC unroll 8") for (int v = 0; v < PG_NV; v++)
-                    V_STORE(bp + k * PG_NR + v * VL, V_LOAD(src + v * VL));
-            }
-        } else if (!tb) { /* the last panel: masked loads, zeros past nc */
-            for (int64_t k = 0; k < kc; k++) {
-                const T *src = B + (p0 + k) * ldb + j0 + j;
+                    V_STORE(dst + v * VL, V_LOAD(src + v * VL));
+            if (rest)
                 _Pragma("GCC unroll 8") for (int v = 0; v < PG_NV; v++)
                 {
-                    const int64_t lanes = nn - (int64_t)v * VL;
-                    V_STORE(bp + k * PG_NR + v * VL,
+                    const int64_t lanes = rest - (int64_t)v * VL;
+                    V_STORE(dst + v * VL,
                             lanes > 0 ? V_MLOAD(src + v * VL, V_TAIL(lanes)) : V_ZERO());
                 }
-            }
-        } else { /* op(B)[k][n] = B[n][k]: a gather of VL columns per step, when the
-                  * offsets fit int32 lanes; elements one by one otherwise */
-            const int gather = ldb <= INT32_MAX / VL;
-            const VIDX idx = V_IDX(gather ? (int)ldb : 0);
-            for (int v = 0; v < PG_NV; v++) {
-                const int64_t lanes = nn - (int64_t)v * VL;
-                const T *src = B + (j0 + j + v * VL) * ldb + p0;
-                T *dst = bp + v * VL;
-                if (gather && lanes >= VL) {
-                    for (int64_t k = 0; k < kc; k++)
-                        V_STORE(dst + k * PG_NR, V_GATHER(src + k, idx));
-                    continue;
-                }
+        }
+        return;
+    }
+    /* op(B)[k][n] = B[n][k]: a gather of VL columns per step when the offsets fit int32
+     * lanes, elements one by one otherwise */
+    const int gather = ldb <= INT32_MAX / VL;
+    const VIDX idx = V_IDX(gather ? (int)ldb : 0);
+    for (int64_t j = 0; j < nc; j += PG_NR, bp += kc * PG_NR) {
+        const int64_t nn = nc - j < PG_NR ? nc - j : PG_NR;
+        for (int v = 0; v < PG_NV; v++) {
+            const int64_t lanes = nn - (int64_t)v * VL;
+            T *dst = bp + v * VL;
+            if (lanes <= 0) {
                 for (int64_t k = 0; k < kc; k++)
-                    for (int64_t n = 0; n < VL; n++)
-                        dst[k * PG_NR + n] = n < lanes ? src[n * ldb + k] : 0;
+                    V_STORE(dst + k * PG_NR, V_ZERO());
+                continue;
             }
+            const T *src = B + (j0 + j + v * VL) * ldb + p0;
+            if (gather && lanes >= VL) {
+                for (int64_t k = 0; k < kc; k++)
+                    V_STORE(dst + k * PG_NR, V_GATHER(src + k, idx));
+                continue;
+            }
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t n = 0; n < VL; n++)
+                    dst[k * PG_NR + n] = n < lanes ? src[n * ldb + k] : 0;
         }
     }
 }
