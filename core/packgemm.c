@@ -119,32 +119,51 @@ static size_t pg_buffer_elems(const pg_blocks *bk)
 #include "simd.h"
 #include "packgemm_impl.h"
 
-#define PG_DISPATCH(T, blas, avx512, avx2, vl512, vl256)                                           \
-    const cvd_isa isa = cvd_cpu_isa();                                                             \
-    if (isa != CVD_ISA_NONE && M > 0 && N > 0 && K > 0) {                                          \
-        const int wide = isa == CVD_ISA_AVX512;                                                    \
-        const pg_blocks bk = wide ? pg_blocks_for(PG_MR_WIDE, PG_NV * (vl512), sizeof(T))          \
-                                  : pg_blocks_for(PG_MR_NARROW, PG_NV * (vl256), sizeof(T));       \
-        T *buf = pg_buffer(pg_buffer_elems(&bk) * sizeof(T));                                      \
-        if (buf) {                                                                                 \
-            (wide ? avx512 : avx2)(&bk, ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A,     \
-                                   lda, B, ldb, beta, C, ldc, buf);                                \
-            return;                                                                                \
-        }                                                                                          \
-    }                                                                                              \
-    blas(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+/* The blocks and this thread's buffer for a GEMM of es-byte elements at the SIMD level in
+ * use; returns the buffer, or NULL when the own kernels do not run it (no SIMD level, an
+ * empty product, or no memory): cblas does. */
+static void *pg_prepare(int M, int N, int K, size_t es, int *wide, pg_blocks *bk)
+{
+    const cvd_isa isa = cvd_cpu_isa();
+    if (isa == CVD_ISA_NONE || M <= 0 || N <= 0 || K <= 0)
+        return NULL;
+    *wide = isa == CVD_ISA_AVX512;
+    const int64_t vl = (*wide ? 64 : 32) / (int64_t)es;
+    *bk = pg_blocks_for(*wide ? PG_MR_WIDE : PG_MR_NARROW, PG_NV * vl, (int64_t)es);
+    return pg_buffer(pg_buffer_elems(bk) * es);
+}
 
 void cvd_gemm_f32(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-    PG_DISPATCH(float, cblas_sgemm, pg_run_avx512_f32, pg_run_avx2_f32, 16, 8);
+    int wide = 0;
+    pg_blocks bk;
+    float *buf = pg_prepare(M, N, K, sizeof(float), &wide, &bk);
+    if (!buf)
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (wide)
+        pg_run_avx512_f32(&bk, ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb,
+                          beta, C, ldc, buf);
+    else
+        pg_run_avx2_f32(&bk, ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb,
+                        beta, C, ldc, buf);
 }
 
 void cvd_gemm_f64(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha,
                   const double *A, int lda, const double *B, int ldb, double beta, double *C,
                   int ldc)
 {
-    PG_DISPATCH(double, cblas_dgemm, pg_run_avx512_f64, pg_run_avx2_f64, 8, 4);
+    int wide = 0;
+    pg_blocks bk;
+    double *buf = pg_prepare(M, N, K, sizeof(double), &wide, &bk);
+    if (!buf)
+        cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (wide)
+        pg_run_avx512_f64(&bk, ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb,
+                          beta, C, ldc, buf);
+    else
+        pg_run_avx2_f64(&bk, ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb,
+                        beta, C, ldc, buf);
 }
 
 #else
