@@ -4,7 +4,8 @@
  * (1 AVX-512F float32, 2 AVX-512F float64, 3 AVX2+FMA float32, 4 AVX2+FMA float64),
  * then the template: it defines T, SFX (suffix _avx512_f32 ... _avx2_f64), SIMD_TARGET,
  * SIMD_WIDE (1 for 32 vector registers), VL lanes of VEC, MASK (a lane mask: __mmask on
- * AVX-512, a vector of all-ones lanes on AVX2, built by V_TAIL(lanes)) and V_*, after
+ * AVX-512, a vector of all-ones lanes on AVX2, built by V_TAIL(lanes) for lanes 0 .. lanes-1
+ * and V_RANGE(a, b) for lanes a .. b-1, 0 <= a <= b <= VL) and V_*, after
  * undefining the previous set. x86-64 with GCC or Clang only.
  */
 #include <immintrin.h>
@@ -25,6 +26,8 @@
 #undef V_MUL
 #undef V_ADD
 #undef V_MADD
+#undef V_RANGE
+#undef V_MMERGE
 #undef V_STORE
 #undef V_MSTORE
 #undef V_UNORD
@@ -38,6 +41,8 @@
 #define V_MADD(c, m, v)   V_MASK_ADD(c, m, c, v)
 #define V_MLOAD(p, m)     V_MASKZ_LOAD(m, p)
 #define V_MSTORE(p, m, v) V_MASK_STORE(p, m, v)
+#define V_RANGE(a, b)     (MASK)(V_TAIL(b) & ~V_TAIL(a))
+#define V_MMERGE(v, p, m) V_MASK_LOAD(v, m, p)
 #else
 #define SIMD_TARGET __attribute__((target("avx2,fma")))
 #define SIMD_WIDE   0
@@ -52,6 +57,8 @@
 #undef V_MASK_ADD
 #undef V_MASKZ_LOAD
 #undef V_MASK_STORE
+#undef V_MASK_LOAD
+#define V_MASK_LOAD  _mm512_mask_loadu_ps
 #define V_MASK_ADD   _mm512_mask_add_ps
 #define V_MASKZ_LOAD _mm512_maskz_loadu_ps
 #define V_MASK_STORE _mm512_mask_storeu_ps
@@ -76,6 +83,8 @@
 #undef V_MASK_ADD
 #undef V_MASKZ_LOAD
 #undef V_MASK_STORE
+#undef V_MASK_LOAD
+#define V_MASK_LOAD   _mm512_mask_loadu_pd
 #define V_MASK_ADD    _mm512_mask_add_pd
 #define V_MASKZ_LOAD  _mm512_maskz_loadu_pd
 #define V_MASK_STORE  _mm512_mask_storeu_pd
@@ -108,6 +117,8 @@
 #define V_MADD(c, m, v)   _mm256_add_ps(c, _mm256_and_ps(_mm256_castsi256_ps(m), v))
 #define V_STORE           _mm256_storeu_ps
 #define V_MSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define V_RANGE(a, b)     _mm256_andnot_si256(V_TAIL(a), V_TAIL(b))
+#define V_MMERGE(v, p, m) _mm256_blendv_ps(v, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))
 #define V_UNORD(v)        _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))
 #define V_HSUM            simd_hsum_avx2_f32
 #define V_EVENS(a, b)                                                                              \
@@ -140,6 +151,8 @@ static inline __attribute__((target("avx2,fma"))) float simd_hsum_avx2_f32(__m25
 #define V_MADD(c, m, v)   _mm256_add_pd(c, _mm256_and_pd(_mm256_castsi256_pd(m), v))
 #define V_STORE           _mm256_storeu_pd
 #define V_MSTORE(p, m, v) _mm256_maskstore_pd(p, m, v)
+#define V_RANGE(a, b)     _mm256_andnot_si256(V_TAIL(a), V_TAIL(b))
+#define V_MMERGE(v, p, m) _mm256_blendv_pd(v, _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m))
 #define V_UNORD(v)        _mm256_movemask_pd(_mm256_cmp_pd(v, v, _CMP_UNORD_Q))
 #define V_HSUM            simd_hsum_avx2_f64
 #define V_EVENS(a, b)     _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))

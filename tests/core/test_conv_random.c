@@ -451,7 +451,9 @@ static void test_parallel_bands(void **state)
 /* The direct forward kernel (direct.c) on layers that reach each of its parts: tiles of
  * 1 to 4 vectors and several tiles a row, filter tails of every tile height, filter blocks
  * and bands of rows, strides 2 and 3 (phases), asymmetric stride, dilation and padding,
- * groups, blocks of channels on narrow and wide rows, rows split across threads (one
+ * groups, blocks of channels on narrow and wide rows, the flat plane (stride 1, a row
+ * of outputs and its junk columns in fewer lanes than whole vectors: tiles across rows,
+ * bands ending inside a tile, channel blocks, dilation), rows split across threads (one
  * image) and images split across threads (three), with and without bias, against the
  * reference, at every SIMD level the CPU has (test_direct_tiles). */
 static void direct_tiles_at_isa(void)
@@ -469,6 +471,9 @@ static void direct_tiles_at_isa(void)
         {72, 13, 1, 3, 3, 1, 1, 1, 1, 1, 1, 14, 14},  /* narrow rows, blocks of channels */
         {48, 20, 2, 3, 3, 1, 1, 1, 1, 1, 1, 9, 61},   /* wide rows, blocks of channels, groups */
         {40, 21, 1, 1, 1, 1, 1, 1, 1, 0, 0, 13, 29},  /* 1x1: one flat row of 377 pixels */
+        {20, 14, 1, 3, 3, 1, 1, 1, 1, 1, 1, 11, 37},  /* the flat plane: 39 of 40 or 48 lanes */
+        {96, 10, 1, 3, 3, 1, 1, 1, 1, 1, 1, 7, 37},   /* flat, blocks of channels */
+        {16, 9, 1, 3, 3, 1, 1, 2, 2, 2, 1, 12, 45},   /* flat, dilation, 43 of 47 columns */
     };
     const int before = cvd_get_num_threads();
     cvd_set_num_threads(2);
