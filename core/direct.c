@@ -10,7 +10,7 @@
  * cvd_direct_ws). Output pixels ow .. ow+VL-1 of row oh then read, for tap (c, i, j),
  *     xs[c][(j*dw) % sw][oh*sh + i*dh][ow + (j*dw)/sw ...]
  * which is contiguous whatever the stride and dilation. With stride 1 and rows of fewer
- * columns than whole vectors take (direct_flat), xs rows are the padded rows themselves
+ * columns than whole vectors take (cvd_direct_plane), xs rows are the padded rows themselves
  * (Wq = Wp) and output (oh, ow) sits at q = oh*Wq + ow of that flat plane, reading tap
  * (c, i, j) at xs[c][0][0][q + i*dh*Wq + j*dw]: vectors run on across rows, the Wq - OW
  * junk columns a row are computed and never stored (masked stores, two rows a vector),
@@ -78,17 +78,17 @@ const cvd_geom *cvd_direct_flat(const cvd_geom *g, cvd_geom *flat)
     return flat;
 }
 
-/* Whether a layer's tiles run over the flat padded plane (direct_rows): stride 1, rows at
+/* Whether the tiles run over the padded plane (direct_rows, wgrad.c): stride 1, rows at
  * least one vector wide (a vector then spans at most two rows), fewer lanes a row than
  * the row layout's whole vectors (resnet_mid's 58 against 64 in float32), and enough
  * multiply-adds an output (Fg*K) to pay for placing a tile's vectors across rows (a
  * depthwise layer's 9 do not). */
-#define DIRECT_FLAT_MIN_MACS 64
+#define DIRECT_PLANE_MIN_MACS 64
 
-static int direct_flat(const cvd_geom *g, int64_t vl)
+int cvd_direct_plane(const cvd_geom *g, int64_t vl)
 {
     return g->sh == 1 && g->sw == 1 && g->Wp >= vl && g->Wp < direct_lanes(g, vl) &&
-           g->Fg * g->K >= DIRECT_FLAT_MIN_MACS;
+           g->Fg * g->K >= DIRECT_PLANE_MIN_MACS;
 }
 
 size_t cvd_direct_ws(const cvd_geom *g0, size_t elem_size)
@@ -153,7 +153,7 @@ static void direct_offsets(const cvd_geom *g, int64_t wq, int64_t *off)
 
 int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off)
 {
-    const int64_t wq = direct_wq(g, vl);
+    const int64_t wq = cvd_direct_plane(g, vl) ? g->Wp : direct_wq(g, vl);
     direct_offsets(g, wq, off);
     return wq;
 }
@@ -174,7 +174,7 @@ static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, c
     const cvd_geom *g = j->g;
     const int64_t taps = g->kh * g->kw, ew = (g->kw - 1) * g->dw;
     int64_t *off = ws;
-    j->flat = direct_flat(g, vl);
+    j->flat = cvd_direct_plane(g, vl);
     j->wq = j->flat ? g->Wp : direct_wq(g, vl);
     direct_offsets(g, j->wq, off);
     j->off = off;
