@@ -74,7 +74,7 @@ struct cvd_conv2d {
 
 #define T      float
 #define SFX(n) n##_f32
-#define GEMM   cblas_sgemm
+#define GEMM   cvd_gemm_f32
 #include "conv2d_impl.h"
 #undef T
 #undef SFX
@@ -82,7 +82,7 @@ struct cvd_conv2d {
 
 #define T      double
 #define SFX(n) n##_f64
-#define GEMM   cblas_dgemm
+#define GEMM   cvd_gemm_f64
 #include "conv2d_impl.h"
 #undef T
 #undef SFX
