@@ -42,6 +42,7 @@
  * L2 while every filter block passes over the band. The W rows need not stay in L1: a
  * tile reads one element of each of its rows a tap, a cache line every 16 taps. */
 #define DIRECT_L1_X_SHARE 2
+#define DIRECT_LINE       64 /* bytes of a cache line on every x86-64 CPU */
 #define DIRECT_L2_SHARE   8
 
 int cvd_direct_available(void)
@@ -180,22 +181,27 @@ static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, c
     j->off = off;
     j->xs = (char *)ws + (g->K * (int64_t)sizeof(int64_t) + es - 1) / es * es;
     const int64_t wq = j->wq, l1 = (int64_t)cvd_cpu_l1d(), l2 = (int64_t)cvd_cpu_l2();
-    /* the elements of one channel a tile reads: kh row pieces (the flat plane's may
-     * overlap), or the rows of a row tile (stacked rows share theirs) in every phase */
+    /* the bytes of one channel a tile reads: kh row pieces (the plane's may overlap: then
+     * one span), or the rows of a row tile (stacked rows share theirs) in every phase,
+     * each piece in whole cache lines and one more for where it starts */
     const int64_t nvec = (g->OW + vl - 1) / vl;
-    int64_t chan, nv;
+    int64_t pieces, piece, nv;
     if (j->flat) {
         nv = nvmax;
-        const int64_t piece = nvmax * vl + ew, span = (g->kh - 1) * g->dh * wq + piece;
-        chan = g->kh * piece < span ? g->kh * piece : span;
+        piece = nvmax * vl + ew;
+        const int64_t span = (g->kh - 1) * g->dh * wq + piece;
+        pieces = g->kh * piece < span ? g->kh : 1;
+        piece = pieces == 1 ? span : piece;
     } else {
         const int64_t rpt = 2 * nvec <= nvmax ? nvmax / nvec : 1;
         const int64_t rows = (rpt - 1) * g->sh + (g->kh - 1) * g->dh + 1;
         nv = rpt > 1 ? rpt * nvec : nvec < nvmax ? nvec : nvmax;
         const int64_t cols = nv / rpt * vl + ew / g->sw;
-        chan = (rows < rpt * g->kh ? rows : rpt * g->kh) * g->sw * (cols < wq ? cols : wq);
+        pieces = (rows < rpt * g->kh ? rows : rpt * g->kh) * g->sw;
+        piece = cols < wq ? cols : wq;
     }
-    const int64_t cb = l1 / DIRECT_L1_X_SHARE / (chan * es);
+    const int64_t chan = pieces * ((piece * es + DIRECT_LINE - 1) / DIRECT_LINE + 1) * DIRECT_LINE;
+    const int64_t cb = l1 / DIRECT_L1_X_SHARE / chan;
     j->cb = direct_even(g->Cg, cb < 1 ? 1 : cb);
     const int64_t kb = j->cb * taps;
     /* the xs rows one output row reads beyond the previous one, in one block of channels,

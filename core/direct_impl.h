@@ -2,8 +2,8 @@
  * direct_impl.h — template of the direct kernel, included by direct.c once per ISA and
  * dtype after simd.h and xs_impl.h. Generates, for SFX = _avx512_f32, _avx512_f64,
  * _avx2_f32, _avx2_f64: direct_mr_max, direct_seg, direct_tile, direct_tile_any,
- * direct_segs, direct_column, direct_rows, direct_part and direct_image (direct_tile_avx512_f32 ...
- * direct_image_avx2_f64). See direct.c.
+ * direct_plane_any, direct_segs, direct_column, direct_rows, direct_part and direct_image
+ * (direct_tile_avx512_f32 ... direct_image_avx2_f64). See direct.c.
  */
 
 /* Tile heights for each width nv (index nv - 1): the MR*NV accumulators, NV x vectors and
@@ -100,17 +100,10 @@ SFX(direct_tile)(const int mr, const int nv, const int mode, MASK last, const SF
     }
 }
 
-/* The tile for any mr <= direct_mr_max[nv - 1], nv <= DIRECT_NV_MAX, as constants. */
-#define DIRECT_MR(mr, nv)                                                                          \
-    case mr:                                                                                       \
-        if (seg)                                                                                   \
-            SFX(direct_tile)                                                                       \
-        (mr, nv, 2, last, seg, xb, off, nvr, xrow, kb, w, K, b, first, final, y, yrow, ldy, chk);  \
-        else if (nvr == nv) SFX(direct_tile)(mr, nv, 0, last, seg, xb, off, nvr, xrow, kb, w, K,   \
-                                             b, first, final, y, yrow, ldy, chk);                  \
-        else SFX(direct_tile)(mr, nv, 1, last, seg, xb, off, nvr, xrow, kb, w, K, b, first, final, \
-                              y, yrow, ldy, chk);                                                  \
-        break;
+/* The tile for any mr <= direct_mr_max[nv - 1], nv <= DIRECT_NV_MAX, as constants: rows
+ * (modes 0 and 1) in direct_tile_any, the plane (mode 2) in direct_plane_any. Apart,
+ * because one function holding all three kept fewer W row pointers in registers (AVX2
+ * resnet_mid spilled them in its inner loop, 8 % slower). */
 #define DIRECT_MR4(nv) DIRECT_MR(1, nv) DIRECT_MR(2, nv) DIRECT_MR(3, nv) DIRECT_MR(4, nv)
 #define DIRECT_MR6(nv) DIRECT_MR4(nv) DIRECT_MR(5, nv) DIRECT_MR(6, nv)
 #define DIRECT_MR8(nv) DIRECT_MR6(nv) DIRECT_MR(7, nv) DIRECT_MR(8, nv)
@@ -120,6 +113,19 @@ SFX(direct_tile)(const int mr, const int nv, const int mode, MASK last, const SF
             cases                                                                                  \
         }                                                                                          \
         break;
+#if SIMD_WIDE
+#define DIRECT_SWITCH DIRECT_SWITCH_WIDE
+#else
+#define DIRECT_SWITCH DIRECT_SWITCH_NARROW
+#endif
+#define DIRECT_MR(mr, nv)                                                                          \
+    case mr:                                                                                       \
+        if (nvr == nv)                                                                             \
+            SFX(direct_tile)                                                                       \
+        (mr, nv, 0, last, seg, xb, off, nvr, xrow, kb, w, K, b, first, final, y, yrow, ldy, chk);  \
+        else SFX(direct_tile)(mr, nv, 1, last, seg, xb, off, nvr, xrow, kb, w, K, b, first, final, \
+                              y, yrow, ldy, chk);                                                  \
+        break;
 static SIMD_TARGET void SFX(direct_tile_any)(int mr, int nv, MASK last, const SFX(direct_seg) * seg,
                                              const T *xb, const int64_t *off, int64_t nvr,
                                              int64_t xrow, int64_t kb, const T *w, int64_t K,
@@ -127,13 +133,27 @@ static SIMD_TARGET void SFX(direct_tile_any)(int mr, int nv, MASK last, const SF
                                              int64_t ldy, VEC *chk)
 {
     switch (nv) {
-#if SIMD_WIDE
-        DIRECT_SWITCH_WIDE
-#else
-        DIRECT_SWITCH_NARROW
-#endif
+        DIRECT_SWITCH
     }
 }
+#undef DIRECT_MR
+#define DIRECT_MR(mr, nv)                                                                          \
+    case mr:                                                                                       \
+        SFX(direct_tile)                                                                           \
+        (mr, nv, 2, last, seg, xb, off, nvr, xrow, kb, w, K, b, first, final, y, yrow, ldy, chk);  \
+        break;
+static SIMD_TARGET void SFX(direct_plane_any)(int mr, int nv, MASK last,
+                                              const SFX(direct_seg) * seg, const T *xb,
+                                              const int64_t *off, int64_t nvr, int64_t xrow,
+                                              int64_t kb, const T *w, int64_t K, const T *b,
+                                              int first, int final, T *y, int64_t yrow, int64_t ldy,
+                                              VEC *chk)
+{
+    switch (nv) {
+        DIRECT_SWITCH
+    }
+}
+#undef DIRECT_SWITCH
 #undef DIRECT_NV
 #undef DIRECT_MR
 #undef DIRECT_MR4
@@ -173,9 +193,9 @@ static inline SIMD_TARGET void SFX(direct_column)(const direct_job *j, int64_t f
     const int64_t mrmax = SFX(direct_mr_max)[nv - 1], ntile = (f1 - f0 + mrmax - 1) / mrmax;
     for (int64_t ti = 0, f = f0; ti < ntile; ti++) {
         const int mr = (int)((f1 - f) / (ntile - ti));
-        SFX(direct_tile_any)
-        (mr, nv, last, seg, xb, off, nvr, xrow, kb, W + f * g->K + t0, g->K, b ? b + f : NULL,
-         first, final, y + f * g->P, yrow, g->P, chk);
+        (seg ? SFX(direct_plane_any) : SFX(direct_tile_any))(
+            mr, nv, last, seg, xb, off, nvr, xrow, kb, W + f * g->K + t0, g->K, b ? b + f : NULL,
+            first, final, y + f * g->P, yrow, g->P, chk);
         f += mr;
     }
 }
