@@ -1,8 +1,8 @@
 /*
  * wgrad_impl.h — template of the dW kernel, included by wgrad.c once per ISA and dtype
  * after simd.h and xs_impl.h. Generates, for SFX = _avx512_f32 ... _avx2_f64:
- * wgrad_tile, wgrad_ptile, wgrad_tile_any, wgrad_filters, wgrad_plane, wgrad_part and
- * wgrad_run
+ * wgrad_tile, wgrad_ptile, wgrad_tile_any, wgrad_plane_any, wgrad_filters, wgrad_plane,
+ * wgrad_part and wgrad_run
  * (wgrad_run_avx512_f32 ... wgrad_run_avx2_f64). See wgrad.c.
  */
 
@@ -91,13 +91,9 @@ SFX(wgrad_ptile)(const int mr, const int nt, const wgrad_job *j, const T *d, con
     }
 }
 
-#define WGRAD_T(mr, nt)                                                                            \
-    case nt:                                                                                       \
-        if (j->plane)                                                                              \
-            SFX(wgrad_ptile)(mr, nt, j, d, off, oh0, oh1, dw);                                     \
-        else                                                                                       \
-            SFX(wgrad_tile)(mr, nt, j, d, off, oh0, oh1, dw);                                      \
-        break;
+/* The tiles for any mr <= WGRAD_MR, nt <= WGRAD_NT as constants: rows in wgrad_tile_any,
+ * the plane in wgrad_plane_any (apart, as direct_impl.h's: one function for both kept
+ * fewer pointers in registers). */
 #define WGRAD_M(mr)                                                                                \
     case mr:                                                                                       \
         switch (nt) {                                                                              \
@@ -106,24 +102,38 @@ SFX(wgrad_ptile)(const int mr, const int nt, const wgrad_job *j, const T *d, con
         break;
 #if SIMD_WIDE
 #define WGRAD_NT_WIDE(mr) WGRAD_T(mr, 5) WGRAD_T(mr, 6)
+#define WGRAD_SWITCH      WGRAD_M(1) WGRAD_M(2) WGRAD_M(3) WGRAD_M(4)
 #else
 #define WGRAD_NT_WIDE(mr)
+#define WGRAD_SWITCH WGRAD_M(1) WGRAD_M(2) WGRAD_M(3)
 #endif
+#define WGRAD_T(mr, nt)                                                                            \
+    case nt:                                                                                       \
+        SFX(wgrad_tile)(mr, nt, j, d, off, oh0, oh1, dw);                                          \
+        break;
 static SIMD_TARGET void SFX(wgrad_tile_any)(int mr, int nt, const wgrad_job *j, const T *d,
                                             const int64_t *off, int64_t oh0, int64_t oh1, T *dw)
 {
     switch (mr) {
-        WGRAD_M(1)
-        WGRAD_M(2)
-        WGRAD_M(3)
-#if SIMD_WIDE
-        WGRAD_M(4)
-#endif
+        WGRAD_SWITCH
+    }
+}
+#undef WGRAD_T
+#define WGRAD_T(mr, nt)                                                                            \
+    case nt:                                                                                       \
+        SFX(wgrad_ptile)(mr, nt, j, d, off, oh0, oh1, dw);                                         \
+        break;
+static SIMD_TARGET void SFX(wgrad_plane_any)(int mr, int nt, const wgrad_job *j, const T *d,
+                                             const int64_t *off, int64_t oh0, int64_t oh1, T *dw)
+{
+    switch (mr) {
+        WGRAD_SWITCH
     }
 }
 #undef WGRAD_T
 #undef WGRAD_M
 #undef WGRAD_NT_WIDE
+#undef WGRAD_SWITCH
 
 /* Filters f0 .. f1-1 of the image and group, every tap: chunks of rc output rows (or
  * vector steps of the plane), in them tiles of filters (outer: their delta rows stay in
@@ -140,8 +150,8 @@ static SIMD_TARGET void SFX(wgrad_filters)(const wgrad_job *j, int64_t f0, int64
             const int mr = (int)(f1 - f < WGRAD_MR ? f1 - f : WGRAD_MR);
             for (int64_t t = 0; t < g->K; t += WGRAD_NT) {
                 const int nt = (int)(g->K - t < WGRAD_NT ? g->K - t : WGRAD_NT);
-                SFX(wgrad_tile_any)
-                (mr, nt, j, delta + f * ld, j->off + t, a, b, dW + f * g->K + t);
+                (j->plane ? SFX(wgrad_plane_any) : SFX(wgrad_tile_any))(
+                    mr, nt, j, delta + f * ld, j->off + t, a, b, dW + f * g->K + t);
             }
         }
     }
