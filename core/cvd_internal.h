@@ -108,10 +108,10 @@ cvd_status cvd_geom_path(const cvd_geom *g, size_t elem_size, size_t budget, cvd
  * reading a zero-padded, phase-split copy of one image and group, no im2col and no GEMM.
  * cvd_direct_available: whether the SIMD level in use has the kernels (not none).
  * cvd_direct_ws: the workspace elements of one image and group (the K tap offsets, then
- * xs [Cg, sw, Hp, Wq] with Wq = OW rounded up to whole 64-byte vectors + (kw-1)*dw/sw),
- * 0 if that overflows. cvd_direct_pays: whether a pass takes it (want CVD_PATH_DIRECT:
- * whenever the CPU can; IM2COL or SHIFT: never; AUTO: when every row of output vectors is
- * at least 3/4 full and the workspace is at most CVD_DIRECT_MAX_WS bytes).
+ * xs [Cg, sw, Hp, Wq] with Wq = OW rounded up to whole 64-byte vectors + (kw-1)*dw/sw,
+ * or the padded plane and a vector), 0 if that overflows. cvd_direct_pays: whether a pass takes it
+ * (want CVD_PATH_DIRECT: whenever the CPU can; IM2COL or SHIFT: never; AUTO: when every row of
+ * output vectors is at least 3/4 full and the workspace is at most CVD_DIRECT_MAX_WS bytes).
  * cvd_direct_forward: y_g [Fg, P] of one image and group (bias b_g or NULL) on nt threads
  * (by output rows); returns whether every value written is finite. */
 #define CVD_DIRECT_MAX_WS ((size_t)64 << 20)
@@ -122,8 +122,12 @@ int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
  * H*W pixels, which the own kernels run as one long row (full vectors, no tails but the
  * last) in flat; direct.c and wgrad.c apply it at their entry points. */
 const cvd_geom *cvd_direct_flat(const cvd_geom *g, cvd_geom *flat);
+/* Whether the kernels run g over its padded plane (stride 1, rows of Wp >= vl columns
+ * taking fewer lanes than whole vectors of vl elements, Fg*K >= 64): output (oh, ow) at
+ * q = oh*Wp + ow, xs [Cg, Hp, Wp] and a vector of zeros after it (direct.c). */
+int cvd_direct_plane(const cvd_geom *g, int64_t vl);
 /* The tap offsets into xs (off[K]) for vectors of vl elements; returns the xs row length
- * (direct.c, for wgrad.c). */
+ * (Wp on the plane) (direct.c, for wgrad.c). */
 int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off);
 int cvd_direct_forward_f32(const cvd_geom *g, const float *W_g, const float *b_g, const float *x_g,
                            float *y_g, float *ws, int nt);
@@ -147,10 +151,12 @@ void cvd_dgrad_f64(const cvd_geom *g, const double *W, const double *delta, doub
 
 /* Backward-weights on the own SIMD code (wgrad.c): dW as a blocked reduction over the
  * images and output pixels with register tiles of filters by taps, reading the direct
- * kernel's xs. cvd_wgrad_pays: whether backward takes it (as cvd_direct_pays); its
- * workspace is cvd_direct_ws. cvd_wgrad: dW (overwritten) of images lo .. hi-1 on nt
- * threads. */
+ * kernel's xs. cvd_wgrad_pays: whether backward takes it (as cvd_direct_pays);
+ * cvd_wgrad_ws: its workspace (cvd_direct_ws, and on a stride-1 layer room for delta on
+ * the padded plane and its lane masks), 0 on overflow. cvd_wgrad: dW (overwritten) of
+ * images lo .. hi-1 on nt threads. */
 int cvd_wgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+size_t cvd_wgrad_ws(const cvd_geom *g, size_t elem_size);
 void cvd_wgrad_f32(const cvd_geom *g, const float *x, const float *delta, float *dW, float *ws,
                    int64_t lo, int64_t hi, int nt);
 void cvd_wgrad_f64(const cvd_geom *g, const double *x, const double *delta, double *dW, double *ws,

@@ -9,12 +9,18 @@
  * column phase: xs[c][ph][r][q] = xpad[c][r][q*sw + ph] (Hp rows of Wq columns, see
  * cvd_direct_ws). Output pixels ow .. ow+VL-1 of row oh then read, for tap (c, i, j),
  *     xs[c][(j*dw) % sw][oh*sh + i*dh][ow + (j*dw)/sw ...]
- * which is contiguous whatever the stride and dilation. A register tile of MR filters by
+ * which is contiguous whatever the stride and dilation. With stride 1 and rows of fewer
+ * columns than whole vectors take (cvd_direct_plane), xs rows are the padded rows themselves
+ * (Wq = Wp) and output (oh, ow) sits at q = oh*Wq + ow of that flat plane, reading tap
+ * (c, i, j) at xs[c][0][0][q + i*dh*Wq + j*dw]: vectors run on across rows, the Wq - OW
+ * junk columns a row are computed and never stored (masked stores, two rows a vector),
+ * so resnet_mid's 56 columns take 58 lanes, not 64. A register tile of MR filters by
  * NV vectors of VL output pixels starts from the bias and takes the taps of a block of
  * channels in NV loads, MR broadcasts of W and MR*NV fused multiply-adds each, then is
- * stored (and reloaded for the next block). Tiles run filter block innermost, so the x a
- * tile reads stays in L1 for every filter block of that row; the channel blocks keep it
- * there when Cg*kh*kw taps would not fit (a deep layer's 2304). Each output is one sum
+ * stored (and reloaded for the next block). The filter tiles of one place (a stretch of
+ * the flat plane, a row's vectors or stacked narrow rows) run innermost, so the x their
+ * taps read stays in L1 across them; blocks of channels keep it within half of L1 (a deep
+ * layer's 2304 taps would not fit). Each output is one sum
  * over the taps in (c, i, j) order, whatever the blocking and the thread count, so results
  * do not depend on scheduling; they do depend on the ISA only through where the fused
  * multiply-adds round, which is the same in both: each output is the same chain of FMAs.
@@ -29,13 +35,14 @@
 #define DIRECT_X86 0
 #endif
 
-/* Blocks from the cache sizes (cvd_cpu_l1d, cvd_cpu_l2): a tile's x (kb taps by NV
- * vectors) is all the channels when that fits L1 (reloading y between blocks would then
- * cost more than it saves), else blocks of at most half of L1; the W rows of a filter block a
- * quarter, and a band of output rows reads at most an eighth of L2 of xs, so the band stays there
- * while every filter block passes over it. */
+/* Blocks from the cache sizes (cvd_cpu_l1d, cvd_cpu_l2): a tile's x (the rows its taps
+ * read in a block of channels) at most half of L1, so it stays there across the filter
+ * tiles of its place; a band of output rows reads at most an eighth of L2 of xs and y,
+ * and a filter block's W rows take at most as much, so the band and the weights stay in
+ * L2 while every filter block passes over the band. The W rows need not stay in L1: a
+ * tile reads one element of each of its rows a tap, a cache line every 16 taps. */
 #define DIRECT_L1_X_SHARE 2
-#define DIRECT_L1_W_SHARE 4
+#define DIRECT_LINE       64 /* bytes of a cache line on every x86-64 CPU */
 #define DIRECT_L2_SHARE   8
 
 int cvd_direct_available(void)
@@ -72,18 +79,35 @@ const cvd_geom *cvd_direct_flat(const cvd_geom *g, cvd_geom *flat)
     return flat;
 }
 
+/* Whether the tiles run over the padded plane (direct_rows, wgrad.c): stride 1, rows at
+ * least one vector wide (a vector then spans at most two rows), fewer lanes a row than
+ * the row layout's whole vectors (resnet_mid's 58 against 64 in float32), and enough
+ * multiply-adds an output (Fg*K) to pay for placing a tile's vectors across rows (a
+ * depthwise layer's 9 do not). */
+#define DIRECT_PLANE_MIN_MACS 64
+
+int cvd_direct_plane(const cvd_geom *g, int64_t vl)
+{
+    return g->sh == 1 && g->sw == 1 && g->Wp >= vl && g->Wp < direct_lanes(g, vl) &&
+           g->Fg * g->K >= DIRECT_PLANE_MIN_MACS;
+}
+
 size_t cvd_direct_ws(const cvd_geom *g0, size_t elem_size)
 {
     cvd_geom fl;
     const cvd_geom *g = cvd_direct_flat(g0, &fl);
-    /* sized for 64-byte vectors, the widest: enough for either ISA */
+    /* sized for 64-byte vectors, the widest: enough for either ISA and layout (the flat
+     * plane's rows are at most the row layout's; its last tile reads a vector past it) */
     const int64_t vl = (int64_t)(64 / elem_size);
-    size_t xs, all, bytes;
+    size_t xs, plane, all, bytes;
     /* every factor is below 2^31 (cvd_geom_init): wq and K*8 cannot overflow */
     const size_t head = ((size_t)g->K * sizeof(int64_t) + elem_size - 1) / elem_size;
     if (cvd_mul_size((size_t)g->Cg, (size_t)g->sw, &xs) || cvd_mul_size(xs, (size_t)g->Hp, &xs) ||
-        cvd_mul_size(xs, (size_t)direct_wq(g, vl), &xs) || cvd_add_size(xs, head, &all) ||
-        cvd_mul_size(all, elem_size, &bytes))
+        cvd_mul_size(xs, (size_t)direct_wq(g, vl), &xs) ||
+        cvd_mul_size((size_t)g->Cg, (size_t)g->Hp, &plane) ||
+        cvd_mul_size(plane, (size_t)g->Wp, &plane) || cvd_add_size(plane, (size_t)vl, &plane))
+        return 0;
+    if (cvd_add_size(xs > plane ? xs : plane, head, &all) || cvd_mul_size(all, elem_size, &bytes))
         return 0;
     return all;
 }
@@ -112,12 +136,13 @@ typedef struct direct_job {
     const void *xs;
     const int64_t *off;     /* K tap offsets into xs */
     int64_t wq, rb, cb, fb; /* xs row length, rows per band, channels and filters per block */
+    int flat;               /* tiles over the flat plane (direct_flat) */
     int finite[CVD_MAX_PARTS];
 } direct_job;
 
-int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off)
+/* Tap offsets into xs with rows of wq columns (layout: see the header). */
+static void direct_offsets(const cvd_geom *g, int64_t wq, int64_t *off)
 {
-    const int64_t wq = direct_wq(g, vl);
     for (int64_t c = 0; c < g->Cg; c++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t jj = 0; jj < g->kw; jj++) {
@@ -125,26 +150,59 @@ int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off)
                 off[(c * g->kh + i) * g->kw + jj] =
                     ((c * g->sw + col % g->sw) * g->Hp + i * g->dh) * wq + col / g->sw;
             }
+}
+
+int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off)
+{
+    const int64_t wq = cvd_direct_plane(g, vl) ? g->Wp : direct_wq(g, vl);
+    direct_offsets(g, wq, off);
     return wq;
 }
 
-/* Fills j's tap offsets (at the head of ws), xs (after them), row length and blocks for
- * vectors of vl elements of es bytes and tiles of at most nvmax vectors. */
-static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, void *ws)
+/* n items in blocks of at most most, as few blocks as that allows, of near-equal size. */
+static int64_t direct_even(int64_t n, int64_t most)
+{
+    const int64_t blocks = (n + most - 1) / most;
+    return (n + blocks - 1) / blocks;
+}
+
+/* Fills j's tap offsets (at the head of ws), xs (after them), layout, row length and
+ * blocks for vectors of vl elements of es bytes, tiles of at most nvmax vectors and
+ * mrmax[nv - 1] filters for nv vectors. */
+static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, const int *mrmax,
+                         void *ws)
 {
     const cvd_geom *g = j->g;
-    const int64_t taps = g->kh * g->kw;
+    const int64_t taps = g->kh * g->kw, ew = (g->kw - 1) * g->dw;
     int64_t *off = ws;
-    const int64_t wq = cvd_direct_taps(g, vl, off);
+    j->flat = cvd_direct_plane(g, vl);
+    j->wq = j->flat ? g->Wp : direct_wq(g, vl);
+    direct_offsets(g, j->wq, off);
     j->off = off;
     j->xs = (char *)ws + (g->K * (int64_t)sizeof(int64_t) + es - 1) / es * es;
-    j->wq = wq;
-    const int64_t l1 = (int64_t)cvd_cpu_l1d(), l2 = (int64_t)cvd_cpu_l2();
-    /* a tile's vectors: across a row, or rows of few vectors stacked (direct_rows) */
+    const int64_t wq = j->wq, l1 = (int64_t)cvd_cpu_l1d(), l2 = (int64_t)cvd_cpu_l2();
+    /* the bytes of one channel a tile reads: kh row pieces (the plane's may overlap: then
+     * one span), or the rows of a row tile (stacked rows share theirs) in every phase,
+     * each piece in whole cache lines and one more for where it starts */
     const int64_t nvec = (g->OW + vl - 1) / vl;
-    const int64_t nv = 2 * nvec <= nvmax ? nvmax : nvec < nvmax ? nvec : nvmax;
-    const int64_t chan_bytes = taps * nv * vl * es, cb = l1 / DIRECT_L1_X_SHARE / chan_bytes;
-    j->cb = g->Cg * chan_bytes <= l1 ? g->Cg : cb < 1 ? 1 : cb;
+    int64_t pieces, piece, nv;
+    if (j->flat) {
+        nv = nvmax;
+        piece = nvmax * vl + ew;
+        const int64_t span = (g->kh - 1) * g->dh * wq + piece;
+        pieces = g->kh * piece < span ? g->kh : 1;
+        piece = pieces == 1 ? span : piece;
+    } else {
+        const int64_t rpt = 2 * nvec <= nvmax ? nvmax / nvec : 1;
+        const int64_t rows = (rpt - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+        nv = rpt > 1 ? rpt * nvec : nvec < nvmax ? nvec : nvmax;
+        const int64_t cols = nv / rpt * vl + ew / g->sw;
+        pieces = (rows < rpt * g->kh ? rows : rpt * g->kh) * g->sw;
+        piece = cols < wq ? cols : wq;
+    }
+    const int64_t chan = pieces * ((piece * es + DIRECT_LINE - 1) / DIRECT_LINE + 1) * DIRECT_LINE;
+    const int64_t cb = l1 / DIRECT_L1_X_SHARE / chan;
+    j->cb = direct_even(g->Cg, cb < 1 ? 1 : cb);
     const int64_t kb = j->cb * taps;
     /* the xs rows one output row reads beyond the previous one, in one block of channels,
      * and, when there are several blocks, the row of y each of them reads and writes */
@@ -152,8 +210,9 @@ static void direct_setup(direct_job *j, int64_t vl, int64_t es, int64_t nvmax, v
     const int64_t row_bytes = (j->cb * g->sw * g->sh * wq + y_row) * es;
     j->rb = l2 / DIRECT_L2_SHARE / row_bytes;
     j->rb = j->rb < 1 ? 1 : j->rb;
-    j->fb = l1 / DIRECT_L1_W_SHARE / (kb * es) / 4 * 4; /* whole tiles of 4, 6 or 8 */
-    j->fb = j->fb < 8 ? 8 : j->fb;
+    /* whole tiles of the tallest height */
+    const int64_t mr = mrmax[nv - 1], fb = l2 / DIRECT_L2_SHARE / (kb * es) / mr * mr;
+    j->fb = direct_even(g->Fg, fb < mr ? mr : fb);
 }
 
 #if DIRECT_X86

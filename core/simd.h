@@ -4,8 +4,10 @@
  * (1 AVX-512F float32, 2 AVX-512F float64, 3 AVX2+FMA float32, 4 AVX2+FMA float64),
  * then the template: it defines T, SFX (suffix _avx512_f32 ... _avx2_f64), SIMD_TARGET,
  * SIMD_WIDE (1 for 32 vector registers), VL lanes of VEC, MASK (a lane mask: __mmask on
- * AVX-512, a vector of all-ones lanes on AVX2, built by V_TAIL(lanes)), VIDX (VL int32
- * lanes: V_IDX(s) holds 0, s, 2s ... for V_GATHER) and V_*, after
+ * AVX-512, a vector of all-ones lanes on AVX2, built by V_TAIL(lanes) for lanes 0 .. lanes-1
+ * and V_RANGE(a, b) for lanes a .. b-1, 0 <= a <= b <= VL), VIDX (VL int32
+ * lanes: V_IDX(s) holds 0, s, 2s ... for V_GATHER) and V_* (V_MFMA(a, b, c, m): a*b + c
+ * in the lanes of m, c in the others, whatever a and b hold there), after
  * undefining the previous set. x86-64 with GCC or Clang only.
  */
 #include <immintrin.h>
@@ -26,6 +28,10 @@
 #undef V_MUL
 #undef V_ADD
 #undef V_MADD
+#undef V_RANGE
+#undef V_MMERGE
+#undef V_MFMA
+#undef V_MOR
 #undef V_STORE
 #undef V_MSTORE
 #undef V_UNORD
@@ -36,12 +42,16 @@
 #undef V_GATHER
 
 #if SIMD_SEL == 1 || SIMD_SEL == 2
-#define SIMD_TARGET       __attribute__((target("avx512f")))
-#define SIMD_WIDE         1
-#define V_TAIL(rem)       (MASK)((rem) >= VL ? ~0u : (1u << (rem)) - 1)
-#define V_MADD(c, m, v)   V_MASK_ADD(c, m, c, v)
-#define V_MLOAD(p, m)     V_MASKZ_LOAD(m, p)
-#define V_MSTORE(p, m, v) V_MASK_STORE(p, m, v)
+#define SIMD_TARGET        __attribute__((target("avx512f")))
+#define SIMD_WIDE          1
+#define V_TAIL(rem)        (MASK)((rem) >= VL ? ~0u : (1u << (rem)) - 1)
+#define V_MADD(c, m, v)    V_MASK_ADD(c, m, c, v)
+#define V_MLOAD(p, m)      V_MASKZ_LOAD(m, p)
+#define V_MSTORE(p, m, v)  V_MASK_STORE(p, m, v)
+#define V_RANGE(a, b)      (MASK)(V_TAIL(b) & ~V_TAIL(a))
+#define V_MMERGE(v, p, m)  V_MASK_LOAD(v, m, p)
+#define V_MFMA(a, b, c, m) V_MASK3_FMA(a, b, c, m)
+#define V_MOR(a, b)        (MASK)((a) | (b))
 #else
 #define SIMD_TARGET __attribute__((target("avx2,fma")))
 #define SIMD_WIDE   0
@@ -56,6 +66,10 @@
 #undef V_MASK_ADD
 #undef V_MASKZ_LOAD
 #undef V_MASK_STORE
+#undef V_MASK_LOAD
+#undef V_MASK3_FMA
+#define V_MASK_LOAD  _mm512_mask_loadu_ps
+#define V_MASK3_FMA  _mm512_mask3_fmadd_ps
 #define V_MASK_ADD   _mm512_mask_add_ps
 #define V_MASKZ_LOAD _mm512_maskz_loadu_ps
 #define V_MASK_STORE _mm512_mask_storeu_ps
@@ -85,6 +99,10 @@
 #undef V_MASK_ADD
 #undef V_MASKZ_LOAD
 #undef V_MASK_STORE
+#undef V_MASK_LOAD
+#undef V_MASK3_FMA
+#define V_MASK_LOAD    _mm512_mask_loadu_pd
+#define V_MASK3_FMA    _mm512_mask3_fmadd_pd
 #define V_MASK_ADD     _mm512_mask_add_pd
 #define V_MASKZ_LOAD   _mm512_maskz_loadu_pd
 #define V_MASK_STORE   _mm512_mask_storeu_pd
@@ -110,21 +128,25 @@
 #define MASK   __m256i
 #define V_TAIL(rem)                                                                                \
     _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(rem)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
-#define V_LOAD            _mm256_loadu_ps
-#define V_MLOAD(p, m)     _mm256_maskload_ps(p, m)
-#define V_SET1            _mm256_set1_ps
-#define V_ZERO            _mm256_setzero_ps
-#define V_FMA             _mm256_fmadd_ps
-#define V_MUL             _mm256_mul_ps
-#define V_ADD             _mm256_add_ps
-#define V_MADD(c, m, v)   _mm256_add_ps(c, _mm256_and_ps(_mm256_castsi256_ps(m), v))
-#define V_STORE           _mm256_storeu_ps
-#define V_MSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
-#define V_UNORD(v)        _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))
-#define V_HSUM            simd_hsum_avx2_f32
-#define VIDX              __m256i
-#define V_IDX(s)          _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s))
-#define V_GATHER(p, i)    _mm256_i32gather_ps(p, i, 4)
+#define V_LOAD             _mm256_loadu_ps
+#define V_MLOAD(p, m)      _mm256_maskload_ps(p, m)
+#define V_SET1             _mm256_set1_ps
+#define V_ZERO             _mm256_setzero_ps
+#define V_FMA              _mm256_fmadd_ps
+#define V_MUL              _mm256_mul_ps
+#define V_ADD              _mm256_add_ps
+#define V_MADD(c, m, v)    _mm256_add_ps(c, _mm256_and_ps(_mm256_castsi256_ps(m), v))
+#define V_STORE            _mm256_storeu_ps
+#define V_MSTORE(p, m, v)  _mm256_maskstore_ps(p, m, v)
+#define V_RANGE(a, b)      _mm256_andnot_si256(V_TAIL(a), V_TAIL(b))
+#define V_MMERGE(v, p, m)  _mm256_blendv_ps(v, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))
+#define V_MOR(a, b)        _mm256_or_si256(a, b)
+#define V_MFMA(a, b, c, m) _mm256_fmadd_ps(a, _mm256_and_ps(b, _mm256_castsi256_ps(m)), c)
+#define V_UNORD(v)         _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))
+#define V_HSUM             simd_hsum_avx2_f32
+#define VIDX               __m256i
+#define V_IDX(s)           _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s))
+#define V_GATHER(p, i)     _mm256_i32gather_ps(p, i, 4)
 #define V_EVENS(a, b)                                                                              \
     _mm256_castpd_ps(                                                                              \
         _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),  \
@@ -139,28 +161,32 @@ static inline __attribute__((target("avx2,fma"))) float simd_hsum_avx2_f32(__m25
 }
 #endif
 #elif SIMD_SEL == 4
-#define T                 double
-#define SFX(n)            n##_avx2_f64
-#define VL                4
-#define VEC               __m256d
-#define MASK              __m256i
-#define V_TAIL(rem)       _mm256_cmpgt_epi64(_mm256_set1_epi64x(rem), _mm256_setr_epi64x(0, 1, 2, 3))
-#define V_LOAD            _mm256_loadu_pd
-#define V_MLOAD(p, m)     _mm256_maskload_pd(p, m)
-#define V_SET1            _mm256_set1_pd
-#define V_ZERO            _mm256_setzero_pd
-#define V_FMA             _mm256_fmadd_pd
-#define V_MUL             _mm256_mul_pd
-#define V_ADD             _mm256_add_pd
-#define V_MADD(c, m, v)   _mm256_add_pd(c, _mm256_and_pd(_mm256_castsi256_pd(m), v))
-#define V_STORE           _mm256_storeu_pd
-#define V_MSTORE(p, m, v) _mm256_maskstore_pd(p, m, v)
-#define V_UNORD(v)        _mm256_movemask_pd(_mm256_cmp_pd(v, v, _CMP_UNORD_Q))
-#define V_HSUM            simd_hsum_avx2_f64
-#define VIDX              __m128i
-#define V_IDX(s)          _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(s))
-#define V_GATHER(p, i)    _mm256_i32gather_pd(p, i, 8)
-#define V_EVENS(a, b)     _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))
+#define T                  double
+#define SFX(n)             n##_avx2_f64
+#define VL                 4
+#define VEC                __m256d
+#define MASK               __m256i
+#define V_TAIL(rem)        _mm256_cmpgt_epi64(_mm256_set1_epi64x(rem), _mm256_setr_epi64x(0, 1, 2, 3))
+#define V_LOAD             _mm256_loadu_pd
+#define V_MLOAD(p, m)      _mm256_maskload_pd(p, m)
+#define V_SET1             _mm256_set1_pd
+#define V_ZERO             _mm256_setzero_pd
+#define V_FMA              _mm256_fmadd_pd
+#define V_MUL              _mm256_mul_pd
+#define V_ADD              _mm256_add_pd
+#define V_MADD(c, m, v)    _mm256_add_pd(c, _mm256_and_pd(_mm256_castsi256_pd(m), v))
+#define V_STORE            _mm256_storeu_pd
+#define V_MSTORE(p, m, v)  _mm256_maskstore_pd(p, m, v)
+#define V_RANGE(a, b)      _mm256_andnot_si256(V_TAIL(a), V_TAIL(b))
+#define V_MMERGE(v, p, m)  _mm256_blendv_pd(v, _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m))
+#define V_MOR(a, b)        _mm256_or_si256(a, b)
+#define V_MFMA(a, b, c, m) _mm256_fmadd_pd(a, _mm256_and_pd(b, _mm256_castsi256_pd(m)), c)
+#define V_UNORD(v)         _mm256_movemask_pd(_mm256_cmp_pd(v, v, _CMP_UNORD_Q))
+#define V_HSUM             simd_hsum_avx2_f64
+#define VIDX               __m128i
+#define V_IDX(s)           _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(s))
+#define V_GATHER(p, i)     _mm256_i32gather_pd(p, i, 8)
+#define V_EVENS(a, b)      _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))
 #ifndef SIMD_HSUM_AVX2_F64
 #define SIMD_HSUM_AVX2_F64
 static inline __attribute__((target("avx2,fma"))) double simd_hsum_avx2_f64(__m256d v)

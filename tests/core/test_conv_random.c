@@ -451,7 +451,9 @@ static void test_parallel_bands(void **state)
 /* The direct forward kernel (direct.c) on layers that reach each of its parts: tiles of
  * 1 to 4 vectors and several tiles a row, filter tails of every tile height, filter blocks
  * and bands of rows, strides 2 and 3 (phases), asymmetric stride, dilation and padding,
- * groups, blocks of channels on narrow and wide rows, rows split across threads (one
+ * groups, blocks of channels on narrow and wide rows, the flat plane (stride 1, a row
+ * of outputs and its junk columns in fewer lanes than whole vectors: tiles across rows,
+ * bands ending inside a tile, channel blocks, dilation), rows split across threads (one
  * image) and images split across threads (three), with and without bias, against the
  * reference, at every SIMD level the CPU has (test_direct_tiles). */
 static void direct_tiles_at_isa(void)
@@ -469,6 +471,9 @@ static void direct_tiles_at_isa(void)
         {72, 13, 1, 3, 3, 1, 1, 1, 1, 1, 1, 14, 14},  /* narrow rows, blocks of channels */
         {48, 20, 2, 3, 3, 1, 1, 1, 1, 1, 1, 9, 61},   /* wide rows, blocks of channels, groups */
         {40, 21, 1, 1, 1, 1, 1, 1, 1, 0, 0, 13, 29},  /* 1x1: one flat row of 377 pixels */
+        {20, 14, 1, 3, 3, 1, 1, 1, 1, 1, 1, 11, 37},  /* the flat plane: 39 of 40 or 48 lanes */
+        {96, 10, 1, 3, 3, 1, 1, 1, 1, 1, 1, 7, 37},   /* flat, blocks of channels */
+        {16, 9, 1, 3, 3, 1, 1, 2, 2, 2, 1, 12, 45},   /* flat, dilation, 43 of 47 columns */
     };
     const int before = cvd_get_num_threads();
     cvd_set_num_threads(2);
@@ -516,6 +521,63 @@ static void test_direct_tiles(void **state)
     for (int k = 0; k < nisa && isas[k] != CVD_ISA_NONE; k++) {
         assert_int_equal(cvd_cpu_force_isa(isas[k]), isas[k]);
         direct_tiles_at_isa();
+    }
+    cvd_cpu_force_isa(before);
+}
+
+/* dW on the padded plane (wgrad.c) leaves the junk columns' lanes out of its sums: an
+ * infinite x in the last column, which tap column 0 never reads in a valid pair (pad 1),
+ * must not reach dW there as 0*inf, at every SIMD level and in both dtypes. */
+static void test_wgrad_plane_junk(void **state)
+{
+    (void)state;
+    if (!cvd_direct_available())
+        skip();
+    const cvd_isa before = cvd_cpu_isa();
+    cvd_isa isas[3];
+    const int nisa = isa_levels(isas);
+    const int64_t C = 8, F = 8, H = 4, W = 37, xs[4] = {1, C, H, W}, ys[4] = {1, F, H, W};
+    double x[8 * 4 * 37], delta[8 * 4 * 37], dW[8 * 8 * 9];
+    ref_rng r = {0x1a2b3c};
+    for (int k = 0; k < nisa && isas[k] != CVD_ISA_NONE; k++) {
+        assert_int_equal(cvd_cpu_force_isa(isas[k]), isas[k]);
+        for (int d = 0; d < 2; d++) {
+            const cvd_conv2d_params p = {.in_channels = C,
+                                         .out_channels = F,
+                                         .groups = 1,
+                                         .kh = 3,
+                                         .kw = 3,
+                                         .sh = 1,
+                                         .sw = 1,
+                                         .dh = 1,
+                                         .dw = 1,
+                                         .pad_mode = CVD_PAD_EXPLICIT,
+                                         .ph = 1,
+                                         .pw = 1,
+                                         .dtype = d ? CVD_F32 : CVD_F64};
+            cvd_conv2d *l;
+            cvd_err e;
+            assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+            cvd_conv2d_set_path(l, CVD_PATH_DIRECT);
+            ref_fill(&r, x, C * H * W);
+            ref_fill(&r, delta, F * H * W);
+            x[(0 * H + 1) * W + W - 1] = INFINITY; /* channel 0, row 1, last column */
+            cvd_tensor tx = tu_tensor(p.dtype, 4, xs, x), td = tu_tensor(p.dtype, 4, ys, delta);
+            cvd_tensor tdW = tu_tensor(p.dtype, 4, cvd_conv2d_weight(l)->shape, NULL);
+            const cvd_backward_opts o = {.need = CVD_NEED_DW};
+            /* reported as not finite; dW holds the sums all the same */
+            assert_int_equal(cvd_conv2d_backward(l, &tx, &td, &o, NULL, &tdW, NULL, &e),
+                             CVD_ERR_NONFINITE);
+            tu_to_double(&tdW, dW);
+            /* tap (1, 2) reads it at output (1, W-1): the infinity does count there */
+            for (int64_t f = 0; f < F; f++) {
+                for (int64_t i = 0; i < 3; i++)
+                    assert_true(isfinite(dW[((f * C + 0) * 3 + i) * 3 + 0]));
+                assert_false(isfinite(dW[((f * C + 0) * 3 + 1) * 3 + 2]));
+            }
+            cvd_tensor_release(&tx), cvd_tensor_release(&td), cvd_tensor_release(&tdW);
+            cvd_conv2d_free(l);
+        }
     }
     cvd_cpu_force_isa(before);
 }
@@ -752,7 +814,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_vs_reference), cmocka_unit_test(test_parallel_bands),
         cmocka_unit_test(test_split_images),        cmocka_unit_test(test_direct_tiles),
-        cmocka_unit_test(test_shift_default),       cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_wgrad_plane_junk),    cmocka_unit_test(test_shift_default),
+        cmocka_unit_test(test_finite_differences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
