@@ -120,7 +120,7 @@ SFX(direct_tile)(const int mr, const int nv, const int mode, MASK last, const SF
 #endif
 #define DIRECT_MR(mr, nv)                                                                          \
     case mr:                                                                                       \
-        if (nvr == nv)                                                                             \
+        if (nvr == (nv))                                                                           \
             SFX(direct_tile)                                                                       \
         (mr, nv, 0, last, seg, xb, off, nvr, xrow, kb, w, K, b, first, final, y, yrow, ldy, chk);  \
         else SFX(direct_tile)(mr, nv, 1, last, seg, xb, off, nvr, xrow, kb, w, K, b, first, final, \
