@@ -231,7 +231,8 @@ format:
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --inline-suppr --suppress=missingIncludeSystem -D__GNUC__ core server
-	clang-tidy --quiet core/*.c server/*.c -- -std=c11 -D_GNU_SOURCE $(SRV_CFLAGS)
+	printf '%s\n' core/*.c server/*.c | xargs -P $$(nproc) -n 4 sh -c \
+	    'clang-tidy --quiet "$$@" -- -std=c11 -D_GNU_SOURCE $(SRV_CFLAGS)' clang-tidy
 
 clean:
 	rm -rf build
