@@ -14,9 +14,11 @@
 # not compiled; a server module is one header with one or more .c files), and every test
 # file named test_*.c is its own binary.
 
-# Builds use every core (the test, fuzz and tsan recipes build through sub-makes, which
-# inherit this); `make -j1` or MAKEFLAGS=-j1 in the environment serialises them again.
-ifeq ($(filter -j%,$(MAKEFLAGS)),)
+# Builds use every core. Only the top-level make sets -j: GNU make 4.3 does not show a
+# sub-make the -j it inherits while parsing, so a sub-make setting it again would leave the
+# shared job slots and sub-makes run side by side (ci-build) would take nproc jobs each.
+# `make -j1` or MAKEFLAGS=-j1 in the environment serialises them again.
+ifeq ($(MAKELEVEL)$(filter -j%,$(MAKEFLAGS)),0)
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
 
@@ -52,6 +54,11 @@ CJSON_LIBS  := $(call pc_libs,libcjson,-lcjson)
 CORE_SRC   := $(sort $(wildcard core/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(sort $(wildcard server/*.c)))
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
+# The core files with SIMD kernels (those including simd.h or immintrin.h): their ISA x
+# dtype instances of always_inline tiles are what an instrumented build spends its time
+# on. KERNEL_CFLAGS goes after the other flags for them alone (the fuzz build sets it).
+KERNEL_SRC := $(shell grep -lE '^\#include [<"](simd|immintrin)\.h[>"]' $(CORE_SRC) /dev/null)
+KERNEL_CFLAGS ?=
 # docs/openapi.yaml is compiled in as a C string (server/api_openapi.h serves it)
 GEN_OBJ    := $(BUILD)/gen/openapi_yaml.o
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(GEN_OBJ)
@@ -100,7 +107,7 @@ deps-test:
 
 $(BUILD)/core/%.o: core/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(BLAS_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(BLAS_CFLAGS) $(if $(filter $<,$(KERNEL_SRC)),$(KERNEL_CFLAGS)) -MMD -MP -c $< -o $@
 
 $(BUILD)/server/%.o: server/%.c
 	@mkdir -p $(@D)
@@ -167,6 +174,14 @@ test-build: $(CONVD) $(TEST_BINS) $(FAILALLOC)
 test-pass: test-build
 	@tests/run.sh $(BUILD)
 
+# The configurations test, fuzz and tsan build, one sub-make each. Named together as
+# goals of one make they build side by side in the shared job slots, so one configuration's
+# long compile (a kernel file) overlaps the others' many small ones.
+build-plain:
+	@$(MAKE) --no-print-directory test-build
+build-san:
+	@$(MAKE) --no-print-directory BUILD=build/san SANITIZE=address,undefined test-build
+
 # `make test` = both passes and one summary. With SANITIZE set, only that pass.
 ifdef SANITIZE
 test: deps-test
@@ -174,10 +189,14 @@ test: deps-test
 	@tests/run.sh build/san
 else
 test: deps-test
-	@$(MAKE) --no-print-directory test-build
-	@$(MAKE) --no-print-directory BUILD=build/san SANITIZE=address,undefined test-build
+	@$(MAKE) --no-print-directory build-san build-plain
 	@tests/run.sh build build/san
 endif
+
+# Everything .ci/run builds (test, fuzz, tsan), at once; then its steps only run.
+ci-build:
+	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory build-san fuzz-bins tsan-bins build-plain
 
 check: test
 
@@ -243,12 +262,22 @@ FUZZ_BUILD   := build/fuzz
 FUZZ_TARGETS := fuzz_codec fuzz_layer fuzz_request
 SOAK_MINUTES ?= 5
 
+# The kernel files (KERNEL_SRC) keep ASan + UBSan in the fuzz build but get no coverage
+# feedback and -O1: with both, clang spent minutes on core/direct.c alone, while the
+# fuzzers' small layers mostly take the other paths and the branches worth steering
+# towards are in the planning code around the kernels, which keeps its coverage.
+FUZZ_KERNEL_CFLAGS ?= -O1 -fno-sanitize=fuzzer-no-link
+
 # Libraries instrumented with fuzzer-no-link + ASan + UBSan, then one binary per target;
 # `fuzz` replays fuzz/regressions and runs each target FUZZ_SECONDS.
 fuzz-build:
 	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory fuzz-bins
+
+fuzz-bins:
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
-	    SANITIZE=fuzzer-no-link,address,undefined $(FUZZ_BUILD)/libcvd.a $(FUZZ_BUILD)/libconvd_server.a
+	    SANITIZE=fuzzer-no-link,address,undefined KERNEL_CFLAGS="$(FUZZ_KERNEL_CFLAGS)" \
+	    $(FUZZ_BUILD)/libcvd.a $(FUZZ_BUILD)/libconvd_server.a
 	@for t in $(FUZZ_TARGETS); do \
 	    extra=; [ $$t = fuzz_layer ] && extra=tests/core/ref_conv.c; \
 	    echo "$(FUZZ_CC) -o $(FUZZ_BUILD)/$$t fuzz/$$t.c $$extra"; \
@@ -271,9 +300,12 @@ valgrind:
 # Everything with -fsanitize=thread; the concurrency-relevant tests (scripts/tsan.sh).
 tsan:
 	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory tsan-bins
+	@scripts/tsan.sh build/tsan
+
+tsan-bins:
 	@$(MAKE) --no-print-directory BUILD=build/tsan SANITIZE=thread test-build
 	@$(MAKE) --no-print-directory BUILD=build/soak build/soak/soak
-	@scripts/tsan.sh build/tsan
 
 # Slow clients and limits first, then mixed traffic for SOAK_MINUTES (tests/soak/*.c).
 soak:
@@ -288,6 +320,6 @@ build/soak/soak build/soak/slowloris: build/soak/%: tests/soak/%.c $(SOAK_DEPS) 
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(SRV_CFLAGS) -pthread -o $@ $< $(SOAK_DEPS) $(CURL_LIBS) $(CJSON_LIBS) -lm
 
-.PHONY: fuzz-build
+.PHONY: fuzz-build fuzz-bins tsan-bins build-plain build-san ci-build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
