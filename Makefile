@@ -51,14 +51,16 @@ CURL_LIBS   := $(call pc_libs,libcurl,-lcurl)
 CMOCKA_LIBS := $(call pc_libs,cmocka,-lcmocka)
 CJSON_LIBS  := $(call pc_libs,libcjson,-lcjson)
 
-CORE_SRC   := $(sort $(wildcard core/*.c))
+CORE_ALL   := $(sort $(wildcard core/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(sort $(wildcard server/*.c)))
-CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 # The core files with SIMD kernels (those including simd.h or immintrin.h): their ISA x
 # dtype instances of always_inline tiles are what an instrumented build spends its time
-# on. KERNEL_CFLAGS goes after the other flags for them alone (the fuzz build sets it).
-KERNEL_SRC := $(shell grep -lE '^\#include [<"](simd|immintrin)\.h[>"]' $(CORE_SRC) /dev/null)
+# on. They come first, so a parallel build starts its longest compiles first, and
+# KERNEL_CFLAGS goes after the other flags for them alone (the fuzz build sets it).
+KERNEL_SRC := $(shell grep -lE '^\#include [<"](simd|immintrin)\.h[>"]' $(CORE_ALL) /dev/null)
 KERNEL_CFLAGS ?=
+CORE_SRC   := $(KERNEL_SRC) $(filter-out $(KERNEL_SRC),$(CORE_ALL))
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 # docs/openapi.yaml is compiled in as a C string (server/api_openapi.h serves it)
 GEN_OBJ    := $(BUILD)/gen/openapi_yaml.o
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(GEN_OBJ)
@@ -168,7 +170,7 @@ run: deps-run
 	@$(MAKE) --no-print-directory $(CONVD)
 	exec $(CONVD) --config config/convd.conf
 
-test-build: $(CONVD) $(TEST_BINS) $(FAILALLOC)
+test-build: $(LIBCVD) $(CONVD) $(TEST_BINS) $(FAILALLOC)
 
 # One pass: build and run every test binary of $(BUILD).
 test-pass: test-build
@@ -303,8 +305,10 @@ tsan:
 	@$(MAKE) --no-print-directory tsan-bins
 	@scripts/tsan.sh build/tsan
 
+# Only what scripts/tsan.sh runs: the daemon and its tests.
 tsan-bins:
-	@$(MAKE) --no-print-directory BUILD=build/tsan SANITIZE=thread test-build
+	@$(MAKE) --no-print-directory BUILD=build/tsan SANITIZE=thread build/tsan/libcvd.a \
+	    build/tsan/convd $(addprefix build/tsan/,$(shell scripts/tsan.sh --list))
 	@$(MAKE) --no-print-directory BUILD=build/soak build/soak/soak
 
 # Slow clients and limits first, then mixed traffic for SOAK_MINUTES (tests/soak/*.c).
