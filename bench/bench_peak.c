@@ -10,10 +10,11 @@
  * out, no im2col), its columns split across the threads, each block one single-threaded OpenBLAS
  * GEMM as the core runs them: what an im2col method can reach through this BLAS; bench
  * peak=gemm_openblas ... the same GEMM as one call on OpenBLAS's own threads (how the core ran
- * before it split work itself). Env: BENCH_SHAPES, BENCH_THREADS, BENCH_REPS as for bench_core. Not
- * part of the core: it calls CBLAS directly.
+ * before it split work itself); bench peak=gemm_own ... the first again on the core's own GEMM
+ * (packgemm.c, at the SIMD level CONVD_ISA leaves). Env: BENCH_SHAPES, BENCH_THREADS, BENCH_REPS as
+ * for bench_core. Not part of the core: it calls CBLAS and the core's internal GEMM directly.
  */
-#include "../core/cvd.h"
+#include "../core/cvd_internal.h"
 #include "bench_shapes.h"
 #include "bench_time.h"
 
@@ -102,12 +103,13 @@ static void fma_peak(int threads)
 #endif
 
 typedef struct gemm_job {
-    int dbl, M, N, K, parts;
+    int dbl, own, M, N, K, parts;
     const void *a, *b;
     void *c;
 } gemm_job;
 
-/* Column block t of C = A·B on one thread (blocks on multiples of 16 columns). */
+/* Column block t of C = A·B on one thread (blocks on multiples of 16 columns), on the
+ * core's own GEMM (own) or on OpenBLAS. */
 static void gemm_block(const gemm_job *j, int t)
 {
     int n0 = (int)((int64_t)j->N * t / j->parts) & ~15;
@@ -115,7 +117,13 @@ static void gemm_block(const gemm_job *j, int t)
     size_t es = j->dbl ? sizeof(double) : sizeof(float);
     const char *b = (const char *)j->b + (size_t)n0 * es;
     char *c = (char *)j->c + (size_t)n0 * es;
-    if (j->dbl)
+    if (j->own && j->dbl)
+        cvd_gemm_f64(CblasNoTrans, CblasNoTrans, j->M, n1 - n0, j->K, 1, j->a, j->K,
+                     (const double *)(const void *)b, j->N, 0, (double *)(void *)c, j->N);
+    else if (j->own)
+        cvd_gemm_f32(CblasNoTrans, CblasNoTrans, j->M, n1 - n0, j->K, 1, j->a, j->K,
+                     (const float *)(const void *)b, j->N, 0, (float *)(void *)c, j->N);
+    else if (j->dbl)
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->M, n1 - n0, j->K, 1, j->a, j->K,
                     (const double *)(const void *)b, j->N, 0, (double *)(void *)c, j->N);
     else
@@ -163,7 +171,9 @@ static void gemm_once(gemm_job *j, int threads)
         pthread_join(th[i], NULL);
 }
 
-static int gemm_peak(const shape *s, int dbl, int threads, int reps, int split)
+/* mode 2: the own GEMM split as the core splits it; 1: OpenBLAS split alike; 0: one call
+ * on OpenBLAS's threads. */
+static int gemm_peak(const shape *s, int dbl, int threads, int reps, int mode)
 {
     int64_t OH = shape_out(s), OW = OH;
     /* one group's GEMM (a depthwise layer's is a 1 x P x 9 sliver) */
@@ -188,7 +198,8 @@ static int gemm_peak(const shape *s, int dbl, int threads, int reps, int split)
     }
     /* as in the core, a GEMM too small to pay for a thread start runs on one */
     const int parts = (int64_t)M * N * K < ((int64_t)1 << 21) ? 1 : threads;
-    gemm_job j = {dbl, M, N, K, split ? parts : 0, buf, buf + na * es, buf + (na + nb) * es};
+    gemm_job j = {dbl,           mode == 2,           M, N, K, mode ? parts : 0, buf,
+                  buf + na * es, buf + (na + nb) * es};
     for (int r = -1; r < reps; r++) {
         double t0 = now_ms();
         gemm_once(&j, threads);
@@ -198,8 +209,11 @@ static int gemm_peak(const shape *s, int dbl, int threads, int reps, int split)
     qsort(times, (size_t)reps, sizeof *times, cmp_double);
     double sec = reps % 2 ? times[reps / 2] : (times[reps / 2 - 1] + times[reps / 2]) / 2;
     printf("bench peak=%s shape=%s dtype=%s m=%d n=%d k=%d threads=%d ms=%.4f gflops=%.2f\n",
-           split ? "gemm" : "gemm_openblas", s->name, dbl ? "float64" : "float32", M, N, K, threads,
-           sec * 1e3, 2.0 * M * N * K / sec / 1e9);
+           mode == 2 ? "gemm_own"
+           : mode    ? "gemm"
+                     : "gemm_openblas",
+           s->name, dbl ? "float64" : "float32", M, N, K, threads, sec * 1e3,
+           2.0 * M * N * K / sec / 1e9);
     fflush(stdout);
     free(buf);
     free(times);
@@ -217,8 +231,8 @@ int main(void)
         if (!selected(list, shapes[i].name))
             continue;
         for (int dbl = 0; dbl < 2; dbl++)
-            for (int split = 1; split >= 0; split--)
-                failed |= gemm_peak(&shapes[i], dbl, threads, reps, split);
+            for (int mode = 2; mode >= 0; mode--)
+                failed |= gemm_peak(&shapes[i], dbl, threads, reps, mode);
     }
     return failed != 0;
 }

@@ -74,7 +74,7 @@ struct cvd_conv2d {
 
 #define T      float
 #define SFX(n) n##_f32
-#define GEMM   cblas_sgemm
+#define GEMM   cvd_gemm_f32
 #include "conv2d_impl.h"
 #undef T
 #undef SFX
@@ -82,7 +82,7 @@ struct cvd_conv2d {
 
 #define T      double
 #define SFX(n) n##_f64
-#define GEMM   cblas_dgemm
+#define GEMM   cvd_gemm_f64
 #include "conv2d_impl.h"
 #undef T
 #undef SFX
@@ -225,11 +225,13 @@ cvd_status cvd_conv2d_set_cache(cvd_conv2d *l, const cvd_tensor *x, cvd_err *err
     cvd_status s = check_input(l, x, "x", &g, err);
     if (s != CVD_OK)
         return s;
-    void *fresh = malloc((size_t)g.x_numel * l->es);
+    /* check_input admits no empty tensor; the 1 keeps malloc(0) out of every path */
+    const size_t bytes = (size_t)g.x_numel * l->es;
+    void *fresh = malloc(bytes ? bytes : 1);
     if (!fresh)
         return cvd_err_setf(err, CVD_ERR_NOMEM, "cannot allocate the cache for x (%lld elements)",
                             (long long)g.x_numel);
-    memcpy(fresh, x->data, (size_t)g.x_numel * l->es);
+    memcpy(fresh, x->data, bytes);
     free(l->cache);
     l->cache = fresh;
     l->cache_numel = g.x_numel;

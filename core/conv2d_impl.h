@@ -1,6 +1,6 @@
 /*
  * conv2d_impl.h — type template of the layer's passes (included by conv2d.c once per
- * dtype with T, SFX and GEMM = cblas_sgemm/cblas_dgemm defined): the finiteness checks,
+ * dtype with T, SFX and GEMM = cvd_gemm_f32/cvd_gemm_f64 defined): the finiteness checks,
  * db, the SGD step, and one pass over the batch on the core's threads, dispatching each
  * range of images to a path: the own SIMD kernels (direct.c forward, dgrad.c dx,
  * wgrad.c dW), the im2col + BLAS path (gemm_impl.h) or the shifted GEMM (shift_impl.h),

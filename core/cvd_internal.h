@@ -11,6 +11,8 @@
 
 #include "cvd.h"
 
+#include <cblas.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -153,6 +155,16 @@ void cvd_wgrad_f32(const cvd_geom *g, const float *x, const float *delta, float 
                    int64_t lo, int64_t hi, int nt);
 void cvd_wgrad_f64(const cvd_geom *g, const double *x, const double *delta, double *dW, double *ws,
                    int64_t lo, int64_t hi, int nt);
+
+/* The own GEMM (packgemm.c): C = alpha·op(A)·op(B) + beta·C, row-major, with
+ * cblas_?gemm's arguments, on the calling thread only. Runs packed AVX-512F/AVX2 register
+ * tiles at cvd_cpu_isa's level and cblas_?gemm at CVD_ISA_NONE (or if its per-thread
+ * packing buffer, about the L2 size, cannot be allocated): it never fails. */
+void cvd_gemm_f32(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void cvd_gemm_f64(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha,
+                  const double *A, int lda, const double *B, int ldb, double beta, double *C,
+                  int ldc);
 
 /* The SIMD level the own kernels use (cpu.c): what CPUID reports, lowered by
  * CONVD_ISA=avx512|avx2|none in the environment (read once; an unknown value is ignored)

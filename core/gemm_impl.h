@@ -1,6 +1,6 @@
 /*
  * gemm_impl.h — type template of the im2col + BLAS path (included by conv2d_impl.h with T,
- * SFX and GEMM = cblas_sgemm/cblas_dgemm defined). Generates, per dtype (_f32, _f64):
+ * SFX and GEMM = cvd_gemm_f32/cvd_gemm_f64 defined). Generates, per dtype (_f32, _f64):
  * cols_job, cols_part, cols_run, band_job, band_part, band_cols, gemm_job, gemm_part,
  * gemm_split (GEMM_SPLIT), kblock, emit, bias_fill, block_nan_add, forward_run,
  * backward_run. Arithmetic stays in T; cvd_geom guarantees every GEMM argument fits in int.
@@ -113,11 +113,12 @@ static void SFX(band_cols)(const cvd_geom *g, const T *x_src, T *x_dst, T *col, 
 }
 
 /* C = alpha·op(A)·op(B) + beta·C (row-major) on nt threads: C is cut into nt blocks of
- * columns, or of rows when it has more rows than columns, each one GEMM on one OpenBLAS
- * thread (see parallel.c). Block edges fall on multiples of 16 elements, which keeps
- * the threads' blocks on separate cache lines when C's rows are aligned (most are not
- * exactly, so at worst two threads share a line at an edge). A GEMM under CVD_GEMM_SPLIT_MIN
- * multiply-adds, or too narrow to cut, runs whole: a thread start would cost more than it saves. */
+ * columns, or of rows when it has more rows than columns, each one GEMM on its thread.
+ * Block edges fall on multiples of 48 columns or 16 rows (whole panels and tiles of
+ * packgemm.c), which keeps the threads' blocks on separate cache lines when C's rows are
+ * aligned (most are not exactly, so at worst two threads share a line at an edge). A GEMM
+ * under CVD_GEMM_SPLIT_MIN multiply-adds, or too narrow to cut, runs whole: a thread start
+ * would cost more than it saves. */
 /* The wrapper's name, so calls read (and clang-format) as plain calls. */
 #define GEMM_SPLIT SFX(gemm_split)
 
@@ -133,16 +134,19 @@ static void SFX(gemm_part)(void *arg, int task, int ntasks)
 {
     const SFX(gemm_job) *j = arg;
     const int64_t span = j->by_cols ? j->N : j->M;
-    const int a = (int)(span * task / ntasks) & ~15;
-    const int b = task == ntasks - 1 ? (int)span : (int)(span * (task + 1) / ntasks) & ~15;
+    /* columns in whole panels of the own GEMM (48 is a multiple of each ISA's and dtype's
+     * panel width), rows in whole register tiles (16 of 8 or 4) */
+    const int64_t q = j->by_cols ? 48 : 16;
+    const int a = (int)(span * task / ntasks / q * q);
+    const int b = task == ntasks - 1 ? (int)span : (int)(span * (task + 1) / ntasks / q * q);
     if (b <= a)
         return;
     if (j->by_cols)
-        GEMM(CblasRowMajor, j->ta, j->tb, j->M, b - a, j->K, j->alpha, j->A, j->lda,
+        GEMM(j->ta, j->tb, j->M, b - a, j->K, j->alpha, j->A, j->lda,
              j->tb == CblasNoTrans ? j->B + a : j->B + (int64_t)a * j->ldb, j->ldb, j->beta,
              j->C + a, j->ldc);
     else
-        GEMM(CblasRowMajor, j->ta, j->tb, b - a, j->N, j->K, j->alpha,
+        GEMM(j->ta, j->tb, b - a, j->N, j->K, j->alpha,
              j->ta == CblasNoTrans ? j->A + (int64_t)a * j->lda : j->A + a, j->lda, j->B, j->ldb,
              j->beta, j->C + (int64_t)a * j->ldc, j->ldc);
 }
@@ -156,7 +160,7 @@ static void GEMM_SPLIT(int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, in
         cvd_parallel_run(nt, nt, SFX(gemm_part), &j);
         return;
     }
-    GEMM(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    GEMM(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* Channels per block for one band of cols output pixels (see CVD_KBLOCK_BYTES): Cg (no

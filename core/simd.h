@@ -4,7 +4,8 @@
  * (1 AVX-512F float32, 2 AVX-512F float64, 3 AVX2+FMA float32, 4 AVX2+FMA float64),
  * then the template: it defines T, SFX (suffix _avx512_f32 ... _avx2_f64), SIMD_TARGET,
  * SIMD_WIDE (1 for 32 vector registers), VL lanes of VEC, MASK (a lane mask: __mmask on
- * AVX-512, a vector of all-ones lanes on AVX2, built by V_TAIL(lanes)) and V_*, after
+ * AVX-512, a vector of all-ones lanes on AVX2, built by V_TAIL(lanes)), VIDX (VL int32
+ * lanes: V_IDX(s) holds 0, s, 2s ... for V_GATHER) and V_*, after
  * undefining the previous set. x86-64 with GCC or Clang only.
  */
 #include <immintrin.h>
@@ -30,6 +31,9 @@
 #undef V_UNORD
 #undef V_EVENS
 #undef V_HSUM
+#undef VIDX
+#undef V_IDX
+#undef V_GATHER
 
 #if SIMD_SEL == 1 || SIMD_SEL == 2
 #define SIMD_TARGET       __attribute__((target("avx512f")))
@@ -64,6 +68,11 @@
 #define V_STORE      _mm512_storeu_ps
 #define V_UNORD(v)   _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)
 #define V_HSUM       _mm512_reduce_add_ps
+#define VIDX         __m512i
+#define V_IDX(s)                                                                                   \
+    _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),    \
+                       _mm512_set1_epi32(s))
+#define V_GATHER(p, i) _mm512_i32gather_ps(i, p, 4)
 #define V_EVENS(a, b)                                                                              \
     _mm512_permutex2var_ps(                                                                        \
         a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b)
@@ -76,19 +85,22 @@
 #undef V_MASK_ADD
 #undef V_MASKZ_LOAD
 #undef V_MASK_STORE
-#define V_MASK_ADD    _mm512_mask_add_pd
-#define V_MASKZ_LOAD  _mm512_maskz_loadu_pd
-#define V_MASK_STORE  _mm512_mask_storeu_pd
-#define V_LOAD        _mm512_loadu_pd
-#define V_SET1        _mm512_set1_pd
-#define V_ZERO        _mm512_setzero_pd
-#define V_FMA         _mm512_fmadd_pd
-#define V_MUL         _mm512_mul_pd
-#define V_ADD         _mm512_add_pd
-#define V_STORE       _mm512_storeu_pd
-#define V_UNORD(v)    _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)
-#define V_HSUM        _mm512_reduce_add_pd
-#define V_EVENS(a, b) _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b)
+#define V_MASK_ADD     _mm512_mask_add_pd
+#define V_MASKZ_LOAD   _mm512_maskz_loadu_pd
+#define V_MASK_STORE   _mm512_mask_storeu_pd
+#define V_LOAD         _mm512_loadu_pd
+#define V_SET1         _mm512_set1_pd
+#define V_ZERO         _mm512_setzero_pd
+#define V_FMA          _mm512_fmadd_pd
+#define V_MUL          _mm512_mul_pd
+#define V_ADD          _mm512_add_pd
+#define V_STORE        _mm512_storeu_pd
+#define V_UNORD(v)     _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)
+#define V_HSUM         _mm512_reduce_add_pd
+#define VIDX           __m256i
+#define V_IDX(s)       _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s))
+#define V_GATHER(p, i) _mm512_i32gather_pd(i, p, 8)
+#define V_EVENS(a, b)  _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b)
 #elif SIMD_SEL == 3
 /* the even elements of two vectors: a shuffle within 128-bit lanes, then across them */
 #define T      float
@@ -110,6 +122,9 @@
 #define V_MSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
 #define V_UNORD(v)        _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))
 #define V_HSUM            simd_hsum_avx2_f32
+#define VIDX              __m256i
+#define V_IDX(s)          _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s))
+#define V_GATHER(p, i)    _mm256_i32gather_ps(p, i, 4)
 #define V_EVENS(a, b)                                                                              \
     _mm256_castpd_ps(                                                                              \
         _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),  \
@@ -142,6 +157,9 @@ static inline __attribute__((target("avx2,fma"))) float simd_hsum_avx2_f32(__m25
 #define V_MSTORE(p, m, v) _mm256_maskstore_pd(p, m, v)
 #define V_UNORD(v)        _mm256_movemask_pd(_mm256_cmp_pd(v, v, _CMP_UNORD_Q))
 #define V_HSUM            simd_hsum_avx2_f64
+#define VIDX              __m128i
+#define V_IDX(s)          _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(s))
+#define V_GATHER(p, i)    _mm256_i32gather_pd(p, i, 8)
 #define V_EVENS(a, b)     _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))
 #ifndef SIMD_HSUM_AVX2_F64
 #define SIMD_HSUM_AVX2_F64

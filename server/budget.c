@@ -51,9 +51,12 @@ static uint64_t mem_total(void)
         return 0;
     char line[128];
     unsigned long long kb = 0;
+    static const char key[] = "MemTotal:";
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+        if (!strncmp(line, key, sizeof key - 1)) {
+            kb = strtoull(line + sizeof key - 1, NULL, 10);
             break;
+        }
     fclose(f);
     return (uint64_t)kb * 1024;
 }

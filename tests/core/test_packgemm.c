@@ -1,0 +1,206 @@
+/*
+ * test_packgemm.c — the own GEMM (core/packgemm.c) against a plain triple loop in long
+ * double, at each SIMD level the CPU has (cvd_cpu_force_isa, down to none: cblas): every
+ * transpose pair, sizes that leave partial register tiles in rows and columns, sizes that
+ * cross the step, row and column blocks, leading dimensions above the minimum, alpha and
+ * beta (beta 0 must not read C: it starts as NaN there), and C outside the written block
+ * left untouched. Also a GEMM on several threads at once (each has its own buffer).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/cvd_internal.h"
+
+static double uniform(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(*s >> 11) * 0x1.0p-53 * 2 - 1;
+}
+
+typedef struct gemm_case {
+    int ta, tb, M, N, K;
+    double alpha, beta;
+} gemm_case;
+
+/* Runs one case in dtype f32 (1) or f64 (0); returns the worst error relative to the sum
+ * of |terms| per element, or INFINITY when C outside the block changed. */
+static double run_case(const gemm_case *c, int f32, uint64_t seed)
+{
+    uint64_t rs = seed;
+    const int pad = 3; /* leading dimensions above the minimum */
+    const int ar = c->ta ? c->K : c->M, ac = c->ta ? c->M : c->K;
+    const int br = c->tb ? c->N : c->K, bc = c->tb ? c->K : c->N;
+    const int lda = ac + pad, ldb = bc + pad, ldc = c->N + pad;
+    const size_t na = (size_t)ar * lda, nb = (size_t)br * ldb, nc = (size_t)c->M * ldc;
+    double *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *C = malloc(nc * sizeof *C);
+    assert_non_null(A);
+    assert_non_null(B);
+    assert_non_null(C);
+    for (size_t i = 0; i < na; i++)
+        A[i] = uniform(&rs);
+    for (size_t i = 0; i < nb; i++)
+        B[i] = uniform(&rs);
+    for (size_t i = 0; i < nc; i++)
+        C[i] = (int)(i % (size_t)ldc) >= c->N ? 7.0 : c->beta == 0 ? NAN : uniform(&rs);
+    if (f32) { /* the float32 run sees the same values, rounded */
+        for (size_t i = 0; i < na; i++)
+            A[i] = (float)A[i];
+        for (size_t i = 0; i < nb; i++)
+            B[i] = (float)B[i];
+        for (size_t i = 0; i < nc; i++)
+            C[i] = (float)C[i];
+    }
+    double *out = malloc(nc * sizeof *out);
+    assert_non_null(out);
+    const CBLAS_TRANSPOSE ta = c->ta ? CblasTrans : CblasNoTrans;
+    const CBLAS_TRANSPOSE tb = c->tb ? CblasTrans : CblasNoTrans;
+    if (f32) {
+        float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b),
+              *cc = malloc(nc * sizeof *cc);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_non_null(cc);
+        for (size_t i = 0; i < na; i++)
+            a[i] = (float)A[i];
+        for (size_t i = 0; i < nb; i++)
+            b[i] = (float)B[i];
+        for (size_t i = 0; i < nc; i++)
+            cc[i] = (float)C[i];
+        cvd_gemm_f32(ta, tb, c->M, c->N, c->K, (float)c->alpha, a, lda, b, ldb, (float)c->beta, cc,
+                     ldc);
+        for (size_t i = 0; i < nc; i++)
+            out[i] = cc[i];
+        free(a), free(b), free(cc);
+    } else {
+        memcpy(out, C, nc * sizeof *out);
+        cvd_gemm_f64(ta, tb, c->M, c->N, c->K, c->alpha, A, lda, B, ldb, c->beta, out, ldc);
+    }
+    double worst = 0;
+    for (int i = 0; i < c->M; i++) {
+        for (int j = 0; j < ldc; j++) {
+            const size_t at = (size_t)i * ldc + j;
+            if (j >= c->N) {
+                if (out[at] != 7.0)
+                    worst = INFINITY;
+                continue;
+            }
+            long double s = 0, mag = 0;
+            for (int k = 0; k < c->K; k++) {
+                const long double a = c->ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                const long double b = c->tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                s += a * b;
+                mag += fabsl(a * b);
+            }
+            long double want = c->alpha * s, scale = fabsl(c->alpha) * mag;
+            if (c->beta != 0) {
+                want += c->beta * C[at];
+                scale += fabsl(c->beta * C[at]);
+            }
+            const double err = (double)(fabsl(out[at] - want) / (scale + 1e-300L));
+            if (!(err <= worst)) /* NaN included */
+                worst = isnan(err) ? INFINITY : err;
+        }
+    }
+    free(A), free(B), free(C), free(out);
+    return worst;
+}
+
+static const gemm_case cases[] = {
+    /* one tile, partial tiles in each direction, the 1x1 layers' shapes */
+    {0, 0, 8, 48, 16, 1, 0},
+    {0, 0, 1, 1, 1, 1, 0},
+    {0, 0, 7, 47, 5, 1, 0},
+    {0, 0, 9, 49, 33, 1, 1},
+    {1, 0, 13, 100, 31, 1, 0},
+    {0, 1, 17, 23, 70, 1, 1},
+    {1, 1, 5, 130, 9, 0.5, -2},
+    {0, 0, 64, 196, 128, 1, 0},
+    {1, 0, 128, 196, 64, 1, 0},
+    {0, 1, 64, 128, 196, 1, 1},
+    {0, 0, 3, 5, 1000, 2, 0},
+    {1, 1, 33, 65, 257, -1, 0.25},
+    /* past the step block (kc <= 1024), and wide enough to cross the column block */
+    {0, 0, 20, 70, 1500, 1, 1},
+    {0, 1, 12, 40, 2100, 1, 0},
+    {0, 0, 16, 3000, 300, 1, 0.5},
+    {1, 0, 300, 2200, 200, 1, 0},
+    {0, 0, 1100, 24, 100, 1, 0},
+};
+
+static void check_all(int f32)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const double err = run_case(&cases[i], f32, 0x243f6a8885a308d3ull + i);
+        /* a K-term dot product rounds by at most ~K ulps relative to the sum of |terms| */
+        const double tol = (f32 ? 0x1p-24 : 0x1p-53) * (cases[i].K + 4) * 2;
+        if (!(err <= tol))
+            fail_msg("case %zu (%s, ta %d tb %d M %d N %d K %d): error %g > %g", i,
+                     f32 ? "f32" : "f64", cases[i].ta, cases[i].tb, cases[i].M, cases[i].N,
+                     cases[i].K, err, tol);
+    }
+}
+
+static void test_gemm_each_isa(void **state)
+{
+    (void)state;
+    const cvd_isa top = cvd_cpu_isa_max();
+    for (int isa = (int)top; isa >= (int)CVD_ISA_NONE; isa--) {
+        assert_int_equal(cvd_cpu_force_isa((cvd_isa)isa), isa);
+        check_all(1);
+        check_all(0);
+    }
+    cvd_cpu_force_isa(top);
+}
+
+typedef struct thread_arg {
+    uint64_t seed;
+    double err;
+} thread_arg;
+
+static void *thread_main(void *p)
+{
+    thread_arg *a = p;
+    const gemm_case c = {0, 1, 40, 300, 600, 1, 0};
+    a->err = 0;
+    for (int r = 0; r < 3; r++) {
+        const double e = run_case(&c, r & 1, a->seed + (uint64_t)r);
+        a->err = e > a->err ? e : a->err;
+    }
+    return NULL;
+}
+
+/* Threads each pack into their own buffer (a shared one would mix their blocks). */
+static void test_gemm_threads(void **state)
+{
+    (void)state;
+    pthread_t th[4];
+    thread_arg args[4];
+    const gemm_case c = {0, 1, 40, 300, 600, 1, 0};
+    assert_true(run_case(&c, 0, 1) < 1e-12);
+    for (int i = 0; i < 4; i++) {
+        args[i].seed = 100 + (uint64_t)i * 10;
+        assert_int_equal(pthread_create(&th[i], NULL, thread_main, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_true(args[i].err < 1e-5);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_each_isa),
+        cmocka_unit_test(test_gemm_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
