@@ -14,9 +14,11 @@
 # not compiled; a server module is one header with one or more .c files), and every test
 # file named test_*.c is its own binary.
 
-# Builds use every core (the test, fuzz and tsan recipes build through sub-makes, which
-# inherit this); `make -j1` or MAKEFLAGS=-j1 in the environment serialises them again.
-ifeq ($(filter -j%,$(MAKEFLAGS)),)
+# Builds use every core. Only the top-level make sets -j: GNU make 4.3 does not show a
+# sub-make the -j it inherits while parsing, so a sub-make setting it again would leave the
+# shared job slots and sub-makes run side by side (ci-build) would take nproc jobs each.
+# `make -j1` or MAKEFLAGS=-j1 in the environment serialises them again.
+ifeq ($(MAKELEVEL)$(filter -j%,$(MAKEFLAGS)),0)
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
 
@@ -49,8 +51,19 @@ CURL_LIBS   := $(call pc_libs,libcurl,-lcurl)
 CMOCKA_LIBS := $(call pc_libs,cmocka,-lcmocka)
 CJSON_LIBS  := $(call pc_libs,libcjson,-lcjson)
 
-CORE_SRC   := $(sort $(wildcard core/*.c))
+CORE_ALL   := $(sort $(wildcard core/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(sort $(wildcard server/*.c)))
+# The core files with SIMD kernels (those including simd.h or immintrin.h): their ISA x
+# dtype instances of always_inline tiles are what an instrumented build spends its time
+# on. They come first, so a parallel build starts its longest compiles first, and
+# KERNEL_CFLAGS goes after the other flags for them alone. Instrumented builds take them
+# at -O1, instrumented all the same: gcc's ASan+UBSan compile of core/direct.c took 35 s
+# of CPU at -O1 and 109 s at -O2. The plain build, which is what ships, stays -O2.
+KERNEL_SRC := $(shell grep -lE '^\#include [<"](simd|immintrin)\.h[>"]' $(CORE_ALL) /dev/null)
+ifdef SANITIZE
+KERNEL_CFLAGS ?= -O1
+endif
+CORE_SRC   := $(KERNEL_SRC) $(filter-out $(KERNEL_SRC),$(CORE_ALL))
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 # docs/openapi.yaml is compiled in as a C string (server/api_openapi.h serves it)
 GEN_OBJ    := $(BUILD)/gen/openapi_yaml.o
@@ -72,6 +85,12 @@ $(eval $(call suite,core))
 $(eval $(call suite,server))
 $(eval $(call suite,integration))
 TEST_BINS := $(core_BINS) $(server_BINS) $(integration_BINS)
+# The plain-loop references (tests/core/ref_*.c) compute the expected answers, one thread on
+# the test's own buffers, where there is no race to find: a TSan build leaves them
+# uninstrumented (instrumented, they were four fifths of test_conv_random's 150 s).
+ifeq ($(SANITIZE),thread)
+$(BUILD)/tests/core/ref_%.o: ALL_CFLAGS += -fno-sanitize=thread
+endif
 # The allocation-failure shim the integration tests preload into the daemon
 # (tests/shim/failalloc.h); built without sanitizers, it forwards to theirs.
 FAILALLOC := $(BUILD)/tests/shim/failalloc.so
@@ -100,7 +119,7 @@ deps-test:
 
 $(BUILD)/core/%.o: core/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(BLAS_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(BLAS_CFLAGS) $(if $(filter $<,$(KERNEL_SRC)),$(KERNEL_CFLAGS)) -MMD -MP -c $< -o $@
 
 $(BUILD)/server/%.o: server/%.c
 	@mkdir -p $(@D)
@@ -161,11 +180,19 @@ run: deps-run
 	@$(MAKE) --no-print-directory $(CONVD)
 	exec $(CONVD) --config config/convd.conf
 
-test-build: $(CONVD) $(TEST_BINS) $(FAILALLOC)
+test-build: $(LIBCVD) $(CONVD) $(TEST_BINS) $(FAILALLOC)
 
 # One pass: build and run every test binary of $(BUILD).
 test-pass: test-build
 	@tests/run.sh $(BUILD)
+
+# The configurations test, fuzz and tsan build, one sub-make each. Named together as
+# goals of one make they build side by side in the shared job slots, so one configuration's
+# long compile (a kernel file) overlaps the others' many small ones.
+build-plain:
+	@$(MAKE) --no-print-directory test-build
+build-san:
+	@$(MAKE) --no-print-directory BUILD=build/san SANITIZE=address,undefined test-build
 
 # `make test` = both passes and one summary. With SANITIZE set, only that pass.
 ifdef SANITIZE
@@ -174,10 +201,14 @@ test: deps-test
 	@tests/run.sh build/san
 else
 test: deps-test
-	@$(MAKE) --no-print-directory test-build
-	@$(MAKE) --no-print-directory BUILD=build/san SANITIZE=address,undefined test-build
+	@$(MAKE) --no-print-directory build-san build-plain
 	@tests/run.sh build build/san
 endif
+
+# Everything .ci/run builds (test, fuzz, tsan), at once; then its steps only run.
+ci-build:
+	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory build-san fuzz-bins tsan-bins build-plain
 
 check: test
 
@@ -244,12 +275,22 @@ FUZZ_BUILD   := build/fuzz
 FUZZ_TARGETS := fuzz_codec fuzz_layer fuzz_request
 SOAK_MINUTES ?= 5
 
+# The kernel files (KERNEL_SRC) of the fuzz build: as the rest, -O2. clang 14 compiles
+# core/direct.c with ASan+UBSan in 10 s of CPU at -O0, over 140 s at -O1 or -O2, but at
+# -O0 fuzz_layer timed out (over 20 s for one 52x52 kernel's backward), so the long
+# compile stays and ci-build overlaps it with the other configurations' compiles.
+FUZZ_KERNEL_CFLAGS ?=
+
 # Libraries instrumented with fuzzer-no-link + ASan + UBSan, then one binary per target;
 # `fuzz` replays fuzz/regressions and runs each target FUZZ_SECONDS.
 fuzz-build:
 	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory fuzz-bins
+
+fuzz-bins:
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
-	    SANITIZE=fuzzer-no-link,address,undefined $(FUZZ_BUILD)/libcvd.a $(FUZZ_BUILD)/libconvd_server.a
+	    SANITIZE=fuzzer-no-link,address,undefined KERNEL_CFLAGS="$(FUZZ_KERNEL_CFLAGS)" \
+	    $(FUZZ_BUILD)/libcvd.a $(FUZZ_BUILD)/libconvd_server.a
 	@for t in $(FUZZ_TARGETS); do \
 	    extra=; [ $$t = fuzz_layer ] && extra=tests/core/ref_conv.c; \
 	    echo "$(FUZZ_CC) -o $(FUZZ_BUILD)/$$t fuzz/$$t.c $$extra"; \
@@ -272,9 +313,14 @@ valgrind:
 # Everything with -fsanitize=thread; the concurrency-relevant tests (scripts/tsan.sh).
 tsan:
 	@scripts/deps.sh test
-	@$(MAKE) --no-print-directory BUILD=build/tsan SANITIZE=thread test-build
-	@$(MAKE) --no-print-directory BUILD=build/soak build/soak/soak
+	@$(MAKE) --no-print-directory tsan-bins
 	@scripts/tsan.sh build/tsan
+
+# Only what scripts/tsan.sh runs: the daemon and its tests.
+tsan-bins:
+	@$(MAKE) --no-print-directory BUILD=build/tsan SANITIZE=thread build/tsan/libcvd.a \
+	    build/tsan/convd $(addprefix build/tsan/,$(shell scripts/tsan.sh --list))
+	@$(MAKE) --no-print-directory BUILD=build/soak build/soak/soak
 
 # Slow clients and limits first, then mixed traffic for SOAK_MINUTES (tests/soak/*.c).
 soak:
@@ -289,6 +335,6 @@ build/soak/soak build/soak/slowloris: build/soak/%: tests/soak/%.c $(SOAK_DEPS) 
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(SRV_CFLAGS) -pthread -o $@ $< $(SOAK_DEPS) $(CURL_LIBS) $(CJSON_LIBS) -lm
 
-.PHONY: fuzz-build
+.PHONY: fuzz-build fuzz-bins tsan-bins build-plain build-san ci-build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

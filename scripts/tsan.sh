@@ -7,7 +7,19 @@
 # traffic (build/soak/soak) against that daemon. ThreadSanitizer reports from every process go to
 # BUILD/logs/tsan.<pid>; any report fails the run, as does any failing test.
 # scripts/tsan.supp ignores libc calls made from inside OpenBLAS (not instrumented; see the file).
+# `tsan.sh --list` prints those test binaries (paths under BUILD), what `make tsan` builds.
 set -u
+
+# the core's own threads first (layers split by images, two layers at once), then the daemon
+tests="tests/core/test_conv_random tests/core/test_layer tests/server/test_session"
+for s in concurrency sessions lifecycle limits durable; do
+    tests="$tests tests/integration/test_$s"
+done
+if [ "${1:-}" = --list ]; then
+    echo "$tests"
+    exit 0
+fi
+
 build=${1:-build/tsan}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -15,12 +27,6 @@ logdir="$top/$build/logs"
 rm -rf "$logdir"
 mkdir -p "$logdir"
 export TSAN_OPTIONS="suppressions=$top/scripts/tsan.supp log_path=$logdir/tsan second_deadlock_stack=1 history_size=4 ${TSAN_EXTRA:-}"
-
-# the core's own threads first (layers split by images, two layers at once), then the daemon
-tests="tests/core/test_conv_random tests/core/test_layer tests/server/test_session"
-for s in concurrency sessions lifecycle limits durable; do
-    tests="$tests tests/integration/test_$s"
-done
 
 passed=0
 failed=0

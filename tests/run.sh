@@ -5,6 +5,10 @@
 # failing binary's whole output follows its line. The last line is the summary
 # "N passed, M failed, K skipped" (cmocka's and the Python summaries summed; a binary that
 # crashes or exits non-zero without a failure counted counts as one failure).
+# The core and server suites' binaries run TEST_JOBS at a time (default: the CPU count):
+# they compute and compare, nothing they assert depends on timing. The integration
+# binaries run one at a time, as before: they time requests, measure the daemon's RSS and
+# give it every core. Lines come in the same order either way.
 # Exit status: 0 only if nothing failed and at least one test ran.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +20,9 @@ failed=0
 skipped=0
 failed_names=""
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+outs=$(mktemp -d)
+trap 'rm -rf "$log" "$outs"' EXIT
+jobs=${TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
 
 # cmocka_count WORD: the sum of cmocka's "[  WORD  ] N test(s)" lines in $log.
 cmocka_count() {
@@ -42,25 +48,64 @@ record() {
     fi
 }
 
-for b in "$@"; do
-    case "$b" in /*) convd=$b/convd ;; *) convd=$top/$b/convd ;; esac
-    for suite in core server integration; do
+# binaries SUITE...: the test binaries of build $b in those suites, in order.
+binaries() {
+    for suite in "$@"; do
         for t in "$b"/tests/"$suite"/test_*; do
             [ -x "$t" ] || continue
             case "$t" in *.o | *.d) continue ;; esac
-            CONVD_BIN="$convd" CONVD_FIXTURES="$top/tests/fixtures" \
-                CMOCKA_MESSAGE_OUTPUT=stdout ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
-                "$t" >"$log" 2>&1
-            rc=$?
-            record "$t" "$rc" "$(cmocka_count PASSED)" "$(cmocka_count FAILED)" \
-                "$(cmocka_count SKIPPED)"
+            echo "$t"
         done
+    done
+}
+
+# out_of BINARY: where a binary run by run_parallel leaves its output (.out) and status (.rc).
+out_of() {
+    echo "$outs/$(echo "$1" | tr / _)"
+}
+
+# run_parallel BINARY...: runs them $jobs at a time (xargs -P) and records each, in the
+# order given, as soon as it and every one before it are done. A binary whose status never
+# appears (xargs died) counts as failed.
+run_parallel() {
+    [ $# -gt 0 ] || return 0
+    # shellcheck disable=SC2016
+    printf '%s\n' "$@" | xargs -n 1 -P "$jobs" sh -c \
+        'o="$0/$(echo "$1" | tr / _)"; "$1" >"$o.out" 2>&1; echo $? >"$o.tmp" && mv "$o.tmp" "$o.rc"' \
+        "$outs" &
+    xpid=$!
+    for t in "$@"; do
+        o=$(out_of "$t")
+        while [ ! -f "$o.rc" ] && kill -0 "$xpid" 2>/dev/null; do
+            sleep 0.2
+        done
+        rc=1
+        [ -f "$o.rc" ] && rc=$(cat "$o.rc")
+        cat "$o.out" >"$log" 2>/dev/null || : >"$log"
+        record "$t" "$rc" "$(cmocka_count PASSED)" "$(cmocka_count FAILED)" \
+            "$(cmocka_count SKIPPED)"
+    done
+    wait "$xpid"
+}
+
+export CONVD_FIXTURES="$top/tests/fixtures" CMOCKA_MESSAGE_OUTPUT=stdout
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+for b in "$@"; do
+    case "$b" in /*) convd=$b/convd ;; *) convd=$top/$b/convd ;; esac
+    export CONVD_BIN="$convd"
+    # shellcheck disable=SC2046
+    run_parallel $(binaries core server)
+    for t in $(binaries integration); do
+        "$t" >"$log" 2>&1
+        rc=$?
+        record "$t" "$rc" "$(cmocka_count PASSED)" "$(cmocka_count FAILED)" \
+            "$(cmocka_count SKIPPED)"
     done
 done
 
 # The Python client's tests, once, against the first build's daemon.
 case "$1" in /*) convd=$1/convd ;; *) convd=$top/$1/convd ;; esac
-CONVD_BIN="$convd" ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" PYTHONDONTWRITEBYTECODE=1 \
+CONVD_BIN="$convd" PYTHONDONTWRITEBYTECODE=1 \
     "${CONVD_PYTHON:-/usr/bin/python3}" tests/python/run.py >"$log" 2>&1
 rc=$?
 summary='^python: \([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed, \([0-9][0-9]*\) skipped.*'
