@@ -3,6 +3,8 @@
 # (every file once; a crash fails), then fuzzes each target for SECONDS from the seeds in
 # fuzz/corpus/<target> plus a working corpus kept in BUILD/corpus/<target> (so repeated runs
 # build on each other), with fuzz/<target>.dict. New crashes land in BUILD/artifacts/<target>/.
+# FUZZ_TIMEOUT (default 90) is the seconds one input may take: the fuzz build compiles the
+# SIMD kernel files at -O0 (Makefile, FUZZ_KERNEL_CFLAGS).
 # Prints one line per target: executions, time, corpus size, crashes. Exit 1 on any failure.
 set -u
 build=$1
@@ -47,7 +49,7 @@ for t in "$@"; do
     [ -f "fuzz/$t.dict" ] && dict="-dict=fuzz/$t.dict"
     log=$build/$t.log
     # shellcheck disable=SC2086
-    "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=20 -max_len="$(max_len "$t")" \
+    "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-90}" -max_len="$(max_len "$t")" \
         -print_final_stats=1 -artifact_prefix="$art/" $dict "$work" "fuzz/corpus/$t" \
         >"$log" 2>&1
     rc=$?
