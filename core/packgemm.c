@@ -7,8 +7,10 @@
  * to how the BLAS build sees the CPU (OPENBLAS_CORETYPE).
  *
  * Method (the BLIS loop nest): for each block of nc columns and kc steps, op(B) is packed
- * into panels of NR = PG_NV vectors of columns (kc×NR contiguous); for each block of mc
- * rows, op(A) into panels of MR rows (kc×MR contiguous); a register tile of MR×NR
+ * into panels of NR = PG_NV vectors of columns (kc×NR contiguous); op(A) is read in place,
+ * a tile's MR rows as MR streams (or one, transposed), except a transposed A whose steps
+ * are far apart, packed per block of mc rows into panels of MR rows (kc×MR contiguous);
+ * K is cut into near-equal blocks of at most kc steps. A register tile of MR×NR
  * accumulators then takes kc steps of NR/VL vector loads, MR broadcasts and MR·NR/VL fused
  * multiply-adds. A panel of B stays in L1 while the panels of A stream past it from L2.
  * Blocks come from the cache sizes (cvd_cpu_l1d, cvd_cpu_l2), not from constants tuned to
@@ -31,6 +33,10 @@
 #define PG_NV        3
 #define PG_MR_WIDE   8
 #define PG_MR_NARROW 4
+
+/* The longest step, in bytes, of a load stream an L1 stride prefetcher is known to follow
+ * (Intel's IP-based one: 2 KB); a transposed A with longer steps is packed (pg_run). */
+#define PG_STRIDE_MAX 2048
 
 typedef struct pg_blocks {
     int64_t kc, mc, nc; /* steps, rows and columns per block */
@@ -100,10 +106,11 @@ static void *pg_buffer(size_t bytes)
     return p;
 }
 
-/* Elements of the buffer pg_run needs for blocks bk: one packed block of B. */
-static size_t pg_buffer_elems(const pg_blocks *bk)
+/* Elements of the buffer pg_run needs for blocks bk: one packed block of B, then one of A
+ * (mc rounded up to whole panels). */
+static size_t pg_buffer_elems(const pg_blocks *bk, int64_t mr)
 {
-    return (size_t)(bk->kc * bk->nc);
+    return (size_t)(bk->kc * bk->nc + bk->kc * ((bk->mc + mr - 1) / mr * mr));
 }
 
 #define SIMD_SEL 1
@@ -129,8 +136,9 @@ static void *pg_prepare(int M, int N, int K, size_t es, int *wide, pg_blocks *bk
         return NULL;
     *wide = isa == CVD_ISA_AVX512;
     const int64_t vl = (*wide ? 64 : 32) / (int64_t)es;
-    *bk = pg_blocks_for(*wide ? PG_MR_WIDE : PG_MR_NARROW, PG_NV * vl, (int64_t)es);
-    return pg_buffer(pg_buffer_elems(bk) * es);
+    const int64_t mr = *wide ? PG_MR_WIDE : PG_MR_NARROW;
+    *bk = pg_blocks_for(mr, PG_NV * vl, (int64_t)es);
+    return pg_buffer(pg_buffer_elems(bk, mr) * es);
 }
 
 void cvd_gemm_f32(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,

@@ -1,7 +1,7 @@
 /*
  * packgemm_impl.h — template of the packed GEMM, included by packgemm.c once per ISA and
  * dtype after simd.h. Generates, for SFX = _avx512_f32, _avx512_f64, _avx2_f32,
- * _avx2_f64: pg_tile, pg_tile_any, pg_pack_b and pg_run (pg_run_avx512_f32 ...
+ * _avx2_f64: pg_tile, pg_tile_any, pg_pack_b, pg_pack_at and pg_run (pg_run_avx512_f32 ...
  * pg_run_avx2_f64). See packgemm.c for the method and the blocking.
  */
 
@@ -138,32 +138,59 @@ static SIMD_TARGET void SFX(pg_pack_b)(int tb, const T *B, int64_t ldb, int64_t 
     }
 }
 
+/* Ap: rows i0 .. i0+mc-1 and steps p0 .. p0+kc-1 of a transposed op(A) (op(A)[m][k] =
+ * A[k*lda + m]) in panels of PG_MR rows, each kc steps of PG_MR values (a partial panel's
+ * missing rows repeat its last, as pg_tile reads them in place), so a tile reads A as one
+ * stream instead of jumping lda a step. */
+static SIMD_TARGET void SFX(pg_pack_at)(const T *A, int64_t lda, int64_t i0, int64_t mc,
+                                        int64_t p0, int64_t kc, T *ap)
+{
+    for (int64_t i = 0; i < mc; i += PG_MR, ap += kc * PG_MR) {
+        const int64_t mr = mc - i < PG_MR ? mc - i : PG_MR;
+        for (int64_t k = 0; k < kc; k++) {
+            const T *src = A + (p0 + k) * lda + i0 + i;
+            for (int64_t m = 0; m < PG_MR; m++)
+                ap[k * PG_MR + m] = src[m < mr ? m : mr - 1];
+        }
+    }
+}
+
 /* C = alpha·op(A)·op(B) + beta·C on one thread, with bpk (pg_buffer_elems of T, 64-byte
- * aligned) for the packed block of B. op(A) is read in place: a tile's rows are MR
- * streams (no transpose) or one (transposed), and the blocks of mc rows keep them in L2
- * while the panels of B pass. Blocks as pg_blocks_for chose. */
+ * aligned) for the packed blocks of B and A. K is cut into near-equal blocks of at most
+ * kc steps (196 steps as 98 + 98, not 170 + 26: every block loads and stores C once).
+ * op(A) is read in place, a tile's rows as MR streams, or as one stream when transposed;
+ * a transposed A whose steps lie more than PG_STRIDE_MAX bytes apart is packed per block
+ * of mc rows instead, when more than one panel of B will read it. */
 static SIMD_TARGET void SFX(pg_run)(const pg_blocks *bk, int ta, int tb, int64_t M, int64_t N,
                                     int64_t K, T alpha, const T *A, int64_t lda, const T *B,
                                     int64_t ldb, T beta, T *C, int64_t ldc, T *bpk)
 {
     const int64_t rs = ta ? 1 : lda, cs = ta ? lda : 1;
+    const int64_t nkb = (K + bk->kc - 1) / bk->kc, kcb = (K + nkb - 1) / nkb;
+    T *apk = bpk + bk->kc * bk->nc;
     for (int64_t j0 = 0; j0 < N; j0 += bk->nc) {
         const int64_t nc = N - j0 < bk->nc ? N - j0 : bk->nc;
-        for (int64_t p0 = 0; p0 < K; p0 += bk->kc) {
-            const int64_t kc = K - p0 < bk->kc ? K - p0 : bk->kc;
+        const int pack_a = ta && lda * (int64_t)sizeof(T) > PG_STRIDE_MAX && nc > PG_NR;
+        for (int64_t p0 = 0; p0 < K; p0 += kcb) {
+            const int64_t kc = K - p0 < kcb ? K - p0 : kcb;
             const T b_eff = p0 == 0 ? beta : 1;
             SFX(pg_pack_b)(tb, B, ldb, p0, kc, j0, nc, bpk);
             for (int64_t i0 = 0; i0 < M; i0 += bk->mc) {
                 const int64_t mc = M - i0 < bk->mc ? M - i0 : bk->mc;
+                if (pack_a)
+                    SFX(pg_pack_at)(A, lda, i0, mc, p0, kc, apk);
                 /* a panel of Bp stays in L1 while every tile of the row block passes */
                 for (int64_t j = 0; j < nc; j += PG_NR) {
                     const int64_t nn = nc - j < PG_NR ? nc - j : PG_NR;
                     const T *bp = bpk + j / PG_NR * kc * PG_NR;
                     for (int64_t i = i0; i < i0 + mc; i += PG_MR) {
                         const int mr = (int)(i0 + mc - i < PG_MR ? i0 + mc - i : PG_MR);
-                        SFX(pg_tile_any)
-                        (kc, A + i * rs + p0 * cs, rs, cs, bp, C + i * ldc + j0 + j, ldc, mr, nn,
-                         alpha, b_eff);
+                        T *cij = C + i * ldc + j0 + j;
+                        if (pack_a)
+                            SFX(pg_tile_any)
+                        (kc, apk + (i - i0) * kc, 1, PG_MR, bp, cij, ldc, mr, nn, alpha, b_eff);
+                        else SFX(pg_tile_any)(kc, A + i * rs + p0 * cs, rs, cs, bp, cij, ldc, mr,
+                                              nn, alpha, b_eff);
                     }
                 }
             }

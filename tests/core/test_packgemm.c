@@ -134,6 +134,11 @@ static const gemm_case cases[] = {
     {0, 0, 16, 3000, 300, 1, 0.5},
     {1, 0, 300, 2200, 200, 1, 0},
     {0, 0, 1100, 24, 100, 1, 0},
+    /* a transposed A with steps over PG_STRIDE_MAX bytes apart: packed, a partial last
+     * panel of rows, with B plain and transposed, and C kept (beta) */
+    {1, 0, 700, 100, 50, 1, 1},
+    {1, 1, 613, 75, 45, 0.5, -1},
+    {1, 0, 2304, 196, 256, 1, 0},
 };
 
 static void check_all(int f32)
