@@ -142,8 +142,8 @@ static SIMD_TARGET void SFX(pg_pack_b)(int tb, const T *B, int64_t ldb, int64_t 
  * A[k*lda + m]) in panels of PG_MR rows, each kc steps of PG_MR values (a partial panel's
  * missing rows repeat its last, as pg_tile reads them in place), so a tile reads A as one
  * stream instead of jumping lda a step. */
-static SIMD_TARGET void SFX(pg_pack_at)(const T *A, int64_t lda, int64_t i0, int64_t mc,
-                                        int64_t p0, int64_t kc, T *ap)
+static SIMD_TARGET void SFX(pg_pack_at)(const T *A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+                                        int64_t kc, T *ap)
 {
     for (int64_t i = 0; i < mc; i += PG_MR, ap += kc * PG_MR) {
         const int64_t mr = mc - i < PG_MR ? mc - i : PG_MR;
