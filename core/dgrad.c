@@ -32,12 +32,20 @@ int cvd_dgrad_geom(const cvd_geom *g, cvd_geom *t)
 }
 
 /* Not on a 1x1 layer unless forced: dx is one GEMM there, which the flat direct kernel
- * did not beat in float64 (docs/kernels.md). */
+ * did not beat in float64 (docs/kernels.md). Nor, unless forced, when the transposed
+ * layer's padding is most of its input: it multiplies every dx pixel by all Fg*kh*kw
+ * taps, H*W/(OH*OW) times the layer's own multiply-adds, nearly all of them zeros of
+ * the padded delta. A 52x52 kernel over a 52x52 image (one output pixel) did 2704 times
+ * the work, 61 ms instead of the GEMM path's tens of microseconds: a cheap request
+ * could hold a thread for seconds. */
+#define DGRAD_MAX_WASTE 2
+
 int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
 {
     cvd_geom t;
-    return (!g->is_1x1 || want == CVD_PATH_DIRECT) && cvd_dgrad_geom(g, &t) &&
-           cvd_direct_pays(&t, elem_size, want);
+    const int lean = g->H * g->W <= DGRAD_MAX_WASTE * g->OH * g->OW;
+    return (!g->is_1x1 || want == CVD_PATH_DIRECT) && (lean || want == CVD_PATH_DIRECT) &&
+           cvd_dgrad_geom(g, &t) && cvd_direct_pays(&t, elem_size, want);
 }
 
 size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size)

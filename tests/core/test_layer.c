@@ -471,6 +471,41 @@ static void test_chunk_choice(void **state)
     assert_false(g.is_1x1);
 }
 
+/* dx takes the direct kernel only where the transposed layer's padding is not most of its
+ * input: a 52x52 kernel over a 52x52 image (one output pixel) would multiply 2704 times
+ * the layer's work, nearly all by zeros, so it keeps the GEMM path unless forced; a
+ * resnet 3x3 layer takes it wherever the SIMD kernels run. */
+static void test_dgrad_padding_waste(void **state)
+{
+    (void)state;
+    cvd_err e;
+    cvd_conv2d_params p = {.in_channels = 1,
+                           .out_channels = 64,
+                           .groups = 1,
+                           .kh = 52,
+                           .kw = 52,
+                           .sh = 1,
+                           .sw = 1,
+                           .dh = 1,
+                           .dw = 1,
+                           .pad_mode = CVD_PAD_VALID,
+                           .dtype = CVD_F32};
+    const int64_t xs[4] = {1, 1, 52, 52};
+    cvd_geom g;
+    assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
+    assert_true(g.OH == 1 && g.OW == 1);
+    assert_false(cvd_dgrad_pays(&g, 4, CVD_PATH_AUTO));
+    assert_int_equal(cvd_dgrad_pays(&g, 4, CVD_PATH_DIRECT), cvd_direct_available());
+    cvd_conv2d_params r = p;
+    r.in_channels = r.out_channels = 256;
+    r.kh = r.kw = 3;
+    r.pad_mode = CVD_PAD_EXPLICIT;
+    r.ph = r.pw = 1;
+    const int64_t xr[4] = {8, 256, 14, 14};
+    assert_int_equal(cvd_geom_init(&g, &r, xr, "x", &e), CVD_OK);
+    assert_int_equal(cvd_dgrad_pays(&g, 4, CVD_PATH_AUTO), cvd_direct_available());
+}
+
 /* A y that overflows is caught on every forward path (1x1 in place, bands of rows, chunks
  * of images, shifted GEMMs, the direct kernel) in both dtypes, when the overflow lands at
  * the very last element of y (the tail of the finiteness sums) or the first, and the cache
@@ -713,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_nonfinite_every_path),
         cmocka_unit_test(test_memory_need),
         cmocka_unit_test(test_chunk_choice),
+        cmocka_unit_test(test_dgrad_padding_waste),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_layers_in_parallel),
         cmocka_unit_test(test_blas_spin),
