@@ -121,7 +121,7 @@ typedef struct SFX(pass) {
     T *y;       /* forward: the output; NULL in backward */
     T *dx, *dW; /* backward: the gradients wanted (either may be NULL) */
     int64_t nb, rows;
-    int shifted, direct, dgrad, wgrad, tasks;
+    int shifted, direct, blocked, dgrad, wgrad, tasks;
     T *ws; /* tasks slices of ws_one elements */
     size_t ws_one;
     T *parts; /* tasks-1 partial dW of F*K elements */
@@ -133,6 +133,8 @@ typedef struct SFX(pass) {
 static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, T *ws, T *dW)
 {
     const cvd_geom *g = p->g;
+    if (p->y && p->blocked)
+        return SFX(cvd_blocked_forward)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt);
     if (p->y && p->direct)
         return SFX(forward_direct)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt);
     if (p->y)
@@ -207,6 +209,7 @@ static int SFX(pass_go)(const cvd_geom *g, const cvd_plan *r, void *ws, void *W,
     p.y = y, p.dx = dx, p.dW = dW;
     p.nb = r->nb, p.rows = r->rows[y ? 0 : 1], p.shifted = r->shifted, p.tasks = r->tasks;
     p.direct = r->direct;
+    p.blocked = r->blocked;
     p.dgrad = r->dgrad;
     p.wgrad = r->wgrad;
     p.ws = ws, p.ws_one = r->ws_one;

@@ -93,7 +93,13 @@ cvd_status cvd_geom_init(cvd_geom *g, const cvd_conv2d_params *p, const int64_t 
  * K = Cg over the contiguous slice xp + i*dh*Wp + j*dw (row stride cs), whose output rows
  * have Wp columns, the last Wp-OW of them garbage and dropped. No im2col, no col2im, a
  * workspace of one padded image; the price is Wp/OW more GEMM columns and K = Cg. */
-typedef enum { CVD_PATH_AUTO = 0, CVD_PATH_IM2COL, CVD_PATH_SHIFT, CVD_PATH_DIRECT } cvd_path;
+typedef enum {
+    CVD_PATH_AUTO = 0,
+    CVD_PATH_IM2COL,
+    CVD_PATH_SHIFT,
+    CVD_PATH_DIRECT,
+    CVD_PATH_BLOCKED
+} cvd_path;
 
 /* The path for g (AUTO: shifted when shift_ok and it pays, see geom.c) and its workspace:
  * for im2col, nb and ws_elems as cvd_geom_chunk; for shifted, nb = 1 and
@@ -118,6 +124,22 @@ cvd_status cvd_geom_path(const cvd_geom *g, size_t elem_size, size_t budget, cvd
 int cvd_direct_available(void);
 size_t cvd_direct_ws(const cvd_geom *g, size_t elem_size);
 int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+/* The channel-blocked forward (blocked.c): W, x and y copied per pass into blocks of VL
+ * channels or filters, register tiles of filter blocks by output pixels. cvd_blocked_ws:
+ * the workspace elements of one task (the blocked weights and bias of one group, then xb
+ * and yb of one image), 0 if that overflows. cvd_blocked_pays: whether a forward takes it
+ * (want CVD_PATH_BLOCKED: whenever the CPU can; IM2COL, SHIFT or DIRECT: never; AUTO:
+ * not 1x1, a whole block of channels, filters filling at least 7/8 of their blocks' lanes,
+ * the workspace at most
+ * CVD_DIRECT_MAX_WS bytes). cvd_blocked_forward: y of images lo .. hi-1, every group,
+ * (bias b or NULL) on nt threads (by output rows); returns whether every value written is
+ * finite. */
+size_t cvd_blocked_ws(const cvd_geom *g, size_t elem_size);
+int cvd_blocked_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+int cvd_blocked_forward_f32(const cvd_geom *g, const float *W, const float *b, const float *x,
+                            float *y, float *ws, int64_t lo, int64_t hi, int nt);
+int cvd_blocked_forward_f64(const cvd_geom *g, const double *W, const double *b, const double *x,
+                            double *y, double *ws, int64_t lo, int64_t hi, int nt);
 /* g itself, or for a 1x1 layer (stride 1, no pad) the same layer on images of one row of
  * H*W pixels, which the own kernels run as one long row (full vectors, no tails but the
  * last) in flat; direct.c and wgrad.c apply it at their entry points. */
@@ -268,7 +290,7 @@ int cvd_parallel_parts(size_t work, int nt);
  * in backward when tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole
  * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart). */
 typedef struct cvd_plan {
-    int tasks, shifted, direct, dgrad, wgrad;
+    int tasks, shifted, direct, blocked, dgrad, wgrad;
     int64_t nb, rows[2];
     size_t ws_one, ws_elems;
 } cvd_plan;

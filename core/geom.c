@@ -301,6 +301,10 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     const size_t direct_ws = direct ? cvd_direct_ws(&share, elem_size) : 0;
     if (direct_ws > one)
         one = direct_ws;
+    const int blocked = cvd_blocked_pays(&share, elem_size, want);
+    const size_t blocked_ws = blocked ? cvd_blocked_ws(&share, elem_size) : 0;
+    if (blocked_ws > one)
+        one = blocked_ws;
     const int wgrad = cvd_wgrad_pays(&share, elem_size, want);
     const size_t wgrad_ws = wgrad ? cvd_wgrad_ws(&share, elem_size) : 0;
     if (wgrad_ws > one)
@@ -316,6 +320,7 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     plan->tasks = t;
     plan->shifted = shifted;
     plan->direct = direct;
+    plan->blocked = blocked;
     plan->dgrad = dgrad;
     plan->wgrad = wgrad;
     plan->nb = nb;

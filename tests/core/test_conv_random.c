@@ -1,12 +1,11 @@
 /*
  * test_conv_random.c — the fast paths (im2col + BLAS, chunked batches, 1x1 shortcut, the
- * own SIMD kernels: direct forward, dgrad, wgrad) against the plain-loop reference on 360
- * random layers (fixed seed), run once at each SIMD level the CPU has (cvd_cpu_force_isa,
- * down to none: BLAS only): groups, dilation,
- * asymmetric stride and padding, "same"/"valid", N > 1, both dtypes, random need masks,
- * cached and explicit x, forced tiny chunks, the shifted GEMM forced on stride-1 layers;
- * larger layers split across threads (row bands; whole images per thread with the rest
- * split inside) and taking the shifted GEMM by default; then
+ * own SIMD kernels: direct and channel-blocked forward, dgrad, wgrad) against the plain-loop
+ * reference on 360 random layers (fixed seed), run once at each SIMD level the CPU has
+ * (cvd_cpu_force_isa, down to none: BLAS only): groups, dilation, asymmetric stride and padding,
+ * "same"/"valid", N > 1, both dtypes, random need masks, cached and explicit x, forced tiny chunks,
+ * the shifted GEMM forced on stride-1 layers; larger layers split across threads (row bands; whole
+ * images per thread with the rest split inside) and taking the shifted GEMM by default; then
  * finite-difference gradient checks.
  */
 #include <stdarg.h>
@@ -30,6 +29,7 @@ typedef struct stats {
     int one_by_one, grouped, dilated, same, valid, asym_stride, multi_chunk, f32, stateless;
     int shifted, shifted_dilated, shifted_grouped, shifted_batch;
     int direct, direct_strided, direct_dilated, direct_grouped, dgrad, wgrad;
+    int blocked, blocked_strided, blocked_dilated, blocked_grouped;
 } stats;
 
 static cvd_conv2d_params random_params(ref_rng *r, int iter)
@@ -108,11 +108,14 @@ static void run_config(ref_rng *r, int iter, stats *st)
                    cvd_dtype_size(dt));
     /* Three configs in five take the shifted-GEMM path wherever it applies (stride 1);
      * AUTO would never pick it for so few channels. One in five runs forward on the direct
-     * kernel, which AUTO takes only from 12 output columns on. */
+     * kernel, which AUTO takes only from 12 output columns on, and one in ten on the
+     * channel-blocked one, which AUTO takes only for a full block of channels. */
     if (iter % 5 < 3)
         cvd_conv2d_set_path(l, CVD_PATH_SHIFT);
     else if (iter % 5 == 3)
         cvd_conv2d_set_path(l, CVD_PATH_DIRECT);
+    else if (iter % 10 == 4)
+        cvd_conv2d_set_path(l, CVD_PATH_BLOCKED);
 
     const int64_t Cg = p.in_channels / p.groups;
     const int64_t ws[4] = {p.out_channels, Cg, p.kh, p.kw};
@@ -198,6 +201,11 @@ static void run_config(ref_rng *r, int iter, stats *st)
     st->direct_strided += iter % 5 == 3 && (p.sh > 1 || p.sw > 1);
     st->direct_dilated += iter % 5 == 3 && (p.dh > 1 || p.dw > 1);
     st->direct_grouped += iter % 5 == 3 && p.groups > 1;
+    const int blocked = iter % 10 == 4 && cvd_direct_available();
+    st->blocked += blocked;
+    st->blocked_strided += blocked && (p.sh > 1 || p.sw > 1);
+    st->blocked_dilated += blocked && (p.dh > 1 || p.dw > 1);
+    st->blocked_grouped += blocked && p.groups > 1;
     cvd_geom tg;
     st->wgrad += iter % 5 == 3 && (need & CVD_NEED_DW) && cvd_direct_available();
     st->dgrad +=
@@ -244,6 +252,11 @@ static void test_random_vs_reference(void **state)
         /* dx and dW on the own kernels (dgrad.c, wgrad.c) wherever there are some */
         assert_true(isas[k] == CVD_ISA_NONE ? st.dgrad == 0 : st.dgrad >= 15);
         assert_true(isas[k] == CVD_ISA_NONE ? st.wgrad == 0 : st.wgrad >= 30);
+        /* the channel-blocked forward (blocked.c), forced on one config in ten */
+        assert_true(isas[k] == CVD_ISA_NONE ? st.blocked == 0 : st.blocked >= 30);
+        assert_true(
+            isas[k] == CVD_ISA_NONE ||
+            (st.blocked_strided >= 10 && st.blocked_dilated >= 5 && st.blocked_grouped >= 5));
     }
     cvd_cpu_force_isa(before);
 }
@@ -456,7 +469,7 @@ static void test_parallel_bands(void **state)
  * bands ending inside a tile, channel blocks, dilation), rows split across threads (one
  * image) and images split across threads (three), with and without bias, against the
  * reference, at every SIMD level the CPU has (test_direct_tiles). */
-static void direct_tiles_at_isa(void)
+static void tiles_at_isa(cvd_path path)
 {
     typedef struct direct_case {
         int64_t C, F, G, kh, kw, sh, sw, dh, dw, ph, pw, H, W;
@@ -474,6 +487,7 @@ static void direct_tiles_at_isa(void)
         {20, 14, 1, 3, 3, 1, 1, 1, 1, 1, 1, 11, 37},  /* the flat plane: 39 of 40 or 48 lanes */
         {96, 10, 1, 3, 3, 1, 1, 1, 1, 1, 1, 7, 37},   /* flat, blocks of channels */
         {16, 9, 1, 3, 3, 1, 1, 2, 2, 2, 1, 12, 45},   /* flat, dilation, 43 of 47 columns */
+        {40, 30, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 400},  /* blocked: chunks of channels, bands */
     };
     const int before = cvd_get_num_threads();
     cvd_set_num_threads(2);
@@ -500,19 +514,21 @@ static void direct_tiles_at_isa(void)
             cvd_err e;
             assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
             cvd_plan pl;
-            assert_int_equal(
-                cvd_plan_pass(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_DIRECT, 2, &pl, &e), CVD_OK);
-            assert_true(pl.direct);
-            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 7 + c, 0, CVD_PATH_DIRECT, 0,
-                               "direct", (int)c);
+            assert_int_equal(cvd_plan_pass(&g, cvd_dtype_size(p.dtype), 0, path, 2, &pl, &e),
+                             CVD_OK);
+            assert_true(path == CVD_PATH_BLOCKED ? pl.blocked : pl.direct);
+            check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 7 + c, 0, path, 0,
+                               path == CVD_PATH_BLOCKED ? "blocked" : "direct", (int)c);
         }
     }
     cvd_set_num_threads(before);
 }
 
-static void test_direct_tiles(void **state)
+/* The tile, tail and block edge cases above on the direct kernel (direct.c) and on the
+ * channel-blocked one (blocked.c: partial filter blocks, partial tiles of a row, chunks of
+ * channels, bands of rows, strides, dilation, groups, a 1x1), at every SIMD level. */
+static void tiles_each_isa(cvd_path path)
 {
-    (void)state;
     if (!cvd_direct_available())
         skip();
     const cvd_isa before = cvd_cpu_isa();
@@ -520,9 +536,21 @@ static void test_direct_tiles(void **state)
     const int nisa = isa_levels(isas);
     for (int k = 0; k < nisa && isas[k] != CVD_ISA_NONE; k++) {
         assert_int_equal(cvd_cpu_force_isa(isas[k]), isas[k]);
-        direct_tiles_at_isa();
+        tiles_at_isa(path);
     }
     cvd_cpu_force_isa(before);
+}
+
+static void test_direct_tiles(void **state)
+{
+    (void)state;
+    tiles_each_isa(CVD_PATH_DIRECT);
+}
+
+static void test_blocked_tiles(void **state)
+{
+    (void)state;
+    tiles_each_isa(CVD_PATH_BLOCKED);
 }
 
 /* dW on the padded plane (wgrad.c) leaves the junk columns' lanes out of its sums: an
@@ -814,8 +842,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_vs_reference), cmocka_unit_test(test_parallel_bands),
         cmocka_unit_test(test_split_images),        cmocka_unit_test(test_direct_tiles),
-        cmocka_unit_test(test_wgrad_plane_junk),    cmocka_unit_test(test_shift_default),
-        cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_blocked_tiles),       cmocka_unit_test(test_wgrad_plane_junk),
+        cmocka_unit_test(test_shift_default),       cmocka_unit_test(test_finite_differences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

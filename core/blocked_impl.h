@@ -1,0 +1,245 @@
+/*
+ * blocked_impl.h — template of the channel-blocked forward, included by blocked.c once per
+ * ISA and dtype after simd.h. Generates, for SFX = _avx512_f32, _avx512_f64, _avx2_f32,
+ * _avx2_f64: blk_tile, blk_tile_any, blk_rows, blk_part, blk_fill, blk_weights and
+ * blk_forward (blk_forward_avx512_f32 ... blk_forward_avx2_f64). See blocked.c.
+ */
+
+/* One tile: filter blocks 0 .. nb-1 (yb blocks ybs apart, W blocks wfs apart) times output
+ * pixels 0 .. ur-1 of one row (xb steps sxv apart: VL when s1), over steps k0 .. k1-1
+ * (channel and tap: k = c*kh*kw + i*kw + j, read at xr + off[k]). The accumulators start
+ * from the bias on the first block of channels and from yb on the others. nb, ur and s1
+ * are constants after inlining. */
+static inline __attribute__((always_inline)) SIMD_TARGET void
+SFX(blk_tile)(const int nb, const int ur, const int s1, const blk_job *j, const T *xr, const T *wb,
+              int64_t k0, int64_t k1, T *yb, const T *bias, int first)
+{
+    const int64_t wfs = j->wfs, ybs = j->ybs, sxv = s1 ? VL : j->g->sw * VL;
+    const int64_t *off = j->off;
+    VEC acc[BLK_NB_MAX][BLK_UR_MAX];
+    _Pragma("GCC unroll 8") for (int n = 0; n < nb; n++)
+    {
+        _Pragma("GCC unroll 8") for (int u = 0; u < ur; u++) acc[n][u] =
+            first ? V_LOAD(bias + n * VL) : V_LOAD(yb + n * ybs + u * VL);
+    }
+    const T *wp = wb + k0 * VL;
+    for (int64_t k = k0; k < k1; k++, wp += VL) {
+        const T *xp = xr + off[k];
+        VEC w[BLK_NB_MAX];
+        _Pragma("GCC unroll 8") for (int n = 0; n < nb; n++) w[n] = V_LOAD(wp + n * wfs);
+        _Pragma("GCC unroll 8") for (int u = 0; u < ur; u++)
+        {
+            const VEC xv = V_SET1(xp[u * sxv]);
+            _Pragma("GCC unroll 8") for (int n = 0; n < nb; n++) acc[n][u] =
+                V_FMA(w[n], xv, acc[n][u]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int n = 0; n < nb; n++)
+    {
+        _Pragma("GCC unroll 8") for (int u = 0; u < ur; u++)
+            V_STORE(yb + n * ybs + u * VL, acc[n][u]);
+    }
+}
+
+#define BLK_U(nb, ur)                                                                              \
+    case ur:                                                                                       \
+        if (s1)                                                                                    \
+            SFX(blk_tile)(nb, ur, 1, j, xr, wb, k0, k1, yb, bias, first);                          \
+        else                                                                                       \
+            SFX(blk_tile)(nb, ur, 0, j, xr, wb, k0, k1, yb, bias, first);                          \
+        break;
+#define BLK_N(nb)                                                                                  \
+    case nb:                                                                                       \
+        switch (ur) {                                                                              \
+            BLK_U(nb, 1) BLK_U(nb, 2) BLK_U(nb, 3) BLK_U(nb, 4) BLK_UR_WIDE(nb)                    \
+        }                                                                                          \
+        break;
+#if SIMD_WIDE
+#define BLK_UR_WIDE(nb) BLK_U(nb, 5) BLK_U(nb, 6)
+#define BLK_SWITCH      BLK_N(1) BLK_N(2) BLK_N(3) BLK_N(4)
+#else
+#define BLK_UR_WIDE(nb)
+#define BLK_SWITCH BLK_N(1) BLK_N(2) BLK_N(3)
+#endif
+/* The tile for any nb <= BLK_NB, ur <= BLK_UR as constants. */
+static SIMD_TARGET void SFX(blk_tile_any)(int nb, int ur, int s1, const blk_job *j, const T *xr,
+                                          const T *wb, int64_t k0, int64_t k1, T *yb, const T *bias,
+                                          int first)
+{
+    switch (nb) {
+        BLK_SWITCH
+    }
+}
+#undef BLK_U
+#undef BLK_N
+#undef BLK_UR_WIDE
+#undef BLK_SWITCH
+
+/* Rows r0 .. r1-1 of yb into y: y[f][p] = yb[f / VL][p][f % VL], one gather a vector of
+ * pixels; the values stored are added to the finiteness sums chk (vectors) and tail. */
+static SIMD_TARGET void SFX(blk_store)(const blk_job *j, int64_t r0, int64_t r1, VEC *chk, T *tail)
+{
+    const cvd_geom *g = j->g;
+    const int64_t P = g->P, p0 = r0 * g->OW, p1 = r1 * g->OW;
+    const VIDX idx = V_IDX(VL);
+    const VEC zero = V_ZERO();
+    const T *yb = j->yb;
+    T *y = j->y;
+    for (int64_t f = 0; f < g->Fg; f++) {
+        const T *src = yb + (f / VL * P) * VL + f % VL;
+        T *dst = y + f * P;
+        int64_t p = p0;
+        for (; p + VL <= p1; p += VL) {
+            const VEC v = V_GATHER(src + p * VL, idx);
+            V_STORE(dst + p, v);
+            *chk = V_ADD(*chk, V_MUL(v, zero));
+        }
+        for (; p < p1; p++) {
+            dst[p] = src[p * VL];
+            *tail += dst[p] * 0;
+        }
+    }
+}
+
+/* Output rows oh0 .. oh1-1 of the image, in bands whose rows of yb stay in L2: in a band,
+ * blocks of BLK_NB filter blocks, chunks of cch channels (their weights stay in L1 while
+ * every tile of the band passes), tiles of near-equal widths along each row; then the
+ * band into y. Returns whether every value written is finite. */
+static SIMD_TARGET int SFX(blk_rows)(const blk_job *j, int64_t oh0, int64_t oh1)
+{
+    const cvd_geom *g = j->g;
+    const int64_t OW = g->OW, P = g->P, Wp = g->Wp, fbn = j->fbn, cch = j->cch;
+    const int64_t taps = g->kh * g->kw, ntile = (OW + BLK_UR - 1) / BLK_UR;
+    const T *xb = j->xb, *wb = j->wb, *bp = j->bp;
+    T *yb = j->yb;
+    const int s1 = g->sw == 1;
+    VEC chk = V_ZERO();
+    T tail = 0;
+    for (int64_t r0 = oh0; r0 < oh1; r0 += j->band) {
+        const int64_t r1 = r0 + j->band < oh1 ? r0 + j->band : oh1;
+        for (int64_t fb = 0; fb < fbn; fb += BLK_NB) {
+            const int nb = (int)(fbn - fb < BLK_NB ? fbn - fb : BLK_NB);
+            for (int64_t c0 = 0; c0 < g->Cg; c0 += cch) {
+                const int64_t c1 = c0 + cch < g->Cg ? c0 + cch : g->Cg;
+                for (int64_t oh = r0; oh < r1; oh++)
+                    for (int64_t ti = 0, ow = 0; ti < ntile; ti++) {
+                        const int ur = (int)((OW - ow) / (ntile - ti));
+                        SFX(blk_tile_any)
+                        (nb, ur, s1, j, xb + (oh * g->sh * Wp + ow * g->sw) * VL, wb + fb * j->wfs,
+                         c0 * taps, c1 * taps, yb + (fb * P + oh * OW + ow) * VL, bp + fb * VL,
+                         c0 == 0);
+                        ow += ur;
+                    }
+            }
+        }
+        SFX(blk_store)(j, r0, r1, &chk, &tail);
+    }
+    return V_UNORD(chk) == 0 && tail == tail;
+}
+
+static void SFX(blk_part)(void *arg, int task, int ntasks)
+{
+    blk_job *j = arg;
+    const int64_t OH = j->g->OH;
+    j->finite[task] = SFX(blk_rows)(j, OH * task / ntasks, OH * (task + 1) / ntasks);
+}
+
+/* xb[cb][r][q][l] = x_g[cb*VL + l] zero-padded at (r, q), zeros past Cg: each x row read
+ * once, front to back, into every VL-th element (a gather would touch VL pages a vector). */
+static SIMD_TARGET void SFX(blk_fill)(const cvd_geom *g, const T *x_g, T *xb)
+{
+    const int64_t cbn = (g->Cg + VL - 1) / VL, Wp = g->Wp, W = g->W, rowv = Wp * VL;
+    const size_t es = sizeof(T);
+    for (int64_t cb = 0; cb < cbn; cb++) {
+        T *blk = xb + cb * g->Hp * rowv;
+        memset(blk, 0, (size_t)(g->pt * rowv) * es);
+        memset(blk + (g->pt + g->H) * rowv, 0, (size_t)((g->Hp - g->pt - g->H) * rowv) * es);
+        for (int64_t h = 0; h < g->H; h++) {
+            T *row = blk + (g->pt + h) * rowv;
+            memset(row, 0, (size_t)(g->pl * VL) * es);
+            memset(row + (g->pl + W) * VL, 0, (size_t)((Wp - g->pl - W) * VL) * es);
+            for (int64_t l = 0; l < VL; l++) {
+                const int64_t c = cb * VL + l;
+                T *d = row + g->pl * VL + l;
+                if (c >= g->Cg) {
+                    for (int64_t w = 0; w < W; w++)
+                        d[w * VL] = 0;
+                    continue;
+                }
+                const T *src = x_g + c * g->HW + h * W;
+                for (int64_t w = 0; w < W; w++)
+                    d[w * VL] = src[w];
+            }
+        }
+    }
+}
+
+/* wb[fb][k][l] = W_g[fb*VL + l][k] and bp[fb*VL + l] = b_g[fb*VL + l], zeros past Fg. */
+static SIMD_TARGET void SFX(blk_weights)(const cvd_geom *g, const T *W_g, const T *b_g, T *wb,
+                                         T *bp)
+{
+    const int64_t K = g->K, fbn = (g->Fg + VL - 1) / VL;
+    const int gather = K <= INT32_MAX / VL;
+    const VIDX idx = V_IDX(gather ? (int)K : 0);
+    for (int64_t fb = 0; fb < fbn; fb++) {
+        const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
+        const T *s = W_g + fb * VL * K;
+        T *d = wb + fb * K * VL;
+        for (int64_t k = 0; k < K; k++, d += VL) {
+            if (gather && lanes == VL) {
+                V_STORE(d, V_GATHER(s + k, idx));
+                continue;
+            }
+            for (int64_t l = 0; l < VL; l++)
+                d[l] = l < lanes ? s[l * K + k] : 0;
+        }
+        for (int64_t l = 0; l < VL; l++)
+            bp[fb * VL + l] = l < lanes && b_g ? b_g[fb * VL + l] : 0;
+    }
+}
+
+static SIMD_TARGET int SFX(blk_forward)(const cvd_geom *g, const T *W, const T *b, const T *x, T *y,
+                                        T *ws, int64_t lo, int64_t hi, int nt)
+{
+    const int64_t fbn = (g->Fg + VL - 1) / VL, cbn = (g->Cg + VL - 1) / VL;
+    blk_job j = {.g = g, .fbn = fbn};
+    int64_t *off = (int64_t *)(void *)ws;
+    ws += (g->K * (int64_t)sizeof(int64_t) + (int64_t)sizeof(T) * VL - 1) /
+          ((int64_t)sizeof(T) * VL) * VL;
+    for (int64_t c = 0; c < g->Cg; c++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t jj = 0; jj < g->kw; jj++)
+                off[(c * g->kh + i) * g->kw + jj] =
+                    c / VL * g->Hp * g->Wp * VL + c % VL + (i * g->dh * g->Wp + jj * g->dw) * VL;
+    j.off = off;
+    T *wb = ws, *bp = wb + fbn * VL * g->K, *xb = bp + fbn * VL,
+      *yb = xb + cbn * VL * g->Hp * g->Wp;
+    j.wb = wb, j.bp = bp, j.xb = xb, j.yb = yb;
+    j.wfs = g->K * VL;
+    j.ybs = g->P * VL;
+    /* a tile's weights of one chunk of channels take at most half of L1 */
+    const int64_t cch =
+        (int64_t)cvd_cpu_l1d() / 2 / (BLK_NB * g->kh * g->kw * VL * (int64_t)sizeof(T));
+    j.cch = cch < 1 ? 1 : cch;
+    /* a band's rows of yb take at most a quarter of L2 */
+    const int64_t band = (int64_t)cvd_cpu_l2() / 4 / (fbn * VL * g->OW * (int64_t)sizeof(T));
+    j.band = band < 1 ? 1 : band;
+    int tasks = nt < g->OH ? nt : (int)g->OH;
+    tasks = tasks > CVD_MAX_PARTS ? CVD_MAX_PARTS : tasks < 1 ? 1 : tasks;
+    int finite = 1;
+    for (int64_t grp = 0; grp < g->G; grp++) {
+        SFX(blk_weights)(g, W + grp * g->Fg * g->K, b ? b + grp * g->Fg : NULL, wb, bp);
+        for (int64_t n = lo; n < hi; n++) {
+            SFX(blk_fill)(g, x + (n * g->C + grp * g->Cg) * g->HW, xb);
+            j.y = y + (n * g->F + grp * g->Fg) * g->P;
+            if (tasks == 1) {
+                finite &= SFX(blk_rows)(&j, 0, g->OH);
+                continue;
+            }
+            cvd_parallel_run(tasks, tasks, SFX(blk_part), &j);
+            for (int t = 0; t < tasks; t++)
+                finite &= j.finite[t];
+        }
+    }
+    return finite;
+}
