@@ -143,7 +143,7 @@ static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, 
                    : SFX(forward_run)(g, p->W, p->b, p->x, p->y, p->nb, p->rows, ws, lo, hi, nt);
     T *dx = p->dx;
     if (dx && p->dgrad) {
-        SFX(cvd_dgrad)(g, p->W, p->delta, dx, ws, lo, hi, nt);
+        SFX(cvd_dgrad)(g, p->W, p->delta, dx, ws, lo, hi, nt, p->dgrad == 2);
         dx = NULL;
     }
     if (dW && p->wgrad) {

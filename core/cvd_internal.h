@@ -156,20 +156,22 @@ int cvd_direct_forward_f32(const cvd_geom *g, const float *W_g, const float *b_g
 int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b_g,
                            const double *x_g, double *y_g, double *ws, int nt);
 
-/* Backward-data of a stride-1 layer as the direct forward of delta (dgrad.c).
- * cvd_dgrad_geom: the transposed layer t (delta in, dx out, weights flipped and
- * transposed), 0 when g has a stride or a pad past its dilated kernel. cvd_dgrad_ws: the
- * workspace of one task (one group's flipped weights, then cvd_direct_ws of t), 0 when
- * not applicable or on overflow. cvd_dgrad_pays: whether backward takes it (as
- * cvd_direct_pays on t). cvd_dgrad: dx of images lo .. hi-1 (every element written) on nt
- * threads. */
+/* Backward-data of a stride-1 layer as the forward of delta (dgrad.c), on the direct
+ * kernel or the channel-blocked one. cvd_dgrad_geom: the transposed layer t (delta in, dx
+ * out, weights flipped and transposed), 0 when g has a stride or a pad past its dilated
+ * kernel. cvd_dgrad_pays: whether backward takes it (as cvd_direct_pays on t; see
+ * dgrad.c); cvd_dgrad_blocked: whether then on the blocked forward (cvd_blocked_pays on
+ * t). cvd_dgrad_ws: the workspace of one task (one group's flipped weights, then
+ * cvd_blocked_ws or cvd_direct_ws of t), 0 when not applicable or on overflow. cvd_dgrad:
+ * dx of images lo .. hi-1 (every element written) on nt threads. */
 int cvd_dgrad_geom(const cvd_geom *g, cvd_geom *t);
-size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size);
 int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+int cvd_dgrad_blocked(const cvd_geom *g, size_t elem_size, cvd_path want);
+size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size, int blocked);
 void cvd_dgrad_f32(const cvd_geom *g, const float *W, const float *delta, float *dx, float *ws,
-                   int64_t lo, int64_t hi, int nt);
+                   int64_t lo, int64_t hi, int nt, int blocked);
 void cvd_dgrad_f64(const cvd_geom *g, const double *W, const double *delta, double *dx, double *ws,
-                   int64_t lo, int64_t hi, int nt);
+                   int64_t lo, int64_t hi, int nt, int blocked);
 
 /* Backward-weights on the own SIMD code (wgrad.c): dW as a blocked reduction over the
  * images and output pixels with register tiles of filters by taps, reading the direct
@@ -281,14 +283,15 @@ int cvd_parallel_parts(size_t work, int nt);
 /* How a pass over g runs on nthreads (cvd_plan_pass): tasks = nthreads when N >= nthreads
  * > 1 and the pass has at least CVD_GEMM_SPLIT_MIN multiply-adds, else 1 (see
  * conv2d_impl.h); the path and nb planned (cvd_geom_path) for a task's share of
- * floor(N/tasks) images; direct, whether forward takes the direct kernel instead
- * (cvd_direct_pays, not on a 1x1 layer unless forced); dgrad and wgrad, whether backward
- * computes dx and dW on the own kernels (cvd_dgrad_pays, cvd_wgrad_pays) instead of the
- * planned path; ws_one, the largest of that plan's and the own kernels' workspaces,
- * rounded up to 16 elements (a slice per task); rows,
- * the band rows of that plan for forward and backward (rows[1] <= rows[0]: smaller bands
- * in backward when tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole
- * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart). */
+ * floor(N/tasks) images; blocked and direct, whether forward takes the channel-blocked
+ * kernel (cvd_blocked_pays) or else the direct one (cvd_direct_pays, not on a 1x1 layer
+ * unless forced) instead; dgrad and wgrad, whether backward computes dx and dW on the own
+ * kernels (cvd_dgrad_pays, cvd_wgrad_pays) instead of the planned path, dgrad 2 when dx
+ * takes the blocked forward (cvd_dgrad_blocked), 1 the direct one; ws_one, the largest of that
+ * plan's and the own kernels' workspaces, rounded up to 16 elements (a slice per task); rows, the
+ * band rows of that plan for forward and backward (rows[1] <= rows[0]: smaller bands in backward
+ * when tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole workspace: tasks*ws_one +
+ * (tasks-1)*F*K (each task after the first sums its dW apart). */
 typedef struct cvd_plan {
     int tasks, shifted, direct, blocked, dgrad, wgrad;
     int64_t nb, rows[2];

@@ -7,8 +7,10 @@
  * the same dilation. cvd_dgrad_geom builds that transposed layer; the kernel is the
  * forward one, so dx is computed without col2im, without a GEMM and without scatter-adds.
  * Layers whose padding passes the dilated kernel (a pad > (k-1)*d) or with a stride keep
- * the im2col / shifted paths. Memory: the caller's workspace holds Wt of one group, then
- * the direct kernel's workspace of one image of the transposed layer.
+ * the im2col / shifted paths. Where the transposed layer pays for it (cvd_blocked_pays),
+ * the channel-blocked forward (blocked.c) runs it instead of the direct kernel. Memory:
+ * the caller's workspace holds Wt of one group, then that kernel's workspace for the
+ * transposed layer.
  */
 #include "cvd_internal.h"
 
@@ -48,16 +50,22 @@ int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
            cvd_dgrad_geom(g, &t) && cvd_direct_pays(&t, elem_size, want);
 }
 
-size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size)
+int cvd_dgrad_blocked(const cvd_geom *g, size_t elem_size, cvd_path want)
+{
+    cvd_geom t;
+    return cvd_dgrad_geom(g, &t) && cvd_blocked_pays(&t, elem_size, want);
+}
+
+size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size, int blocked)
 {
     cvd_geom t;
     size_t w, all;
     if (!cvd_dgrad_geom(g, &t))
         return 0;
-    const size_t direct = cvd_direct_ws(&t, elem_size);
+    const size_t kernel = blocked ? cvd_blocked_ws(&t, elem_size) : cvd_direct_ws(&t, elem_size);
     /* Fg*K < 2^62 (cvd_geom_init): the weights of one group */
     w = ((size_t)g->Fg * (size_t)g->K + 15) & ~(size_t)15;
-    if (direct == 0 || cvd_add_size(w, direct, &all))
+    if (kernel == 0 || cvd_add_size(w, kernel, &all))
         return 0;
     return all;
 }

@@ -4,10 +4,13 @@
  */
 
 void SFX(cvd_dgrad)(const cvd_geom *g, const T *W, const T *delta, T *dx, T *ws, int64_t lo,
-                    int64_t hi, int nt)
+                    int64_t hi, int nt, int blocked)
 {
-    cvd_geom t;
+    cvd_geom t, t1;
     cvd_dgrad_geom(g, &t);
+    /* one group at a time for the blocked forward: the strides stay the layer's */
+    t1 = t;
+    t1.G = 1;
     const int64_t Fg = g->Fg, Cg = g->Cg, kh = g->kh, kw = g->kw, taps = kh * kw;
     T *Wt = ws, *rest = ws + (((size_t)Fg * (size_t)g->K + 15) & ~(size_t)15);
     for (int64_t grp = 0; grp < g->G; grp++) {
@@ -16,6 +19,11 @@ void SFX(cvd_dgrad)(const cvd_geom *g, const T *W, const T *delta, T *dx, T *ws,
             for (int64_t f = 0; f < Fg; f++)
                 for (int64_t q = 0; q < taps; q++)
                     Wt[(c * Fg + f) * taps + q] = Wg[(f * Cg + c) * taps + (taps - 1 - q)];
+        if (blocked) {
+            SFX(cvd_blocked_forward)
+            (&t1, Wt, NULL, delta + grp * Fg * g->P, dx + grp * Cg * g->HW, rest, lo, hi, nt);
+            continue;
+        }
         for (int64_t n = lo; n < hi; n++)
             SFX(cvd_direct_forward)
         (&t, Wt, NULL, delta + (n * g->F + grp * Fg) * g->P, dx + (n * g->C + grp * Cg) * g->HW,

@@ -310,7 +310,8 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     if (wgrad_ws > one)
         one = wgrad_ws;
     const int dgrad = cvd_dgrad_pays(&share, elem_size, want);
-    const size_t dgrad_ws = dgrad ? cvd_dgrad_ws(&share, elem_size) : 0;
+    const int dgrad_blocked = dgrad && cvd_dgrad_blocked(&share, elem_size, want);
+    const size_t dgrad_ws = dgrad ? cvd_dgrad_ws(&share, elem_size, dgrad_blocked) : 0;
     if (dgrad_ws > one)
         one = dgrad_ws;
     if (cvd_add_size(one, 15, &one) || cvd_mul_size(one & ~(size_t)15, (size_t)t, &all) ||
@@ -321,7 +322,7 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     plan->shifted = shifted;
     plan->direct = direct;
     plan->blocked = blocked;
-    plan->dgrad = dgrad;
+    plan->dgrad = dgrad + dgrad_blocked;
     plan->wgrad = wgrad;
     plan->nb = nb;
     plan->rows[0] = cvd_geom_band_rows(&share, elem_size, budget);

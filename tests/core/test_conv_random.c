@@ -29,7 +29,7 @@ typedef struct stats {
     int one_by_one, grouped, dilated, same, valid, asym_stride, multi_chunk, f32, stateless;
     int shifted, shifted_dilated, shifted_grouped, shifted_batch;
     int direct, direct_strided, direct_dilated, direct_grouped, dgrad, wgrad;
-    int blocked, blocked_strided, blocked_dilated, blocked_grouped;
+    int blocked, blocked_strided, blocked_dilated, blocked_grouped, blocked_dgrad;
 } stats;
 
 static cvd_conv2d_params random_params(ref_rng *r, int iter)
@@ -206,6 +206,9 @@ static void run_config(ref_rng *r, int iter, stats *st)
     st->blocked_strided += blocked && (p.sh > 1 || p.sw > 1);
     st->blocked_dilated += blocked && (p.dh > 1 || p.dw > 1);
     st->blocked_grouped += blocked && p.groups > 1;
+    st->blocked_dgrad += blocked && (need & CVD_NEED_DX) &&
+                         cvd_dgrad_pays(&g, cvd_dtype_size(dt), CVD_PATH_BLOCKED) &&
+                         cvd_dgrad_blocked(&g, cvd_dtype_size(dt), CVD_PATH_BLOCKED);
     cvd_geom tg;
     st->wgrad += iter % 5 == 3 && (need & CVD_NEED_DW) && cvd_direct_available();
     st->dgrad +=
