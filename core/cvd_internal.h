@@ -129,11 +129,10 @@ int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
  * the workspace elements of one task (the blocked weights and bias of one group, then xb
  * and yb of one image), 0 if that overflows. cvd_blocked_pays: whether a forward takes it
  * (want CVD_PATH_BLOCKED: whenever the CPU can; IM2COL, SHIFT or DIRECT: never; AUTO:
- * not 1x1, a whole block of channels, filters filling at least 7/8 of their blocks' lanes,
- * the workspace at most
- * CVD_DIRECT_MAX_WS bytes). cvd_blocked_forward: y of images lo .. hi-1, every group,
- * (bias b or NULL) on nt threads (by output rows); returns whether every value written is
- * finite. */
+ * on AVX-512 only, not 1x1, a whole block of channels, filters filling at least 7/8 of their
+ * blocks' lanes, the workspace at most CVD_DIRECT_MAX_WS bytes). cvd_blocked_forward: y of images
+ * lo .. hi-1, every group, (bias b or NULL) on nt threads (by output rows); returns whether every
+ * value written is finite. */
 size_t cvd_blocked_ws(const cvd_geom *g, size_t elem_size);
 int cvd_blocked_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
 int cvd_blocked_forward_f32(const cvd_geom *g, const float *W, const float *b, const float *x,
