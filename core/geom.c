@@ -294,17 +294,18 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     cvd_status s = cvd_geom_path(&share, elem_size, budget, want, &shifted, &nb, &one, err);
     if (s != CVD_OK)
         return s;
-    /* A 1x1 layer forward stays one GEMM unless forced: the direct kernel on its flat row
-     * ran slower than it (docs/kernels.md); its dx and dW do not. */
-    const int direct =
-        (!g->is_1x1 || want == CVD_PATH_DIRECT) && cvd_direct_pays(&share, elem_size, want);
-    const size_t direct_ws = direct ? cvd_direct_ws(&share, elem_size) : 0;
-    if (direct_ws > one)
-        one = direct_ws;
+    /* Forward takes the blocked kernel where it pays, else the direct one. A 1x1 layer
+     * forward stays one GEMM unless forced: the direct kernel on its flat row ran slower
+     * than it (docs/kernels.md); its dx and dW do not. */
     const int blocked = cvd_blocked_pays(&share, elem_size, want);
     const size_t blocked_ws = blocked ? cvd_blocked_ws(&share, elem_size) : 0;
     if (blocked_ws > one)
         one = blocked_ws;
+    const int direct = !blocked && (!g->is_1x1 || want == CVD_PATH_DIRECT) &&
+                       cvd_direct_pays(&share, elem_size, want);
+    const size_t direct_ws = direct ? cvd_direct_ws(&share, elem_size) : 0;
+    if (direct_ws > one)
+        one = direct_ws;
     const int wgrad = cvd_wgrad_pays(&share, elem_size, want);
     const size_t wgrad_ws = wgrad ? cvd_wgrad_ws(&share, elem_size) : 0;
     if (wgrad_ws > one)

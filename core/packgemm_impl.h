@@ -185,12 +185,11 @@ static SIMD_TARGET void SFX(pg_run)(const pg_blocks *bk, int ta, int tb, int64_t
                     const T *bp = bpk + j / PG_NR * kc * PG_NR;
                     for (int64_t i = i0; i < i0 + mc; i += PG_MR) {
                         const int mr = (int)(i0 + mc - i < PG_MR ? i0 + mc - i : PG_MR);
-                        T *cij = C + i * ldc + j0 + j;
-                        if (pack_a)
-                            SFX(pg_tile_any)
-                        (kc, apk + (i - i0) * kc, 1, PG_MR, bp, cij, ldc, mr, nn, alpha, b_eff);
-                        else SFX(pg_tile_any)(kc, A + i * rs + p0 * cs, rs, cs, bp, cij, ldc, mr,
-                                              nn, alpha, b_eff);
+                        /* the packed A is a panel of rows 1 apart, steps PG_MR apart */
+                        const T *a = pack_a ? apk + (i - i0) * kc : A + i * rs + p0 * cs;
+                        SFX(pg_tile_any)
+                        (kc, a, pack_a ? 1 : rs, pack_a ? PG_MR : cs, bp, C + i * ldc + j0 + j, ldc,
+                         mr, nn, alpha, b_eff);
                     }
                 }
             }
