@@ -147,7 +147,10 @@ static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, 
         dx = NULL;
     }
     if (dW && p->wgrad) {
-        SFX(cvd_wgrad)(g, p->x, p->delta, dW, ws, lo, hi, nt);
+        if (p->wgrad == 2)
+            SFX(cvd_blocked_wgrad)(g, p->x, p->delta, dW, ws, lo, hi, nt);
+        else
+            SFX(cvd_wgrad)(g, p->x, p->delta, dW, ws, lo, hi, nt);
         dW = NULL;
     }
     if (!dx && !dW)

@@ -172,6 +172,20 @@ void cvd_dgrad_f32(const cvd_geom *g, const float *W, const float *delta, float 
 void cvd_dgrad_f64(const cvd_geom *g, const double *W, const double *delta, double *dx, double *ws,
                    int64_t lo, int64_t hi, int nt, int blocked);
 
+/* Backward-weights on filter-blocked copies (blocked_wgrad.c): register tiles of filter
+ * blocks by taps summing over the output pixels. cvd_blocked_wgrad_ws: the workspace of
+ * one task (tap offsets, the blocked dW of one group, delta of one image in blocks and x
+ * of one image padded), 0 on overflow. cvd_blocked_wgrad_pays: whether backward takes it
+ * (forced by CVD_PATH_BLOCKED; AUTO: own kernels available, the filters filling at least
+ * 7/8 of their blocks' lanes, the workspace at most CVD_DIRECT_MAX_WS bytes).
+ * cvd_blocked_wgrad: dW (overwritten) of images lo .. hi-1 on nt threads. */
+size_t cvd_blocked_wgrad_ws(const cvd_geom *g, size_t elem_size);
+int cvd_blocked_wgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
+void cvd_blocked_wgrad_f32(const cvd_geom *g, const float *x, const float *delta, float *dW,
+                           float *ws, int64_t lo, int64_t hi, int nt);
+void cvd_blocked_wgrad_f64(const cvd_geom *g, const double *x, const double *delta, double *dW,
+                           double *ws, int64_t lo, int64_t hi, int nt);
+
 /* Backward-weights on the own SIMD code (wgrad.c): dW as a blocked reduction over the
  * images and output pixels with register tiles of filters by taps, reading the direct
  * kernel's xs. cvd_wgrad_pays: whether backward takes it (as cvd_direct_pays);

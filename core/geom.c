@@ -306,8 +306,12 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     const size_t direct_ws = direct ? cvd_direct_ws(&share, elem_size) : 0;
     if (direct_ws > one)
         one = direct_ws;
-    const int wgrad = cvd_wgrad_pays(&share, elem_size, want);
-    const size_t wgrad_ws = wgrad ? cvd_wgrad_ws(&share, elem_size) : 0;
+    const int wgrad = cvd_blocked_wgrad_pays(&share, elem_size, want)
+                          ? 2
+                          : cvd_wgrad_pays(&share, elem_size, want);
+    const size_t wgrad_ws = wgrad == 2 ? cvd_blocked_wgrad_ws(&share, elem_size)
+                            : wgrad    ? cvd_wgrad_ws(&share, elem_size)
+                                       : 0;
     if (wgrad_ws > one)
         one = wgrad_ws;
     const int dgrad = cvd_dgrad_pays(&share, elem_size, want);

@@ -7,7 +7,9 @@
  * AVX-512, a vector of all-ones lanes on AVX2, built by V_TAIL(lanes) for lanes 0 .. lanes-1
  * and V_RANGE(a, b) for lanes a .. b-1, 0 <= a <= b <= VL), VIDX (VL int32
  * lanes: V_IDX(s) holds 0, s, 2s ... for V_GATHER) and V_* (V_MFMA(a, b, c, m): a*b + c
- * in the lanes of m, c in the others, whatever a and b hold there), after
+ * in the lanes of m, c in the others, whatever a and b hold there; V_TRANSPOSE(r): the
+ * VL vectors r[0 .. VL-1] as rows of a matrix, transposed in place by shuffles, which cost
+ * a fraction of VL gathers: a gather is microcoded on CPUs with the Downfall fix), after
  * undefining the previous set. x86-64 with GCC or Clang only.
  */
 #include <immintrin.h>
@@ -40,6 +42,7 @@
 #undef VIDX
 #undef V_IDX
 #undef V_GATHER
+#undef V_TRANSPOSE
 
 #if SIMD_SEL == 1 || SIMD_SEL == 2
 #define SIMD_TARGET        __attribute__((target("avx512f")))
@@ -87,6 +90,36 @@
     _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),    \
                        _mm512_set1_epi32(s))
 #define V_GATHER(p, i) _mm512_i32gather_ps(i, p, 4)
+#define V_TRANSPOSE    simd_tr_avx512_f32
+#ifndef SIMD_TR_AVX512_F32
+#define SIMD_TR_AVX512_F32
+/* Pairs, then quads within 128-bit lanes; then lane L of the quads of columns m, 4+m, 8+m
+ * and 12+m, gathered across the four row groups, is column 4L+m. */
+static inline __attribute__((target("avx512f"))) void simd_tr_avx512_f32(__m512 r[16])
+{
+    __m512 t[16], u[16];
+    for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 16; k += 4) {
+        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], 0xEE);
+        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (int m = 0; m < 4; m++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);
+        const __m512 v1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
+        const __m512 w0 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44);
+        const __m512 w1 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
+        r[m] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+        r[4 + m] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
+        r[8 + m] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+        r[12 + m] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+    }
+}
+#endif
 #define V_EVENS(a, b)                                                                              \
     _mm512_permutex2var_ps(                                                                        \
         a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b)
@@ -118,7 +151,31 @@
 #define VIDX           __m256i
 #define V_IDX(s)       _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s))
 #define V_GATHER(p, i) _mm512_i32gather_pd(i, p, 8)
-#define V_EVENS(a, b)  _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b)
+#define V_TRANSPOSE    simd_tr_avx512_f64
+#ifndef SIMD_TR_AVX512_F64
+#define SIMD_TR_AVX512_F64
+/* Pairs within 128-bit lanes; lane L of the pairs of columns m, 2+m, 4+m and 6+m is then
+ * column 2L+m. */
+static inline __attribute__((target("avx512f"))) void simd_tr_avx512_f64(__m512d r[8])
+{
+    __m512d t[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm512_unpacklo_pd(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_pd(r[k], r[k + 1]);
+    }
+    for (int m = 0; m < 2; m++) {
+        const __m512d v0 = _mm512_shuffle_f64x2(t[m], t[2 + m], 0x44);
+        const __m512d v1 = _mm512_shuffle_f64x2(t[m], t[2 + m], 0xEE);
+        const __m512d w0 = _mm512_shuffle_f64x2(t[4 + m], t[6 + m], 0x44);
+        const __m512d w1 = _mm512_shuffle_f64x2(t[4 + m], t[6 + m], 0xEE);
+        r[m] = _mm512_shuffle_f64x2(v0, w0, 0x88);
+        r[2 + m] = _mm512_shuffle_f64x2(v0, w0, 0xDD);
+        r[4 + m] = _mm512_shuffle_f64x2(v1, w1, 0x88);
+        r[6 + m] = _mm512_shuffle_f64x2(v1, w1, 0xDD);
+    }
+}
+#endif
+#define V_EVENS(a, b) _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b)
 #elif SIMD_SEL == 3
 /* the even elements of two vectors: a shuffle within 128-bit lanes, then across them */
 #define T      float
@@ -147,6 +204,28 @@
 #define VIDX               __m256i
 #define V_IDX(s)           _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s))
 #define V_GATHER(p, i)     _mm256_i32gather_ps(p, i, 4)
+#define V_TRANSPOSE        simd_tr_avx2_f32
+#ifndef SIMD_TR_AVX2_F32
+#define SIMD_TR_AVX2_F32
+static inline __attribute__((target("avx2,fma"))) void simd_tr_avx2_f32(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (int m = 0; m < 4; m++) {
+        r[m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x20);
+        r[4 + m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x31);
+    }
+}
+#endif
 #define V_EVENS(a, b)                                                                              \
     _mm256_castpd_ps(                                                                              \
         _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),  \
@@ -186,7 +265,20 @@ static inline __attribute__((target("avx2,fma"))) float simd_hsum_avx2_f32(__m25
 #define VIDX               __m128i
 #define V_IDX(s)           _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(s))
 #define V_GATHER(p, i)     _mm256_i32gather_pd(p, i, 8)
-#define V_EVENS(a, b)      _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))
+#define V_TRANSPOSE        simd_tr_avx2_f64
+#ifndef SIMD_TR_AVX2_F64
+#define SIMD_TR_AVX2_F64
+static inline __attribute__((target("avx2,fma"))) void simd_tr_avx2_f64(__m256d r[4])
+{
+    const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+#endif
+#define V_EVENS(a, b) _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))
 #ifndef SIMD_HSUM_AVX2_F64
 #define SIMD_HSUM_AVX2_F64
 static inline __attribute__((target("avx2,fma"))) double simd_hsum_avx2_f64(__m256d v)

@@ -29,6 +29,7 @@ typedef struct stats {
     int one_by_one, grouped, dilated, same, valid, asym_stride, multi_chunk, f32, stateless;
     int shifted, shifted_dilated, shifted_grouped, shifted_batch;
     int direct, direct_strided, direct_dilated, direct_grouped, dgrad, wgrad;
+    int blocked_wgrad, blocked_wgrad_full;
     int blocked, blocked_strided, blocked_dilated, blocked_grouped, blocked_dgrad;
 } stats;
 
@@ -39,6 +40,10 @@ static cvd_conv2d_params random_params(ref_rng *r, int iter)
     p.groups = ref_int(r, 0, 2) == 0 ? ref_int(r, 2, 3) : 1;
     p.in_channels = p.groups * ref_int(r, 1, 3);
     p.out_channels = p.groups * ref_int(r, 1, 3);
+    /* half the configs forced onto the blocked kernels get a whole block of filters and a
+     * part one, at either vector width (the transposed squares of blocked_wgrad_impl.h) */
+    if (iter % 20 == 14)
+        p.out_channels = p.groups * 17;
     p.bias = (int)ref_int(r, 0, 1);
     if (iter % 6 == 0) { /* the 1x1 shortcut */
         p.kh = p.kw = p.sh = p.sw = p.dh = p.dw = 1;
@@ -209,6 +214,9 @@ static void run_config(ref_rng *r, int iter, stats *st)
     st->blocked_dgrad += blocked && (need & CVD_NEED_DX) &&
                          cvd_dgrad_pays(&g, cvd_dtype_size(dt), CVD_PATH_BLOCKED) &&
                          cvd_dgrad_blocked(&g, cvd_dtype_size(dt), CVD_PATH_BLOCKED);
+    const int bwg = blocked && (need & CVD_NEED_DW);
+    st->blocked_wgrad += bwg;
+    st->blocked_wgrad_full += bwg && g.Fg >= 64 / (int64_t)cvd_dtype_size(dt);
     cvd_geom tg;
     st->wgrad += iter % 5 == 3 && (need & CVD_NEED_DW) && cvd_direct_available();
     st->dgrad +=
@@ -260,6 +268,9 @@ static void test_random_vs_reference(void **state)
         assert_true(
             isas[k] == CVD_ISA_NONE ||
             (st.blocked_strided >= 10 && st.blocked_dilated >= 5 && st.blocked_grouped >= 5));
+        /* and dW on the filter-blocked kernel (blocked_wgrad.c), some with whole blocks */
+        assert_true(isas[k] == CVD_ISA_NONE ? st.blocked_wgrad == 0
+                                            : st.blocked_wgrad >= 15 && st.blocked_wgrad_full >= 5);
     }
     cvd_cpu_force_isa(before);
 }
@@ -491,6 +502,8 @@ static void tiles_at_isa(cvd_path path)
         {96, 10, 1, 3, 3, 1, 1, 1, 1, 1, 1, 7, 37},   /* flat, blocks of channels */
         {16, 9, 1, 3, 3, 1, 1, 2, 2, 2, 1, 12, 45},   /* flat, dilation, 43 of 47 columns */
         {40, 30, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 400},  /* blocked: chunks of channels, bands */
+        {24, 80, 1, 3, 3, 1, 1, 1, 1, 1, 1, 12, 41},  /* blocked dW: 5 or 10 filter blocks, chunks
+                                                          of pixels, 492 pixels (a part square) */
     };
     const int before = cvd_get_num_threads();
     cvd_set_num_threads(2);
@@ -519,7 +532,7 @@ static void tiles_at_isa(cvd_path path)
             cvd_plan pl;
             assert_int_equal(cvd_plan_pass(&g, cvd_dtype_size(p.dtype), 0, path, 2, &pl, &e),
                              CVD_OK);
-            assert_true(path == CVD_PATH_BLOCKED ? pl.blocked : pl.direct);
+            assert_true(path == CVD_PATH_BLOCKED ? pl.blocked && pl.wgrad == 2 : pl.direct);
             check_vs_reference(&p, xs, &r, CVD_INIT_KAIMING_UNIFORM, 7 + c, 0, path, 0,
                                path == CVD_PATH_BLOCKED ? "blocked" : "direct", (int)c);
         }
