@@ -75,29 +75,32 @@ static SIMD_TARGET void SFX(blk_tile_any)(int nb, int ur, int s1, const blk_job 
 #undef BLK_UR_WIDE
 #undef BLK_SWITCH
 
-/* Rows r0 .. r1-1 of yb into y: y[f][p] = yb[f / VL][p][f % VL], one gather a vector of
- * pixels; the values stored are added to the finiteness sums chk (vectors) and tail. */
+/* Rows r0 .. r1-1 of yb into y: y[f][p] = yb[f / VL][p][f % VL], VL pixels of a whole
+ * block as one transposed square; the values stored are added to the finiteness sums chk
+ * (vectors) and tail. */
 static SIMD_TARGET void SFX(blk_store)(const blk_job *j, int64_t r0, int64_t r1, VEC *chk, T *tail)
 {
     const cvd_geom *g = j->g;
-    const int64_t P = g->P, p0 = r0 * g->OW, p1 = r1 * g->OW;
-    const VIDX idx = V_IDX(VL);
+    const int64_t P = g->P, p0 = r0 * g->OW, p1 = r1 * g->OW, fbn = j->fbn;
     const VEC zero = V_ZERO();
     const T *yb = j->yb;
     T *y = j->y;
-    for (int64_t f = 0; f < g->Fg; f++) {
-        const T *src = yb + (f / VL * P) * VL + f % VL;
-        T *dst = y + f * P;
+    for (int64_t fb = 0; fb < fbn; fb++) {
+        const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
+        const T *src = yb + fb * P * VL;
+        T *dst = y + fb * VL * P;
         int64_t p = p0;
-        for (; p + VL <= p1; p += VL) {
-            const VEC v = V_GATHER(src + p * VL, idx);
-            V_STORE(dst + p, v);
-            *chk = V_ADD(*chk, V_MUL(v, zero));
-        }
-        for (; p < p1; p++) {
-            dst[p] = src[p * VL];
-            *tail += dst[p] * 0;
-        }
+        if (lanes == VL)
+            for (; p + VL <= p1; p += VL) {
+                for (int i = 0; i < VL; i++)
+                    *chk = V_ADD(*chk, V_MUL(V_LOAD(src + (p + i) * VL), zero));
+                V_TRSQ(src + p * VL, VL, dst + p, P);
+            }
+        for (int64_t l = 0; l < lanes; l++)
+            for (int64_t q = p; q < p1; q++) {
+                dst[l * P + q] = src[q * VL + l];
+                *tail += dst[l * P + q] * 0;
+            }
     }
 }
 
@@ -144,32 +147,30 @@ static void SFX(blk_part)(void *arg, int task, int ntasks)
     j->finite[task] = SFX(blk_rows)(j, OH * task / ntasks, OH * (task + 1) / ntasks);
 }
 
-/* xb[cb][r][q][l] = x_g[cb*VL + l] zero-padded at (r, q), zeros past Cg: each x row read
- * once, front to back, into every VL-th element (a gather would touch VL pages a vector). */
+/* xb[cb][r][q][l] = x_g[cb*VL + l] zero-padded at (r, q), zeros past Cg: VL columns of a
+ * row of a whole block as one transposed square, the rest element by element (a gather
+ * would touch VL pages a vector). */
 static SIMD_TARGET void SFX(blk_fill)(const cvd_geom *g, const T *x_g, T *xb)
 {
     const int64_t cbn = (g->Cg + VL - 1) / VL, Wp = g->Wp, W = g->W, rowv = Wp * VL;
     const size_t es = sizeof(T);
     for (int64_t cb = 0; cb < cbn; cb++) {
+        const int64_t lanes = g->Cg - cb * VL < VL ? g->Cg - cb * VL : VL;
         T *blk = xb + cb * g->Hp * rowv;
         memset(blk, 0, (size_t)(g->pt * rowv) * es);
         memset(blk + (g->pt + g->H) * rowv, 0, (size_t)((g->Hp - g->pt - g->H) * rowv) * es);
         for (int64_t h = 0; h < g->H; h++) {
-            T *row = blk + (g->pt + h) * rowv;
+            T *row = blk + (g->pt + h) * rowv, *d = row + g->pl * VL;
+            const T *src = x_g + cb * VL * g->HW + h * W;
             memset(row, 0, (size_t)(g->pl * VL) * es);
             memset(row + (g->pl + W) * VL, 0, (size_t)((Wp - g->pl - W) * VL) * es);
-            for (int64_t l = 0; l < VL; l++) {
-                const int64_t c = cb * VL + l;
-                T *d = row + g->pl * VL + l;
-                if (c >= g->Cg) {
-                    for (int64_t w = 0; w < W; w++)
-                        d[w * VL] = 0;
-                    continue;
-                }
-                const T *src = x_g + c * g->HW + h * W;
-                for (int64_t w = 0; w < W; w++)
-                    d[w * VL] = src[w];
-            }
+            int64_t w0 = 0;
+            if (lanes == VL)
+                for (; w0 + VL <= W; w0 += VL)
+                    V_TRSQ(src + w0, g->HW, d + w0 * VL, VL);
+            for (int64_t l = 0; l < VL; l++)
+                for (int64_t w = w0; w < W; w++)
+                    d[w * VL + l] = l < lanes ? src[l * g->HW + w] : 0;
         }
     }
 }
@@ -179,20 +180,17 @@ static SIMD_TARGET void SFX(blk_weights)(const cvd_geom *g, const T *W_g, const 
                                          T *bp)
 {
     const int64_t K = g->K, fbn = (g->Fg + VL - 1) / VL;
-    const int gather = K <= INT32_MAX / VL;
-    const VIDX idx = V_IDX(gather ? (int)K : 0);
     for (int64_t fb = 0; fb < fbn; fb++) {
         const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
         const T *s = W_g + fb * VL * K;
         T *d = wb + fb * K * VL;
-        for (int64_t k = 0; k < K; k++, d += VL) {
-            if (gather && lanes == VL) {
-                V_STORE(d, V_GATHER(s + k, idx));
-                continue;
-            }
-            for (int64_t l = 0; l < VL; l++)
-                d[l] = l < lanes ? s[l * K + k] : 0;
-        }
+        int64_t k0 = 0;
+        if (lanes == VL)
+            for (; k0 + VL <= K; k0 += VL)
+                V_TRSQ(s + k0, K, d + k0 * VL, VL);
+        for (int64_t l = 0; l < VL; l++)
+            for (int64_t k = k0; k < K; k++)
+                d[k * VL + l] = l < lanes ? s[l * K + k] : 0;
         for (int64_t l = 0; l < VL; l++)
             bp[fb * VL + l] = l < lanes && b_g ? b_g[fb * VL + l] : 0;
     }

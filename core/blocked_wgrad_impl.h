@@ -120,14 +120,8 @@ static SIMD_TARGET void SFX(bwg_delta)(const cvd_geom *g, const T *delta_g, T *d
         T *d = db + fb * P * VL;
         int64_t p0 = 0;
         if (lanes == VL)
-            for (; p0 + VL <= P; p0 += VL) {
-                VEC r[VL];
-                for (int l = 0; l < VL; l++)
-                    r[l] = V_LOAD(s + l * P + p0);
-                V_TRANSPOSE(r);
-                for (int l = 0; l < VL; l++)
-                    V_STORE(d + (p0 + l) * VL, r[l]);
-            }
+            for (; p0 + VL <= P; p0 += VL)
+                V_TRSQ(s + p0, P, d + p0 * VL, VL);
         for (; p0 < P; p0 += pc) {
             const int64_t p1 = p0 + pc < P ? p0 + pc : P;
             for (int64_t l = 0; l < VL; l++)

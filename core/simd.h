@@ -1,18 +1,19 @@
 /*
- * simd.h — the vector vocabulary of the own kernels' templates (direct_impl.h,
- * wgrad_impl.h), one set per ISA and dtype. Include it with SIMD_SEL defined
- * (1 AVX-512F float32, 2 AVX-512F float64, 3 AVX2+FMA float32, 4 AVX2+FMA float64),
- * then the template: it defines T, SFX (suffix _avx512_f32 ... _avx2_f64), SIMD_TARGET,
+ * simd.h — the vector vocabulary of the own kernels' templates (the *_impl.h files of
+ * direct, dgrad, wgrad, blocked, blocked_wgrad and packgemm), one set per ISA and dtype. Include it
+ * with SIMD_SEL defined (1 AVX-512F float32, 2 AVX-512F float64, 3 AVX2+FMA float32, 4 AVX2+FMA
+ * float64), then the template: it defines T, SFX (suffix _avx512_f32 ... _avx2_f64), SIMD_TARGET,
  * SIMD_WIDE (1 for 32 vector registers), VL lanes of VEC, MASK (a lane mask: __mmask on
  * AVX-512, a vector of all-ones lanes on AVX2, built by V_TAIL(lanes) for lanes 0 .. lanes-1
- * and V_RANGE(a, b) for lanes a .. b-1, 0 <= a <= b <= VL), VIDX (VL int32
- * lanes: V_IDX(s) holds 0, s, 2s ... for V_GATHER) and V_* (V_MFMA(a, b, c, m): a*b + c
- * in the lanes of m, c in the others, whatever a and b hold there; V_TRANSPOSE(r): the
- * VL vectors r[0 .. VL-1] as rows of a matrix, transposed in place by shuffles, which cost
- * a fraction of VL gathers: a gather is microcoded on CPUs with the Downfall fix), after
+ * and V_RANGE(a, b) for lanes a .. b-1, 0 <= a <= b <= VL) and V_* (V_MFMA(a, b, c, m):
+ * a*b + c in the lanes of m, c in the others, whatever a and b hold there;
+ * V_TRSQ(s, lds, d, ldd): d[i*ldd + l] = s[l*lds + i] for a VL x VL square, by shuffles in
+ * registers: VL gathers cost several times as much, a gather being microcoded on CPUs with
+ * the Downfall fix, this Ice Lake among them), after
  * undefining the previous set. x86-64 with GCC or Clang only.
  */
 #include <immintrin.h>
+#include <stdint.h>
 
 #undef T
 #undef SFX
@@ -39,10 +40,7 @@
 #undef V_UNORD
 #undef V_EVENS
 #undef V_HSUM
-#undef VIDX
-#undef V_IDX
-#undef V_GATHER
-#undef V_TRANSPOSE
+#undef V_TRSQ
 
 #if SIMD_SEL == 1 || SIMD_SEL == 2
 #define SIMD_TARGET        __attribute__((target("avx512f")))
@@ -85,18 +83,17 @@
 #define V_STORE      _mm512_storeu_ps
 #define V_UNORD(v)   _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)
 #define V_HSUM       _mm512_reduce_add_ps
-#define VIDX         __m512i
-#define V_IDX(s)                                                                                   \
-    _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),    \
-                       _mm512_set1_epi32(s))
-#define V_GATHER(p, i) _mm512_i32gather_ps(i, p, 4)
-#define V_TRANSPOSE    simd_tr_avx512_f32
+#define V_TRSQ       simd_tr_avx512_f32
 #ifndef SIMD_TR_AVX512_F32
 #define SIMD_TR_AVX512_F32
 /* Pairs, then quads within 128-bit lanes; then lane L of the quads of columns m, 4+m, 8+m
  * and 12+m, gathered across the four row groups, is column 4L+m. */
-static inline __attribute__((target("avx512f"))) void simd_tr_avx512_f32(__m512 r[16])
+static inline __attribute__((target("avx512f"))) void
+simd_tr_avx512_f32(const float *s, int64_t lds, float *d, int64_t ldd)
 {
+    __m512 r[16];
+    for (int l = 0; l < 16; l++)
+        r[l] = _mm512_loadu_ps(s + l * lds);
     __m512 t[16], u[16];
     for (int k = 0; k < 16; k += 2) {
         t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
@@ -118,6 +115,8 @@ static inline __attribute__((target("avx512f"))) void simd_tr_avx512_f32(__m512 
         r[8 + m] = _mm512_shuffle_f32x4(v1, w1, 0x88);
         r[12 + m] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
     }
+    for (int l = 0; l < 16; l++)
+        _mm512_storeu_ps(d + l * ldd, r[l]);
 }
 #endif
 #define V_EVENS(a, b)                                                                              \
@@ -134,30 +133,31 @@ static inline __attribute__((target("avx512f"))) void simd_tr_avx512_f32(__m512 
 #undef V_MASK_STORE
 #undef V_MASK_LOAD
 #undef V_MASK3_FMA
-#define V_MASK_LOAD    _mm512_mask_loadu_pd
-#define V_MASK3_FMA    _mm512_mask3_fmadd_pd
-#define V_MASK_ADD     _mm512_mask_add_pd
-#define V_MASKZ_LOAD   _mm512_maskz_loadu_pd
-#define V_MASK_STORE   _mm512_mask_storeu_pd
-#define V_LOAD         _mm512_loadu_pd
-#define V_SET1         _mm512_set1_pd
-#define V_ZERO         _mm512_setzero_pd
-#define V_FMA          _mm512_fmadd_pd
-#define V_MUL          _mm512_mul_pd
-#define V_ADD          _mm512_add_pd
-#define V_STORE        _mm512_storeu_pd
-#define V_UNORD(v)     _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)
-#define V_HSUM         _mm512_reduce_add_pd
-#define VIDX           __m256i
-#define V_IDX(s)       _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s))
-#define V_GATHER(p, i) _mm512_i32gather_pd(i, p, 8)
-#define V_TRANSPOSE    simd_tr_avx512_f64
+#define V_MASK_LOAD  _mm512_mask_loadu_pd
+#define V_MASK3_FMA  _mm512_mask3_fmadd_pd
+#define V_MASK_ADD   _mm512_mask_add_pd
+#define V_MASKZ_LOAD _mm512_maskz_loadu_pd
+#define V_MASK_STORE _mm512_mask_storeu_pd
+#define V_LOAD       _mm512_loadu_pd
+#define V_SET1       _mm512_set1_pd
+#define V_ZERO       _mm512_setzero_pd
+#define V_FMA        _mm512_fmadd_pd
+#define V_MUL        _mm512_mul_pd
+#define V_ADD        _mm512_add_pd
+#define V_STORE      _mm512_storeu_pd
+#define V_UNORD(v)   _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)
+#define V_HSUM       _mm512_reduce_add_pd
+#define V_TRSQ       simd_tr_avx512_f64
 #ifndef SIMD_TR_AVX512_F64
 #define SIMD_TR_AVX512_F64
 /* Pairs within 128-bit lanes; lane L of the pairs of columns m, 2+m, 4+m and 6+m is then
  * column 2L+m. */
-static inline __attribute__((target("avx512f"))) void simd_tr_avx512_f64(__m512d r[8])
+static inline __attribute__((target("avx512f"))) void
+simd_tr_avx512_f64(const double *s, int64_t lds, double *d, int64_t ldd)
 {
+    __m512d r[8];
+    for (int l = 0; l < 8; l++)
+        r[l] = _mm512_loadu_pd(s + l * lds);
     __m512d t[8];
     for (int k = 0; k < 8; k += 2) {
         t[k] = _mm512_unpacklo_pd(r[k], r[k + 1]);
@@ -173,6 +173,8 @@ static inline __attribute__((target("avx512f"))) void simd_tr_avx512_f64(__m512d
         r[4 + m] = _mm512_shuffle_f64x2(v1, w1, 0x88);
         r[6 + m] = _mm512_shuffle_f64x2(v1, w1, 0xDD);
     }
+    for (int l = 0; l < 8; l++)
+        _mm512_storeu_pd(d + l * ldd, r[l]);
 }
 #endif
 #define V_EVENS(a, b) _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b)
@@ -201,14 +203,15 @@ static inline __attribute__((target("avx512f"))) void simd_tr_avx512_f64(__m512d
 #define V_MFMA(a, b, c, m) _mm256_fmadd_ps(a, _mm256_and_ps(b, _mm256_castsi256_ps(m)), c)
 #define V_UNORD(v)         _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))
 #define V_HSUM             simd_hsum_avx2_f32
-#define VIDX               __m256i
-#define V_IDX(s)           _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(s))
-#define V_GATHER(p, i)     _mm256_i32gather_ps(p, i, 4)
-#define V_TRANSPOSE        simd_tr_avx2_f32
+#define V_TRSQ             simd_tr_avx2_f32
 #ifndef SIMD_TR_AVX2_F32
 #define SIMD_TR_AVX2_F32
-static inline __attribute__((target("avx2,fma"))) void simd_tr_avx2_f32(__m256 r[8])
+static inline __attribute__((target("avx2,fma"))) void simd_tr_avx2_f32(const float *s, int64_t lds,
+                                                                        float *d, int64_t ldd)
 {
+    __m256 r[8];
+    for (int l = 0; l < 8; l++)
+        r[l] = _mm256_loadu_ps(s + l * lds);
     __m256 t[8], u[8];
     for (int k = 0; k < 8; k += 2) {
         t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
@@ -224,6 +227,8 @@ static inline __attribute__((target("avx2,fma"))) void simd_tr_avx2_f32(__m256 r
         r[m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x20);
         r[4 + m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x31);
     }
+    for (int l = 0; l < 8; l++)
+        _mm256_storeu_ps(d + l * ldd, r[l]);
 }
 #endif
 #define V_EVENS(a, b)                                                                              \
@@ -262,20 +267,23 @@ static inline __attribute__((target("avx2,fma"))) float simd_hsum_avx2_f32(__m25
 #define V_MFMA(a, b, c, m) _mm256_fmadd_pd(a, _mm256_and_pd(b, _mm256_castsi256_pd(m)), c)
 #define V_UNORD(v)         _mm256_movemask_pd(_mm256_cmp_pd(v, v, _CMP_UNORD_Q))
 #define V_HSUM             simd_hsum_avx2_f64
-#define VIDX               __m128i
-#define V_IDX(s)           _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(s))
-#define V_GATHER(p, i)     _mm256_i32gather_pd(p, i, 8)
-#define V_TRANSPOSE        simd_tr_avx2_f64
+#define V_TRSQ             simd_tr_avx2_f64
 #ifndef SIMD_TR_AVX2_F64
 #define SIMD_TR_AVX2_F64
-static inline __attribute__((target("avx2,fma"))) void simd_tr_avx2_f64(__m256d r[4])
+static inline __attribute__((target("avx2,fma"))) void
+simd_tr_avx2_f64(const double *s, int64_t lds, double *d, int64_t ldd)
 {
+    __m256d r[4];
+    for (int l = 0; l < 4; l++)
+        r[l] = _mm256_loadu_pd(s + l * lds);
     const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
     const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
     r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
     r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
     r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
     r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+    for (int l = 0; l < 4; l++)
+        _mm256_storeu_pd(d + l * ldd, r[l]);
 }
 #endif
 #define V_EVENS(a, b) _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))
