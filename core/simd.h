@@ -88,24 +88,26 @@
 #define SIMD_TR_AVX512_F32
 /* Pairs, then quads within 128-bit lanes; then lane L of the quads of columns m, 4+m, 8+m
  * and 12+m, gathered across the four row groups, is column 4L+m. */
-static inline __attribute__((target("avx512f"))) void
+static inline __attribute__((always_inline, target("avx512f"))) void
 simd_tr_avx512_f32(const float *s, int64_t lds, float *d, int64_t ldd)
 {
     __m512 r[16];
-    for (int l = 0; l < 16; l++)
-        r[l] = _mm512_loadu_ps(s + l * lds);
+    _Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) r[l] = _mm512_loadu_ps(s + l * lds);
     __m512 t[16], u[16];
-    for (int k = 0; k < 16; k += 2) {
+    _Pragma("GCC unroll 16") for (int k = 0; k < 16; k += 2)
+    {
         t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
         t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
     }
-    for (int k = 0; k < 16; k += 4) {
+    _Pragma("GCC unroll 16") for (int k = 0; k < 16; k += 4)
+    {
         u[k] = _mm512_shuffle_ps(t[k], t[k + 2], 0x44);
         u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], 0xEE);
         u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0x44);
         u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
     }
-    for (int m = 0; m < 4; m++) {
+    _Pragma("GCC unroll 16") for (int m = 0; m < 4; m++)
+    {
         const __m512 v0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);
         const __m512 v1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
         const __m512 w0 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44);
@@ -115,8 +117,7 @@ simd_tr_avx512_f32(const float *s, int64_t lds, float *d, int64_t ldd)
         r[8 + m] = _mm512_shuffle_f32x4(v1, w1, 0x88);
         r[12 + m] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
     }
-    for (int l = 0; l < 16; l++)
-        _mm512_storeu_ps(d + l * ldd, r[l]);
+    _Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) _mm512_storeu_ps(d + l * ldd, r[l]);
 }
 #endif
 #define V_EVENS(a, b)                                                                              \
@@ -152,18 +153,19 @@ simd_tr_avx512_f32(const float *s, int64_t lds, float *d, int64_t ldd)
 #define SIMD_TR_AVX512_F64
 /* Pairs within 128-bit lanes; lane L of the pairs of columns m, 2+m, 4+m and 6+m is then
  * column 2L+m. */
-static inline __attribute__((target("avx512f"))) void
+static inline __attribute__((always_inline, target("avx512f"))) void
 simd_tr_avx512_f64(const double *s, int64_t lds, double *d, int64_t ldd)
 {
     __m512d r[8];
-    for (int l = 0; l < 8; l++)
-        r[l] = _mm512_loadu_pd(s + l * lds);
+    _Pragma("GCC unroll 16") for (int l = 0; l < 8; l++) r[l] = _mm512_loadu_pd(s + l * lds);
     __m512d t[8];
-    for (int k = 0; k < 8; k += 2) {
+    _Pragma("GCC unroll 16") for (int k = 0; k < 8; k += 2)
+    {
         t[k] = _mm512_unpacklo_pd(r[k], r[k + 1]);
         t[k + 1] = _mm512_unpackhi_pd(r[k], r[k + 1]);
     }
-    for (int m = 0; m < 2; m++) {
+    _Pragma("GCC unroll 16") for (int m = 0; m < 2; m++)
+    {
         const __m512d v0 = _mm512_shuffle_f64x2(t[m], t[2 + m], 0x44);
         const __m512d v1 = _mm512_shuffle_f64x2(t[m], t[2 + m], 0xEE);
         const __m512d w0 = _mm512_shuffle_f64x2(t[4 + m], t[6 + m], 0x44);
@@ -173,8 +175,7 @@ simd_tr_avx512_f64(const double *s, int64_t lds, double *d, int64_t ldd)
         r[4 + m] = _mm512_shuffle_f64x2(v1, w1, 0x88);
         r[6 + m] = _mm512_shuffle_f64x2(v1, w1, 0xDD);
     }
-    for (int l = 0; l < 8; l++)
-        _mm512_storeu_pd(d + l * ldd, r[l]);
+    _Pragma("GCC unroll 16") for (int l = 0; l < 8; l++) _mm512_storeu_pd(d + l * ldd, r[l]);
 }
 #endif
 #define V_EVENS(a, b) _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b)
@@ -206,29 +207,30 @@ simd_tr_avx512_f64(const double *s, int64_t lds, double *d, int64_t ldd)
 #define V_TRSQ             simd_tr_avx2_f32
 #ifndef SIMD_TR_AVX2_F32
 #define SIMD_TR_AVX2_F32
-static inline __attribute__((target("avx2,fma"))) void simd_tr_avx2_f32(const float *s, int64_t lds,
-                                                                        float *d, int64_t ldd)
+static inline __attribute__((always_inline, target("avx2,fma"))) void
+simd_tr_avx2_f32(const float *s, int64_t lds, float *d, int64_t ldd)
 {
     __m256 r[8];
-    for (int l = 0; l < 8; l++)
-        r[l] = _mm256_loadu_ps(s + l * lds);
+    _Pragma("GCC unroll 16") for (int l = 0; l < 8; l++) r[l] = _mm256_loadu_ps(s + l * lds);
     __m256 t[8], u[8];
-    for (int k = 0; k < 8; k += 2) {
+    _Pragma("GCC unroll 16") for (int k = 0; k < 8; k += 2)
+    {
         t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
         t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
     }
-    for (int k = 0; k < 8; k += 4) {
+    _Pragma("GCC unroll 16") for (int k = 0; k < 8; k += 4)
+    {
         u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
         u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
         u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
         u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
     }
-    for (int m = 0; m < 4; m++) {
+    _Pragma("GCC unroll 16") for (int m = 0; m < 4; m++)
+    {
         r[m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x20);
         r[4 + m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x31);
     }
-    for (int l = 0; l < 8; l++)
-        _mm256_storeu_ps(d + l * ldd, r[l]);
+    _Pragma("GCC unroll 16") for (int l = 0; l < 8; l++) _mm256_storeu_ps(d + l * ldd, r[l]);
 }
 #endif
 #define V_EVENS(a, b)                                                                              \
@@ -270,20 +272,18 @@ static inline __attribute__((target("avx2,fma"))) float simd_hsum_avx2_f32(__m25
 #define V_TRSQ             simd_tr_avx2_f64
 #ifndef SIMD_TR_AVX2_F64
 #define SIMD_TR_AVX2_F64
-static inline __attribute__((target("avx2,fma"))) void
+static inline __attribute__((always_inline, target("avx2,fma"))) void
 simd_tr_avx2_f64(const double *s, int64_t lds, double *d, int64_t ldd)
 {
     __m256d r[4];
-    for (int l = 0; l < 4; l++)
-        r[l] = _mm256_loadu_pd(s + l * lds);
+    _Pragma("GCC unroll 16") for (int l = 0; l < 4; l++) r[l] = _mm256_loadu_pd(s + l * lds);
     const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
     const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
     r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
     r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
     r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
     r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
-    for (int l = 0; l < 4; l++)
-        _mm256_storeu_pd(d + l * ldd, r[l]);
+    _Pragma("GCC unroll 16") for (int l = 0; l < 4; l++) _mm256_storeu_pd(d + l * ldd, r[l]);
 }
 #endif
 #define V_EVENS(a, b) _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0))
