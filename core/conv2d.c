@@ -18,6 +18,9 @@
  *     (tap offsets and one padded image split by column phase; a 1x1 layer's image is one
  *     row of H*W pixels), and for dgrad (stride 1, pads within the dilated kernel) the
  *     same on the transposed layer (delta in, dx out) plus (F/g)*K rounded up to 16,
+ *     or where the blocked kernels run instead (blocked.c, blocked_wgrad.c) their copies:
+ *     K*8/es + F'*K + F' + C'*Hp*Wp + F'*P forward (C' = C/g and F' = F/g rounded up
+ *     to whole 64-byte vectors) and K*8/es + F'*K + F'*P + (C/g)*Hp*Wp for dW,
  *     rounded up to a multiple of 16:
  *       ws = T*ws1 + (T-1)*F*K                      a slice per thread, a dW per extra one
  *     and the plan for N' images:
