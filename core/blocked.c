@@ -10,9 +10,9 @@
  * output pixels of one row starts from the bias, and for each channel and tap loads NB
  * weight vectors (aligned) and broadcasts UR input values, NB*UR fused multiply-adds; it
  * is stored to yb [Fg/VL][P][VL] and reloaded for the next chunk of channels (a chunk's
- * weights of NB blocks take at most half of L1, so they stay there while every tile of
- * the rows passes). At the end yb is gathered into y [Fg, P], and checked for finiteness
- * on the way. Any stride, dilation and padding; one row of pixels per tile.
+ * weights of NB blocks take at most a quarter of L2, so they stream from there while
+ * every tile of a band of rows passes). At the end yb is copied into y [Fg, P], and
+ * checked for finiteness on the way. Any stride, dilation and padding; one row of pixels per tile.
  *
  * Each output is one FMA chain from the bias over the channels and taps in (c, i, j)
  * order, as in the direct kernel (direct.c): both give the same bits, at either ISA.

@@ -309,7 +309,8 @@ static void check_vs_reference(const cvd_conv2d_params *p, const int64_t xs[4], 
     double *x = malloc((size_t)xn * sizeof *x), *delta = malloc((size_t)yn * sizeof *x);
     double *y = malloc((size_t)yn * sizeof *x), *dx = malloc((size_t)xn * sizeof *x);
     double *W = malloc((size_t)wn * sizeof *x), *dW = malloc((size_t)wn * sizeof *x);
-    double *got = malloc((size_t)(xn + yn) * sizeof *x), *b = calloc((size_t)F, sizeof *x);
+    /* scratch for whichever of x, y and W is largest */
+    double *got = malloc((size_t)(xn + yn + wn) * sizeof *x), *b = calloc((size_t)F, sizeof *x);
     double *db = malloc((size_t)F * sizeof *x);
     ref_fill(r, x, xn);
     ref_fill(r, delta, yn);
@@ -501,7 +502,9 @@ static void tiles_at_isa(cvd_path path)
         {20, 14, 1, 3, 3, 1, 1, 1, 1, 1, 1, 11, 37},  /* the flat plane: 39 of 40 or 48 lanes */
         {96, 10, 1, 3, 3, 1, 1, 1, 1, 1, 1, 7, 37},   /* flat, blocks of channels */
         {16, 9, 1, 3, 3, 1, 1, 2, 2, 2, 1, 12, 45},   /* flat, dilation, 43 of 47 columns */
-        {40, 30, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 400},  /* blocked: chunks of channels, bands */
+        {40, 30, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 400},  /* blocked: bands of rows */
+        {256, 20, 1, 5, 5, 1, 1, 1, 1, 2, 2, 6, 9},   /* blocked: chunks of channels (weights
+                                                          past a quarter of any L2 to 2 MiB) */
         {24, 80, 1, 3, 3, 1, 1, 1, 1, 1, 1, 12, 41},  /* blocked dW: 5 or 10 filter blocks, chunks
                                                           of pixels, 492 pixels (a part square) */
     };
