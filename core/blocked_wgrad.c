@@ -10,7 +10,7 @@
  * of output pixel (oh, ow) is xp[off[k] + oh*sh*Wp + ow*sw]. A register tile of NB filter
  * blocks by UR taps is loaded from dwb [Fg/VL][K][VL] and, for each pixel of a chunk,
  * loads NB delta vectors and broadcasts UR x values, NB*UR fused multiply-adds; then it
- * is stored back. A chunk's delta of NB blocks takes at most half of L1, so it stays
+ * is stored back. A chunk's delta of NB blocks takes at most a quarter of L2, so it stays
  * there while every tile of taps passes over it. After the last image dwb is copied into
  * dW_g [Fg, K]. Any stride, dilation, padding and groups; 1x1 too.
  *

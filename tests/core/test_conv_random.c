@@ -505,8 +505,10 @@ static void tiles_at_isa(cvd_path path)
         {40, 30, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 400},  /* blocked: bands of rows */
         {256, 20, 1, 5, 5, 1, 1, 1, 1, 2, 2, 6, 9},   /* blocked: chunks of channels (weights
                                                           past a quarter of any L2 to 2 MiB) */
-        {24, 80, 1, 3, 3, 1, 1, 1, 1, 1, 1, 12, 41},  /* blocked dW: 5 or 10 filter blocks, chunks
-                                                          of pixels, 492 pixels (a part square) */
+        {24, 80, 1, 3, 3, 1, 1, 1, 1, 1, 1, 12, 41},  /* blocked dW: 5 or 10 filter blocks,
+                                                          492 pixels (a part square) */
+        {4, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 80, 80},   /* blocked dW: chunks of pixels (delta
+                                                          past a quarter of any L2 to 2 MiB) */
     };
     const int before = cvd_get_num_threads();
     cvd_set_num_threads(2);
