@@ -147,9 +147,8 @@ static void SFX(blk_part)(void *arg, int task, int ntasks)
     j->finite[task] = SFX(blk_rows)(j, OH * task / ntasks, OH * (task + 1) / ntasks);
 }
 
-/* xb[cb][r][q][l] = x_g[cb*VL + l] zero-padded at (r, q), zeros past Cg: VL columns of a
- * row of a whole block as one transposed square, the rest element by element (a gather
- * would touch VL pages a vector). */
+/* xb[cb][r][q][l] = x_g[cb*VL + l] zero-padded at (r, q), zeros past Cg: a row of a
+ * block at a time, transposed (V_TRBAND). */
 static SIMD_TARGET void SFX(blk_fill)(const cvd_geom *g, const T *x_g, T *xb)
 {
     const int64_t cbn = (g->Cg + VL - 1) / VL, Wp = g->Wp, W = g->W, rowv = Wp * VL;
@@ -164,13 +163,7 @@ static SIMD_TARGET void SFX(blk_fill)(const cvd_geom *g, const T *x_g, T *xb)
             const T *src = x_g + cb * VL * g->HW + h * W;
             memset(row, 0, (size_t)(g->pl * VL) * es);
             memset(row + (g->pl + W) * VL, 0, (size_t)((Wp - g->pl - W) * VL) * es);
-            int64_t w0 = 0;
-            if (lanes == VL)
-                for (; w0 + VL <= W; w0 += VL)
-                    V_TRSQ(src + w0, g->HW, d + w0 * VL, VL);
-            for (int64_t l = 0; l < VL; l++)
-                for (int64_t w = w0; w < W; w++)
-                    d[w * VL + l] = l < lanes ? src[l * g->HW + w] : 0;
+            V_TRBAND(src, g->HW, lanes, W, d, VL);
         }
     }
 }
@@ -182,15 +175,7 @@ static SIMD_TARGET void SFX(blk_weights)(const cvd_geom *g, const T *W_g, const 
     const int64_t K = g->K, fbn = (g->Fg + VL - 1) / VL;
     for (int64_t fb = 0; fb < fbn; fb++) {
         const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
-        const T *s = W_g + fb * VL * K;
-        T *d = wb + fb * K * VL;
-        int64_t k0 = 0;
-        if (lanes == VL)
-            for (; k0 + VL <= K; k0 += VL)
-                V_TRSQ(s + k0, K, d + k0 * VL, VL);
-        for (int64_t l = 0; l < VL; l++)
-            for (int64_t k = k0; k < K; k++)
-                d[k * VL + l] = l < lanes ? s[l * K + k] : 0;
+        V_TRBAND(W_g + fb * VL * K, K, lanes, K, wb + fb * K * VL, VL);
         for (int64_t l = 0; l < VL; l++)
             bp[fb * VL + l] = l < lanes && b_g ? b_g[fb * VL + l] : 0;
     }

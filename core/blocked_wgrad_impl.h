@@ -108,26 +108,13 @@ static void SFX(bwg_part)(void *arg, int task, int ntasks)
     SFX(bwg_taps)(j, a, b < K ? b : K);
 }
 
-/* db[fb][p][l] = delta_g[fb*VL + l][p], zeros past Fg: VL pixels of a whole block as one
- * transposed square of vectors; the rest element by element, a chunk of pixels at a time
- * so the part of the block written stays in L1. */
+/* db[fb][p][l] = delta_g[fb*VL + l][p], zeros past Fg. */
 static SIMD_TARGET void SFX(bwg_delta)(const cvd_geom *g, const T *delta_g, T *db)
 {
-    const int64_t P = g->P, fbn = (g->Fg + VL - 1) / VL, pc = 64;
+    const int64_t P = g->P, fbn = (g->Fg + VL - 1) / VL;
     for (int64_t fb = 0; fb < fbn; fb++) {
         const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
-        const T *s = delta_g + fb * VL * P;
-        T *d = db + fb * P * VL;
-        int64_t p0 = 0;
-        if (lanes == VL)
-            for (; p0 + VL <= P; p0 += VL)
-                V_TRSQ(s + p0, P, d + p0 * VL, VL);
-        for (; p0 < P; p0 += pc) {
-            const int64_t p1 = p0 + pc < P ? p0 + pc : P;
-            for (int64_t l = 0; l < VL; l++)
-                for (int64_t p = p0; p < p1; p++)
-                    d[p * VL + l] = l < lanes ? s[l * P + p] : 0;
-        }
+        V_TRBAND(delta_g + fb * VL * P, P, lanes, P, db + fb * P * VL, VL);
     }
 }
 

@@ -111,8 +111,7 @@ static SIMD_TARGET void SFX(pg_pack_b)(int tb, const T *B, int64_t ldb, int64_t 
         }
         return;
     }
-    /* op(B)[k][n] = B[n][k]: VL columns and VL steps as one transposed square, the steps
-     * past the last whole square element by element */
+    /* op(B)[k][n] = B[n][k]: VL columns at a time, transposed (V_TRBAND) */
     for (int64_t j = 0; j < nc; j += PG_NR, bp += kc * PG_NR) {
         const int64_t nn = nc - j < PG_NR ? nc - j : PG_NR;
         for (int v = 0; v < PG_NV; v++) {
@@ -123,14 +122,8 @@ static SIMD_TARGET void SFX(pg_pack_b)(int tb, const T *B, int64_t ldb, int64_t 
                     V_STORE(dst + k * PG_NR, V_ZERO());
                 continue;
             }
-            const T *src = B + (j0 + j + v * VL) * ldb + p0;
-            int64_t k0 = 0;
-            if (lanes >= VL)
-                for (; k0 + VL <= kc; k0 += VL)
-                    V_TRSQ(src + k0, ldb, dst + k0 * PG_NR, PG_NR);
-            for (int64_t k = k0; k < kc; k++)
-                for (int64_t n = 0; n < VL; n++)
-                    dst[k * PG_NR + n] = n < lanes ? src[n * ldb + k] : 0;
+            V_TRBAND(B + (j0 + j + v * VL) * ldb + p0, ldb, lanes < VL ? lanes : VL, kc, dst,
+                     PG_NR);
         }
     }
 }

@@ -9,7 +9,7 @@
  * a*b + c in the lanes of m, c in the others, whatever a and b hold there;
  * V_TRSQ(s, lds, d, ldd): d[i*ldd + l] = s[l*lds + i] for a VL x VL square, by shuffles in
  * registers: VL gathers cost several times as much, a gather being microcoded on CPUs with
- * the Downfall fix, this Ice Lake among them), after
+ * the Downfall fix, this Ice Lake among them; V_TRBAND below, a band of VL rows), after
  * undefining the previous set. x86-64 with GCC or Clang only.
  */
 #include <immintrin.h>
@@ -298,4 +298,25 @@ static inline __attribute__((target("avx2,fma"))) double simd_hsum_avx2_f64(__m2
 #else
 #error "simd.h: SIMD_SEL must be 1 to 4"
 #endif
+
+/* V_TRBAND(s, lds, lanes, n, d, ldd): d[i*ldd + l] = l < lanes ? s[l*lds + i] : 0 for
+ * i < n, l < VL (only the lanes rows of s are read): whole VL x VL squares by V_TRSQ,
+ * the rest element by element, 64 columns at a time so the part of d written stays in L1
+ * across the VL passes. */
+#undef V_TRBAND
+#define V_TRBAND SFX(simd_trband)
+static inline SIMD_TARGET void SFX(simd_trband)(const T *s, int64_t lds, int64_t lanes, int64_t n,
+                                                T *d, int64_t ldd)
+{
+    int64_t i0 = 0;
+    if (lanes == VL)
+        for (; i0 + VL <= n; i0 += VL)
+            V_TRSQ(s + i0, lds, d + i0 * ldd, ldd);
+    for (int64_t c0 = i0; c0 < n; c0 += 64) {
+        const int64_t c1 = c0 + 64 < n ? c0 + 64 : n;
+        for (int64_t l = 0; l < VL; l++)
+            for (int64_t i = c0; i < c1; i++)
+                d[i * ldd + l] = l < lanes ? s[l * lds + i] : 0;
+    }
+}
 #undef SIMD_SEL
