@@ -75,21 +75,25 @@ struct cvd_conv2d {
     cvd_path path;      /* CVD_PATH_AUTO but in tests */
 };
 
-#define T      float
-#define SFX(n) n##_f32
-#define GEMM   cvd_gemm_f32
+#define T         float
+#define SFX(n)    n##_f32
+#define GEMM      cvd_gemm_f32
+#define GEMM_BIAS cvd_gemm_bias_f32
 #include "conv2d_impl.h"
 #undef T
 #undef SFX
 #undef GEMM
+#undef GEMM_BIAS
 
-#define T      double
-#define SFX(n) n##_f64
-#define GEMM   cvd_gemm_f64
+#define T         double
+#define SFX(n)    n##_f64
+#define GEMM      cvd_gemm_f64
+#define GEMM_BIAS cvd_gemm_bias_f64
 #include "conv2d_impl.h"
 #undef T
 #undef SFX
 #undef GEMM
+#undef GEMM_BIAS
 
 static void shape_str(char *buf, size_t len, int rank, const int64_t *shape)
 {

@@ -209,6 +209,15 @@ void cvd_gemm_f64(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, d
                   const double *A, int lda, const double *B, int ldb, double beta, double *C,
                   int ldc);
 
+/* The same with the layer's epilogue fused: C = A·B + bias[i] on row i (no transposes,
+ * bias NULL for none, C not read) on the calling thread; returns whether every value of
+ * C is finite, checked as each register tile is stored, so C is written once and never
+ * read back (on cblas: bias rows, a GEMM adding onto them, then a scan). */
+int cvd_gemm_bias_f32(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      const float *bias, float *C, int ldc);
+int cvd_gemm_bias_f64(int M, int N, int K, const double *A, int lda, const double *B, int ldb,
+                      const double *bias, double *C, int ldc);
+
 /* The SIMD level the own kernels use (cpu.c): what CPUID reports, lowered by
  * CONVD_ISA=avx512|avx2|none in the environment (read once; an unknown value is ignored)
  * and by cvd_cpu_force_isa (tests), never above the CPU. cvd_cpu_force_isa returns the

@@ -128,11 +128,14 @@ typedef struct SFX(gemm_job) {
     T alpha, beta;
     const T *A, *B;
     T *C;
+    const T *bias;             /* with fused: GEMM_BIAS's rows (or NULL) */
+    int fused;                 /* GEMM_BIAS instead of GEMM (no transposes, alpha 1) */
+    int finite[CVD_MAX_PARTS]; /* with fused: each task's result */
 } SFX(gemm_job);
 
 static void SFX(gemm_part)(void *arg, int task, int ntasks)
 {
-    const SFX(gemm_job) *j = arg;
+    SFX(gemm_job) *j = arg;
     const int64_t span = j->by_cols ? j->N : j->M;
     /* columns in whole panels of the own GEMM (48 is a multiple of each ISA's and dtype's
      * panel width), rows in whole register tiles (16 of 8 or 4) */
@@ -141,6 +144,13 @@ static void SFX(gemm_part)(void *arg, int task, int ntasks)
     const int b = task == ntasks - 1 ? (int)span : (int)(span * (task + 1) / ntasks / q * q);
     if (b <= a)
         return;
+    if (j->fused) {
+        const int64_t r = j->by_cols ? 0 : a, col = j->by_cols ? a : 0;
+        j->finite[task] = GEMM_BIAS(j->by_cols ? j->M : b - a, j->by_cols ? b - a : j->N, j->K,
+                                    j->A + r * j->lda, j->lda, j->B + col, j->ldb,
+                                    j->bias ? j->bias + r : NULL, j->C + r * j->ldc + col, j->ldc);
+        return;
+    }
     if (j->by_cols)
         GEMM(j->ta, j->tb, j->M, b - a, j->K, j->alpha, j->A, j->lda,
              j->tb == CblasNoTrans ? j->B + a : j->B + (int64_t)a * j->ldb, j->ldb, j->beta,
@@ -161,6 +171,26 @@ static void GEMM_SPLIT(int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, in
         return;
     }
     GEMM(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* GEMM_BIAS (C = A·B + bias rows, returns whether C is finite) split as GEMM_SPLIT. */
+static int SFX(gemm_bias_split)(int nt, int M, int N, int K, const T *A, int lda, const T *B,
+                                int ldb, const T *bias, T *C, int ldc)
+{
+    const int by_cols = N >= M, span = by_cols ? N : M;
+    if (nt > 1 && (int64_t)M * N * K >= CVD_GEMM_SPLIT_MIN && span >= 32 * nt) {
+        SFX(gemm_job)
+        j = {CblasNoTrans, CblasNoTrans, M, N, K, lda, ldb, ldc, by_cols, 1, 0, A, B, C, bias, 1,
+             {0}};
+        for (int t = 0; t < nt; t++)
+            j.finite[t] = 1;
+        cvd_parallel_run(nt, nt, SFX(gemm_part), &j);
+        int finite = 1;
+        for (int t = 0; t < nt; t++)
+            finite &= j.finite[t];
+        return finite;
+    }
+    return GEMM_BIAS(M, N, K, A, lda, B, ldb, bias, C, ldc);
 }
 
 /* Channels per block for one band of cols output pixels (see CVD_KBLOCK_BYTES): Cg (no
@@ -217,6 +247,7 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
 {
     const int64_t K = g->K, P = g->P, Fg = g->Fg, Cg = g->Cg, C = g->C, F = g->F, HW = g->HW;
     T lane[NAN_LANES] = {0};
+    int finite = 1;
     for (int64_t n0 = lo; n0 < hi; n0 += nb) {
         const int64_t m = nb < hi - n0 ? nb : hi - n0;
         const int ldc = (int)(m * P);
@@ -225,12 +256,13 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
             T *yg = y + (n0 * F + grp * Fg) * P; /* [Fg, P] of image n0 */
             const T *bg = b ? b + grp * Fg : NULL;
             if (g->is_1x1 && m == 1) {
-                /* y[n,g]: [Fg, P] = b_g + W_g [Fg, Cg] · x[n,g] [Cg, P] */
-                if (bg)
-                    SFX(bias_fill)(yg, Fg, P, P, bg);
-                GEMM_SPLIT(nt, CblasNoTrans, CblasNoTrans, (int)Fg, (int)P, (int)Cg, 1, Wg, (int)K,
-                           x + (n0 * C + grp * Cg) * HW, (int)P, bg ? 1 : 0, yg, (int)P);
-                SFX(block_nan_add)(lane, yg, Fg, P, P);
+                /* y[n,g]: [Fg, P] = b_g + W_g [Fg, Cg] · x[n,g] [Cg, P], the bias and the
+                 * finiteness check in the GEMM's tiles: y is written once, never read back
+                 * (a float64 y of 256x28x28 passes L2; a bias pass before and a scan after
+                 * cost a fifth of the layer) */
+                finite &=
+                    SFX(gemm_bias_split)(nt, (int)Fg, (int)P, (int)Cg, Wg, (int)K,
+                                         x + (n0 * C + grp * Cg) * HW, (int)P, bg, yg, (int)P);
             } else if (m == 1) {
                 /* Bands of output rows: col [K, rows*OW] stays in cache for the GEMM, which
                  * adds into y in place; the finiteness scan follows while y is still cached. */
@@ -240,6 +272,13 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
                     const int64_t cols = (oh1 - oh0) * g->OW;
                     T *yb = yg + oh0 * g->OW; /* [Fg, cols], row stride P */
                     const int64_t cb = SFX(kblock)(g, cols, nt), taps = g->kh * g->kw;
+                    if (cb >= Cg) {
+                        /* one GEMM over all of K: bias and check in its tiles, as above */
+                        SFX(band_cols)(g, xg, NULL, ws, Cg, oh0, oh1, nt);
+                        finite &= SFX(gemm_bias_split)(nt, (int)Fg, (int)cols, (int)K, Wg, (int)K,
+                                                       ws, (int)cols, bg, yb, (int)P);
+                        continue;
+                    }
                     if (bg)
                         SFX(bias_fill)(yb, Fg, cols, P, bg);
                     for (int64_t c0 = 0; c0 < Cg; c0 += cb) {
@@ -263,7 +302,7 @@ static int SFX(forward_run)(const cvd_geom *g, const T *W, const T *b, const T *
             }
         }
     }
-    return SFX(nan_none)(lane);
+    return finite && SFX(nan_none)(lane);
 }
 
 /* dx and/or dW (either may be NULL) of images lo .. hi-1 on nt threads, for delta at input

@@ -42,6 +42,26 @@ typedef struct pg_blocks {
     int64_t kc, mc, nc; /* steps, rows and columns per block */
 } pg_blocks;
 
+/* cvd_gemm_bias on cblas: the bias rows first, a GEMM adding onto them (beta = 1), then
+ * a scan for values that are not finite (v*0 is NaN exactly for those). */
+#define GEMM_BIAS_BLAS(T, SFX, GEMM)                                                               \
+    static int SFX(int M, int N, int K, const T *A, int lda, const T *B, int ldb, const T *bias,   \
+                   T *C, int ldc)                                                                  \
+    {                                                                                              \
+        for (int64_t i = 0; i < M; i++)                                                            \
+            for (int64_t j = 0; j < N; j++)                                                        \
+                C[i * ldc + j] = bias ? bias[i] : 0;                                               \
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, A, lda, B, ldb, 1, C, ldc);    \
+        T s = 0;                                                                                   \
+        for (int64_t i = 0; i < M; i++)                                                            \
+            for (int64_t j = 0; j < N; j++)                                                        \
+                s += C[i * ldc + j] * 0;                                                           \
+        return s == s;                                                                             \
+    }
+GEMM_BIAS_BLAS(float, gemm_bias_blas_f32, cblas_sgemm)
+GEMM_BIAS_BLAS(double, gemm_bias_blas_f64, cblas_dgemm)
+#undef GEMM_BIAS_BLAS
+
 #if defined(__x86_64__) && defined(__GNUC__)
 
 /* The blocks for tiles of mr rows by nr columns of es-byte elements. */
@@ -151,10 +171,23 @@ void cvd_gemm_f32(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, f
         cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else if (wide)
         pg_run_avx512_f32(&bk, ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb,
-                          beta, C, ldc, buf);
+                          beta, C, ldc, buf, NULL, 0);
     else
         pg_run_avx2_f32(&bk, ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb,
-                        beta, C, ldc, buf);
+                        beta, C, ldc, buf, NULL, 0);
+}
+
+int cvd_gemm_bias_f32(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      const float *bias, float *C, int ldc)
+{
+    int wide = 0;
+    pg_blocks bk;
+    float *buf = pg_prepare(M, N, K, sizeof(float), &wide, &bk);
+    if (!buf)
+        return gemm_bias_blas_f32(M, N, K, A, lda, B, ldb, bias, C, ldc);
+    if (wide)
+        return pg_run_avx512_f32(&bk, 0, 0, M, N, K, 1, A, lda, B, ldb, 0, C, ldc, buf, bias, 1);
+    return pg_run_avx2_f32(&bk, 0, 0, M, N, K, 1, A, lda, B, ldb, 0, C, ldc, buf, bias, 1);
 }
 
 void cvd_gemm_f64(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha,
@@ -168,10 +201,23 @@ void cvd_gemm_f64(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, d
         cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else if (wide)
         pg_run_avx512_f64(&bk, ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb,
-                          beta, C, ldc, buf);
+                          beta, C, ldc, buf, NULL, 0);
     else
         pg_run_avx2_f64(&bk, ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb,
-                        beta, C, ldc, buf);
+                        beta, C, ldc, buf, NULL, 0);
+}
+
+int cvd_gemm_bias_f64(int M, int N, int K, const double *A, int lda, const double *B, int ldb,
+                      const double *bias, double *C, int ldc)
+{
+    int wide = 0;
+    pg_blocks bk;
+    double *buf = pg_prepare(M, N, K, sizeof(double), &wide, &bk);
+    if (!buf)
+        return gemm_bias_blas_f64(M, N, K, A, lda, B, ldb, bias, C, ldc);
+    if (wide)
+        return pg_run_avx512_f64(&bk, 0, 0, M, N, K, 1, A, lda, B, ldb, 0, C, ldc, buf, bias, 1);
+    return pg_run_avx2_f64(&bk, 0, 0, M, N, K, 1, A, lda, B, ldb, 0, C, ldc, buf, bias, 1);
 }
 
 #else
@@ -187,6 +233,18 @@ void cvd_gemm_f64(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, d
                   int ldc)
 {
     cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+int cvd_gemm_bias_f32(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      const float *bias, float *C, int ldc)
+{
+    return gemm_bias_blas_f32(M, N, K, A, lda, B, ldb, bias, C, ldc);
+}
+
+int cvd_gemm_bias_f64(int M, int N, int K, const double *A, int lda, const double *B, int ldb,
+                      const double *bias, double *C, int ldc)
+{
+    return gemm_bias_blas_f64(M, N, K, A, lda, B, ldb, bias, C, ldc);
 }
 
 #endif

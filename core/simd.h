@@ -36,6 +36,7 @@
 #undef V_MFMA
 #undef V_MOR
 #undef V_STORE
+#undef V_STREAM
 #undef V_MSTORE
 #undef V_UNORD
 #undef V_EVENS
@@ -81,6 +82,7 @@
 #define V_MUL        _mm512_mul_ps
 #define V_ADD        _mm512_add_ps
 #define V_STORE      _mm512_storeu_ps
+#define V_STREAM     _mm512_stream_ps
 #define V_UNORD(v)   _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)
 #define V_HSUM       _mm512_reduce_add_ps
 #define V_TRSQ       simd_tr_avx512_f32
@@ -146,6 +148,7 @@ simd_tr_avx512_f32(const float *s, int64_t lds, float *d, int64_t ldd)
 #define V_MUL        _mm512_mul_pd
 #define V_ADD        _mm512_add_pd
 #define V_STORE      _mm512_storeu_pd
+#define V_STREAM     _mm512_stream_pd
 #define V_UNORD(v)   _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)
 #define V_HSUM       _mm512_reduce_add_pd
 #define V_TRSQ       simd_tr_avx512_f64
@@ -197,6 +200,7 @@ simd_tr_avx512_f64(const double *s, int64_t lds, double *d, int64_t ldd)
 #define V_ADD              _mm256_add_ps
 #define V_MADD(c, m, v)    _mm256_add_ps(c, _mm256_and_ps(_mm256_castsi256_ps(m), v))
 #define V_STORE            _mm256_storeu_ps
+#define V_STREAM           _mm256_stream_ps
 #define V_MSTORE(p, m, v)  _mm256_maskstore_ps(p, m, v)
 #define V_RANGE(a, b)      _mm256_andnot_si256(V_TAIL(a), V_TAIL(b))
 #define V_MMERGE(v, p, m)  _mm256_blendv_ps(v, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))
@@ -262,6 +266,7 @@ static inline __attribute__((target("avx2,fma"))) float simd_hsum_avx2_f32(__m25
 #define V_ADD              _mm256_add_pd
 #define V_MADD(c, m, v)    _mm256_add_pd(c, _mm256_and_pd(_mm256_castsi256_pd(m), v))
 #define V_STORE            _mm256_storeu_pd
+#define V_STREAM           _mm256_stream_pd
 #define V_MSTORE(p, m, v)  _mm256_maskstore_pd(p, m, v)
 #define V_RANGE(a, b)      _mm256_andnot_si256(V_TAIL(a), V_TAIL(b))
 #define V_MMERGE(v, p, m)  _mm256_blendv_pd(v, _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m))

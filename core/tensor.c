@@ -42,10 +42,13 @@ cvd_status cvd_tensor_alloc(cvd_tensor *t, cvd_dtype dt, int rank, const int64_t
     cvd_status s = cvd_shape_numel(rank, shape, &n, err);
     if (s != CVD_OK)
         return s;
-    /* n >= 1: the analyzer cannot see that cvd_err_setf (variadic, so never inlined by it)
+    /* 64-byte aligned, as a whole vector, so the kernels may store y past the caches.
+     * n >= 1: the analyzer cannot see that cvd_err_setf (variadic, so never inlined by it)
      * returns its non-OK status, and follows a failed cvd_shape_numel as if it succeeded. */
+    void *data = NULL;
     /* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI) */
-    void *data = malloc((size_t)n * es);
+    if (posix_memalign(&data, 64, (size_t)n * es))
+        data = NULL;
     if (!data)
         return cvd_err_setf(err, CVD_ERR_NOMEM, "cannot allocate a tensor of %lld elements",
                             (long long)n);
