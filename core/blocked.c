@@ -104,35 +104,35 @@ int cvd_blocked_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
 #include "blocked_impl.h"
 
 int cvd_blocked_forward_f32(const cvd_geom *g, const float *W, const float *b, const float *x,
-                            float *y, float *ws, int64_t lo, int64_t hi, int nt)
+                            float *y, float *ws, int64_t lo, int64_t hi, int nt, int flip)
 {
     if (cvd_cpu_isa() == CVD_ISA_AVX512)
-        return blk_forward_avx512_f32(g, W, b, x, y, ws, lo, hi, nt);
-    return blk_forward_avx2_f32(g, W, b, x, y, ws, lo, hi, nt);
+        return blk_forward_avx512_f32(g, W, b, x, y, ws, lo, hi, nt, flip);
+    return blk_forward_avx2_f32(g, W, b, x, y, ws, lo, hi, nt, flip);
 }
 
 int cvd_blocked_forward_f64(const cvd_geom *g, const double *W, const double *b, const double *x,
-                            double *y, double *ws, int64_t lo, int64_t hi, int nt)
+                            double *y, double *ws, int64_t lo, int64_t hi, int nt, int flip)
 {
     if (cvd_cpu_isa() == CVD_ISA_AVX512)
-        return blk_forward_avx512_f64(g, W, b, x, y, ws, lo, hi, nt);
-    return blk_forward_avx2_f64(g, W, b, x, y, ws, lo, hi, nt);
+        return blk_forward_avx512_f64(g, W, b, x, y, ws, lo, hi, nt, flip);
+    return blk_forward_avx2_f64(g, W, b, x, y, ws, lo, hi, nt, flip);
 }
 
 #else
 
 /* Never called: without x86-64 cvd_cpu_isa is CVD_ISA_NONE, so no plan takes this path. */
 int cvd_blocked_forward_f32(const cvd_geom *g, const float *W, const float *b, const float *x,
-                            float *y, float *ws, int64_t lo, int64_t hi, int nt)
+                            float *y, float *ws, int64_t lo, int64_t hi, int nt, int flip)
 {
-    (void)g, (void)W, (void)b, (void)x, (void)y, (void)ws, (void)lo, (void)hi, (void)nt;
+    (void)g, (void)W, (void)b, (void)x, (void)y, (void)ws, (void)lo, (void)hi, (void)nt, (void)flip;
     return 0;
 }
 
 int cvd_blocked_forward_f64(const cvd_geom *g, const double *W, const double *b, const double *x,
-                            double *y, double *ws, int64_t lo, int64_t hi, int nt)
+                            double *y, double *ws, int64_t lo, int64_t hi, int nt, int flip)
 {
-    (void)g, (void)W, (void)b, (void)x, (void)y, (void)ws, (void)lo, (void)hi, (void)nt;
+    (void)g, (void)W, (void)b, (void)x, (void)y, (void)ws, (void)lo, (void)hi, (void)nt, (void)flip;
     return 0;
 }
 

@@ -168,21 +168,33 @@ static SIMD_TARGET void SFX(blk_fill)(const cvd_geom *g, const T *x_g, T *xb)
     }
 }
 
-/* wb[fb][k][l] = W_g[fb*VL + l][k] and bp[fb*VL + l] = b_g[fb*VL + l], zeros past Fg. */
+/* wb[fb][k][l] = W_g[fb*VL + l][k] and bp[fb*VL + l] = b_g[fb*VL + l], zeros past Fg.
+ * With flip, W_g is the group's weights of the layer g is the backward-data of, and
+ * W_g[f][k] above is read as W_g[c][f][taps-1-q] for k = (c, q): per filter block, a
+ * VL x taps slab of each of its channels (in L1 after its first row), written out
+ * taps x VL in order. */
 static SIMD_TARGET void SFX(blk_weights)(const cvd_geom *g, const T *W_g, const T *b_g, T *wb,
-                                         T *bp)
+                                         T *bp, int flip)
 {
-    const int64_t K = g->K, fbn = (g->Fg + VL - 1) / VL;
+    const int64_t K = g->K, fbn = (g->Fg + VL - 1) / VL, taps = g->kh * g->kw;
     for (int64_t fb = 0; fb < fbn; fb++) {
         const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
-        V_TRBAND(W_g + fb * VL * K, K, lanes, K, wb + fb * K * VL, VL);
+        if (!flip)
+            V_TRBAND(W_g + fb * VL * K, K, lanes, K, wb + fb * K * VL, VL);
+        for (int64_t c = 0; flip && c < g->Cg; c++) {
+            const T *src = W_g + (c * g->Fg + fb * VL) * taps;
+            T *dst = wb + (fb * K + c * taps) * VL;
+            for (int64_t q = 0; q < taps; q++)
+                for (int64_t l = 0; l < VL; l++)
+                    dst[q * VL + l] = l < lanes ? src[l * taps + taps - 1 - q] : 0;
+        }
         for (int64_t l = 0; l < VL; l++)
             bp[fb * VL + l] = l < lanes && b_g ? b_g[fb * VL + l] : 0;
     }
 }
 
 static SIMD_TARGET int SFX(blk_forward)(const cvd_geom *g, const T *W, const T *b, const T *x, T *y,
-                                        T *ws, int64_t lo, int64_t hi, int nt)
+                                        T *ws, int64_t lo, int64_t hi, int nt, int flip)
 {
     const int64_t fbn = (g->Fg + VL - 1) / VL, cbn = (g->Cg + VL - 1) / VL;
     blk_job j = {.g = g, .fbn = fbn};
@@ -213,7 +225,7 @@ static SIMD_TARGET int SFX(blk_forward)(const cvd_geom *g, const T *W, const T *
     tasks = tasks > CVD_MAX_PARTS ? CVD_MAX_PARTS : tasks < 1 ? 1 : tasks;
     int finite = 1;
     for (int64_t grp = 0; grp < g->G; grp++) {
-        SFX(blk_weights)(g, W + grp * g->Fg * g->K, b ? b + grp * g->Fg : NULL, wb, bp);
+        SFX(blk_weights)(g, W + grp * g->Fg * g->K, b ? b + grp * g->Fg : NULL, wb, bp, flip);
         for (int64_t n = lo; n < hi; n++) {
             SFX(blk_fill)(g, x + (n * g->C + grp * g->Cg) * g->HW, xb);
             j.y = y + (n * g->F + grp * g->Fg) * g->P;

@@ -134,7 +134,7 @@ static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, 
 {
     const cvd_geom *g = p->g;
     if (p->y && p->blocked)
-        return SFX(cvd_blocked_forward)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt);
+        return SFX(cvd_blocked_forward)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt, 0);
     if (p->y && p->direct)
         return SFX(forward_direct)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt);
     if (p->y)

@@ -132,13 +132,15 @@ int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
  * on AVX-512 only, not 1x1, a whole block of channels, filters filling at least 7/8 of their
  * blocks' lanes, the workspace at most CVD_DIRECT_MAX_WS bytes). cvd_blocked_forward: y of images
  * lo .. hi-1, every group, (bias b or NULL) on nt threads (by output rows); returns whether every
- * value written is finite. */
+ * value written is finite. With flip, g is the transposed layer of a backward-data
+ * (cvd_dgrad_geom) and W the layer's own weights, read flipped and transposed as they are
+ * blocked (Wt[c][f][taps-1-q] = W[f][c][q]) with no copy between. */
 size_t cvd_blocked_ws(const cvd_geom *g, size_t elem_size);
 int cvd_blocked_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
 int cvd_blocked_forward_f32(const cvd_geom *g, const float *W, const float *b, const float *x,
-                            float *y, float *ws, int64_t lo, int64_t hi, int nt);
+                            float *y, float *ws, int64_t lo, int64_t hi, int nt, int flip);
 int cvd_blocked_forward_f64(const cvd_geom *g, const double *W, const double *b, const double *x,
-                            double *y, double *ws, int64_t lo, int64_t hi, int nt);
+                            double *y, double *ws, int64_t lo, int64_t hi, int nt, int flip);
 /* g itself, or for a 1x1 layer (stride 1, no pad) the same layer on images of one row of
  * H*W pixels, which the own kernels run as one long row (full vectors, no tails but the
  * last) in flat; direct.c and wgrad.c apply it at their entry points. */
@@ -160,8 +162,8 @@ int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b
  * out, weights flipped and transposed), 0 when g has a stride or a pad past its dilated
  * kernel. cvd_dgrad_pays: whether backward takes it (as cvd_direct_pays on t; see
  * dgrad.c); cvd_dgrad_blocked: whether then on the blocked forward (cvd_blocked_pays on
- * t). cvd_dgrad_ws: the workspace of one task (one group's flipped weights, then
- * cvd_blocked_ws or cvd_direct_ws of t), 0 when not applicable or on overflow. cvd_dgrad:
+ * t). cvd_dgrad_ws: the workspace of one task (cvd_blocked_ws of t, or one group's
+ * flipped weights and cvd_direct_ws of t), 0 when not applicable or on overflow. cvd_dgrad:
  * dx of images lo .. hi-1 (every element written) on nt threads. */
 int cvd_dgrad_geom(const cvd_geom *g, cvd_geom *t);
 int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);

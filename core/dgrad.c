@@ -8,9 +8,10 @@
  * forward one, so dx is computed without col2im, without a GEMM and without scatter-adds.
  * Layers whose padding passes the dilated kernel (a pad > (k-1)*d) or with a stride keep
  * the im2col / shifted paths. Where the transposed layer pays for it (cvd_blocked_pays),
- * the channel-blocked forward (blocked.c) runs it instead of the direct kernel. Memory:
- * the caller's workspace holds Wt of one group, then that kernel's workspace for the
- * transposed layer.
+ * the channel-blocked forward (blocked.c) runs it instead of the direct kernel, blocking
+ * the weights flipped as it reads them from W. Memory: the caller's workspace holds the
+ * blocked kernel's workspace for the transposed layer, or Wt of one group and then the
+ * direct kernel's.
  */
 #include "cvd_internal.h"
 
@@ -62,8 +63,10 @@ size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size, int blocked)
     size_t w, all;
     if (!cvd_dgrad_geom(g, &t))
         return 0;
-    const size_t kernel = blocked ? cvd_blocked_ws(&t, elem_size) : cvd_direct_ws(&t, elem_size);
-    /* Fg*K < 2^62 (cvd_geom_init): the weights of one group */
+    if (blocked)
+        return cvd_blocked_ws(&t, elem_size);
+    const size_t kernel = cvd_direct_ws(&t, elem_size);
+    /* Fg*K < 2^62 (cvd_geom_init): the flipped weights of one group */
     w = ((size_t)g->Fg * (size_t)g->K + 15) & ~(size_t)15;
     if (kernel == 0 || cvd_add_size(w, kernel, &all))
         return 0;
