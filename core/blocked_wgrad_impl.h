@@ -136,15 +136,22 @@ static SIMD_TARGET void SFX(bwg_pad)(const cvd_geom *g, const T *x_g, T *xp)
     }
 }
 
-/* dW_g[f][k] = dwb[f / VL][k][f % VL]. */
+/* dW_g[f][k] = dwb[f / VL][k][f % VL]: VL steps at a time as transposed squares
+ * (V_TRBAND), the last steps (fewer than VL) element by element, as V_TRBAND would write
+ * VL of them and run into the next filter's row. */
 static SIMD_TARGET void SFX(bwg_out)(const cvd_geom *g, const T *dwb, T *dW_g)
 {
-    const int64_t K = g->K;
-    for (int64_t f = 0; f < g->Fg; f++) {
-        const T *s = dwb + f / VL * K * VL + f % VL;
-        T *d = dW_g + f * K;
-        for (int64_t k = 0; k < K; k++)
-            d[k] = s[k * VL];
+    const int64_t K = g->K, fbn = (g->Fg + VL - 1) / VL;
+    for (int64_t fb = 0; fb < fbn; fb++) {
+        const int64_t nf = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
+        const T *s = dwb + fb * K * VL;
+        T *d = dW_g + fb * VL * K;
+        int64_t k0 = 0;
+        for (; k0 + VL <= K; k0 += VL)
+            V_TRBAND(s + k0 * VL, VL, VL, nf, d + k0, K);
+        for (int64_t f = 0; f < nf; f++)
+            for (int64_t k = k0; k < K; k++)
+                d[f * K + k] = s[k * VL + f];
     }
 }
 
