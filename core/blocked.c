@@ -70,6 +70,15 @@ size_t cvd_blocked_ws(const cvd_geom *g, size_t elem_size)
     return all;
 }
 
+size_t cvd_blocked_wsize(const cvd_geom *g, size_t elem_size)
+{
+    const size_t vl = 64 / elem_size, fl = ((size_t)g->Fg + vl - 1) / vl * vl;
+    size_t wb, all;
+    if (cvd_mul_size(fl, (size_t)g->K, &wb) || cvd_add_size(wb, fl, &all))
+        return 0;
+    return all;
+}
+
 int cvd_blocked_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
 {
     if (want == CVD_PATH_IM2COL || want == CVD_PATH_SHIFT || want == CVD_PATH_DIRECT ||
@@ -104,36 +113,72 @@ int cvd_blocked_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
 #include "blocked_impl.h"
 
 int cvd_blocked_forward_f32(const cvd_geom *g, const float *W, const float *b, const float *x,
-                            float *y, float *ws, int64_t lo, int64_t hi, int nt, int flip)
+                            float *y, float *ws, int64_t lo, int64_t hi, int nt, int flip,
+                            const float *pre)
 {
     if (cvd_cpu_isa() == CVD_ISA_AVX512)
-        return blk_forward_avx512_f32(g, W, b, x, y, ws, lo, hi, nt, flip);
-    return blk_forward_avx2_f32(g, W, b, x, y, ws, lo, hi, nt, flip);
+        return blk_forward_avx512_f32(g, W, b, x, y, ws, lo, hi, nt, flip, pre);
+    return blk_forward_avx2_f32(g, W, b, x, y, ws, lo, hi, nt, flip, pre);
+}
+
+void cvd_blocked_weights_f32(const cvd_geom *g, const float *W, const float *b, float *out,
+                             int flip, int nt)
+{
+    if (cvd_cpu_isa() == CVD_ISA_AVX512)
+        blk_prep_avx512_f32(g, W, b, out, flip, nt);
+    else
+        blk_prep_avx2_f32(g, W, b, out, flip, nt);
 }
 
 int cvd_blocked_forward_f64(const cvd_geom *g, const double *W, const double *b, const double *x,
-                            double *y, double *ws, int64_t lo, int64_t hi, int nt, int flip)
+                            double *y, double *ws, int64_t lo, int64_t hi, int nt, int flip,
+                            const double *pre)
 {
     if (cvd_cpu_isa() == CVD_ISA_AVX512)
-        return blk_forward_avx512_f64(g, W, b, x, y, ws, lo, hi, nt, flip);
-    return blk_forward_avx2_f64(g, W, b, x, y, ws, lo, hi, nt, flip);
+        return blk_forward_avx512_f64(g, W, b, x, y, ws, lo, hi, nt, flip, pre);
+    return blk_forward_avx2_f64(g, W, b, x, y, ws, lo, hi, nt, flip, pre);
+}
+
+void cvd_blocked_weights_f64(const cvd_geom *g, const double *W, const double *b, double *out,
+                             int flip, int nt)
+{
+    if (cvd_cpu_isa() == CVD_ISA_AVX512)
+        blk_prep_avx512_f64(g, W, b, out, flip, nt);
+    else
+        blk_prep_avx2_f64(g, W, b, out, flip, nt);
 }
 
 #else
 
 /* Never called: without x86-64 cvd_cpu_isa is CVD_ISA_NONE, so no plan takes this path. */
 int cvd_blocked_forward_f32(const cvd_geom *g, const float *W, const float *b, const float *x,
-                            float *y, float *ws, int64_t lo, int64_t hi, int nt, int flip)
+                            float *y, float *ws, int64_t lo, int64_t hi, int nt, int flip,
+                            const float *pre)
 {
     (void)g, (void)W, (void)b, (void)x, (void)y, (void)ws, (void)lo, (void)hi, (void)nt, (void)flip;
+    (void)pre;
     return 0;
 }
 
+void cvd_blocked_weights_f32(const cvd_geom *g, const float *W, const float *b, float *out,
+                             int flip, int nt)
+{
+    (void)g, (void)W, (void)b, (void)out, (void)flip, (void)nt;
+}
+
 int cvd_blocked_forward_f64(const cvd_geom *g, const double *W, const double *b, const double *x,
-                            double *y, double *ws, int64_t lo, int64_t hi, int nt, int flip)
+                            double *y, double *ws, int64_t lo, int64_t hi, int nt, int flip,
+                            const double *pre)
 {
     (void)g, (void)W, (void)b, (void)x, (void)y, (void)ws, (void)lo, (void)hi, (void)nt, (void)flip;
+    (void)pre;
     return 0;
+}
+
+void cvd_blocked_weights_f64(const cvd_geom *g, const double *W, const double *b, double *out,
+                             int flip, int nt)
+{
+    (void)g, (void)W, (void)b, (void)out, (void)flip, (void)nt;
 }
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * blocked_impl.h — template of the channel-blocked forward, included by blocked.c once per
  * ISA and dtype after simd.h. Generates, for SFX = _avx512_f32, _avx512_f64, _avx2_f32,
- * _avx2_f64: blk_tile, blk_tile_any, blk_rows, blk_part, blk_fill, blk_weights and
- * blk_forward (blk_forward_avx512_f32 ... blk_forward_avx2_f64). See blocked.c.
+ * _avx2_f64: blk_tile, blk_tile_any, blk_rows, blk_part, blk_fill, blk_weights, blk_wjob,
+ * blk_wpart, blk_prep and blk_forward (blk_forward_avx512_f32 ... blk_forward_avx2_f64).
+ * See blocked.c.
  */
 
 /* One tile: filter blocks 0 .. nb-1 (yb blocks ybs apart, W blocks wfs apart) times output
@@ -174,10 +175,10 @@ static SIMD_TARGET void SFX(blk_fill)(const cvd_geom *g, const T *x_g, T *xb)
  * VL x taps slab of each of its channels (in L1 after its first row), written out
  * taps x VL in order. */
 static SIMD_TARGET void SFX(blk_weights)(const cvd_geom *g, const T *W_g, const T *b_g, T *wb,
-                                         T *bp, int flip)
+                                         T *bp, int flip, int64_t fb0, int64_t fb1)
 {
-    const int64_t K = g->K, fbn = (g->Fg + VL - 1) / VL, taps = g->kh * g->kw;
-    for (int64_t fb = 0; fb < fbn; fb++) {
+    const int64_t K = g->K, taps = g->kh * g->kw;
+    for (int64_t fb = fb0; fb < fb1; fb++) {
         const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
         if (!flip)
             V_TRBAND(W_g + fb * VL * K, K, lanes, K, wb + fb * K * VL, VL);
@@ -193,8 +194,37 @@ static SIMD_TARGET void SFX(blk_weights)(const cvd_geom *g, const T *W_g, const 
     }
 }
 
+/* Filter blocks of one task's share into wb and bp (blk_prep). */
+typedef struct SFX(blk_wjob) {
+    const cvd_geom *g;
+    const T *W, *b;
+    T *wb;
+    int flip;
+} SFX(blk_wjob);
+
+static void SFX(blk_wpart)(void *arg, int task, int ntasks)
+{
+    const SFX(blk_wjob) *j = arg;
+    const int64_t fbn = (j->g->Fg + VL - 1) / VL;
+    SFX(blk_weights)
+    (j->g, j->W, j->b, j->wb, j->wb + fbn * VL * j->g->K, j->flip, fbn * task / ntasks,
+     fbn * (task + 1) / ntasks);
+}
+
+/* The blocked weights and bias of a one-group layer into wb (blk_weights' layout, the
+ * bias after the weights), filter blocks split across nt threads. */
+static SIMD_TARGET void SFX(blk_prep)(const cvd_geom *g, const T *W, const T *b, T *wb, int flip,
+                                      int nt)
+{
+    const int64_t fbn = (g->Fg + VL - 1) / VL;
+    SFX(blk_wjob) j = {g, W, b, wb, flip};
+    const int tasks = (int)(nt < fbn ? nt : fbn);
+    cvd_parallel_run(tasks, tasks, SFX(blk_wpart), &j);
+}
+
 static SIMD_TARGET int SFX(blk_forward)(const cvd_geom *g, const T *W, const T *b, const T *x, T *y,
-                                        T *ws, int64_t lo, int64_t hi, int nt, int flip)
+                                        T *ws, int64_t lo, int64_t hi, int nt, int flip,
+                                        const T *pre)
 {
     const int64_t fbn = (g->Fg + VL - 1) / VL, cbn = (g->Cg + VL - 1) / VL;
     blk_job j = {.g = g, .fbn = fbn};
@@ -209,7 +239,7 @@ static SIMD_TARGET int SFX(blk_forward)(const cvd_geom *g, const T *W, const T *
     j.off = off;
     T *wb = ws, *bp = wb + fbn * VL * g->K, *xb = bp + fbn * VL,
       *yb = xb + cbn * VL * g->Hp * g->Wp;
-    j.wb = wb, j.bp = bp, j.xb = xb, j.yb = yb;
+    j.wb = pre ? pre : wb, j.bp = pre ? pre + fbn * VL * g->K : bp, j.xb = xb, j.yb = yb;
     j.wfs = g->K * VL;
     j.ybs = g->P * VL;
     /* a tile's weights of one chunk of channels take at most a quarter of L2: they stream
@@ -225,7 +255,9 @@ static SIMD_TARGET int SFX(blk_forward)(const cvd_geom *g, const T *W, const T *
     tasks = tasks > CVD_MAX_PARTS ? CVD_MAX_PARTS : tasks < 1 ? 1 : tasks;
     int finite = 1;
     for (int64_t grp = 0; grp < g->G; grp++) {
-        SFX(blk_weights)(g, W + grp * g->Fg * g->K, b ? b + grp * g->Fg : NULL, wb, bp, flip);
+        if (!pre)
+            SFX(blk_weights)
+            (g, W + grp * g->Fg * g->K, b ? b + grp * g->Fg : NULL, wb, bp, flip, 0, fbn);
         for (int64_t n = lo; n < hi; n++) {
             SFX(blk_fill)(g, x + (n * g->C + grp * g->Cg) * g->HW, xb);
             j.y = y + (n * g->F + grp * g->Fg) * g->P;

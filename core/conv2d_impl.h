@@ -124,7 +124,9 @@ typedef struct SFX(pass) {
     int shifted, direct, blocked, dgrad, wgrad, tasks;
     T *ws; /* tasks slices of ws_one elements */
     size_t ws_one;
-    T *parts; /* tasks-1 partial dW of F*K elements */
+    T *parts;     /* tasks-1 partial dW of F*K elements */
+    T *shared;    /* ws_shared elements for the blocked weights of all tasks, or NULL */
+    const T *pre; /* the blocked weights once written there, else NULL */
     int64_t q;
     int finite[CVD_MAX_PARTS];
 } SFX(pass);
@@ -134,7 +136,7 @@ static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, 
 {
     const cvd_geom *g = p->g;
     if (p->y && p->blocked)
-        return SFX(cvd_blocked_forward)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt, 0);
+        return SFX(cvd_blocked_forward)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt, 0, p->pre);
     if (p->y && p->direct)
         return SFX(forward_direct)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt);
     if (p->y)
@@ -143,7 +145,7 @@ static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, 
                    : SFX(forward_run)(g, p->W, p->b, p->x, p->y, p->nb, p->rows, ws, lo, hi, nt);
     T *dx = p->dx;
     if (dx && p->dgrad) {
-        SFX(cvd_dgrad)(g, p->W, p->delta, dx, ws, lo, hi, nt, p->dgrad == 2);
+        SFX(cvd_dgrad)(g, p->W, p->delta, dx, ws, lo, hi, nt, p->dgrad == 2, p->pre);
         dx = NULL;
     }
     if (dW && p->wgrad) {
@@ -186,6 +188,15 @@ static int SFX(pass_run)(SFX(pass) * p)
     int64_t done = 0;
     if (p->tasks > 1) {
         p->q = g->N - g->N % p->tasks;
+        /* the tasks' blocked kernel reads one copy of the blocked weights, written here
+         * by all the threads: each task blocking them itself did that work tasks times, and
+         * its copy (2.4 MB in float32 for 256x256x3x3) passed L2 */
+        cvd_geom tg;
+        if (p->shared && p->y && p->blocked)
+            SFX(cvd_blocked_weights)(g, p->W, p->b, p->shared, 0, p->tasks);
+        else if (p->shared && !p->y && p->dx && p->dgrad == 2 && cvd_dgrad_geom(g, &tg))
+            SFX(cvd_blocked_weights)(&tg, p->W, NULL, p->shared, 1, p->tasks);
+        p->pre = p->shared && (p->y ? p->blocked : p->dx && p->dgrad == 2) ? p->shared : NULL;
         cvd_parallel_run(p->tasks, p->tasks, SFX(pass_task), p);
         for (int t = 0; t < p->tasks; t++) {
             finite &= p->finite[t];
@@ -196,6 +207,7 @@ static int SFX(pass_run)(SFX(pass) * p)
     }
     if (done < g->N) {
         T *dW = p->dW && done ? p->parts : p->dW;
+        /* the images left run with the blocked weights as they did, already written */
         finite &= SFX(pass_range)(p, done, g->N, cvd_get_num_threads(), p->ws, dW);
         if (p->dW && done)
             SFX(add_into)(p->dW, p->parts, wn);
@@ -218,6 +230,7 @@ static int SFX(pass_go)(const cvd_geom *g, const cvd_plan *r, void *ws, void *W,
     p.ws = ws, p.ws_one = r->ws_one;
     /* no workspace at all (one 1x1 image): no pointer arithmetic on NULL */
     p.parts = ws ? (T *)ws + (size_t)r->tasks * r->ws_one : NULL;
+    p.shared = ws && r->ws_shared ? (T *)ws + (r->ws_elems - r->ws_shared) : NULL;
     return SFX(pass_run)(&p);
 }
 

@@ -138,9 +138,21 @@ int cvd_direct_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
 size_t cvd_blocked_ws(const cvd_geom *g, size_t elem_size);
 int cvd_blocked_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
 int cvd_blocked_forward_f32(const cvd_geom *g, const float *W, const float *b, const float *x,
-                            float *y, float *ws, int64_t lo, int64_t hi, int nt, int flip);
+                            float *y, float *ws, int64_t lo, int64_t hi, int nt, int flip,
+                            const float *pre);
 int cvd_blocked_forward_f64(const cvd_geom *g, const double *W, const double *b, const double *x,
-                            double *y, double *ws, int64_t lo, int64_t hi, int nt, int flip);
+                            double *y, double *ws, int64_t lo, int64_t hi, int nt, int flip,
+                            const double *pre);
+/* The blocked weights once for the tasks of a pass that all run the blocked forward of a
+ * one-group layer g (each would block them itself, from memory, for its own share of the
+ * images): cvd_blocked_weights writes them, flipped as above with flip, and the bias (b
+ * or NULL) to out, on nt threads; out holds cvd_blocked_wsize elements (0 on overflow).
+ * cvd_blocked_forward with pre = out then reads them instead of W and b. */
+size_t cvd_blocked_wsize(const cvd_geom *g, size_t elem_size);
+void cvd_blocked_weights_f32(const cvd_geom *g, const float *W, const float *b, float *out,
+                             int flip, int nt);
+void cvd_blocked_weights_f64(const cvd_geom *g, const double *W, const double *b, double *out,
+                             int flip, int nt);
 /* g itself, or for a 1x1 layer (stride 1, no pad) the same layer on images of one row of
  * H*W pixels, which the own kernels run as one long row (full vectors, no tails but the
  * last) in flat; direct.c and wgrad.c apply it at their entry points. */
@@ -164,15 +176,16 @@ int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b
  * dgrad.c); cvd_dgrad_blocked: whether then on the blocked forward (cvd_blocked_pays on
  * t). cvd_dgrad_ws: the workspace of one task (cvd_blocked_ws of t, or one group's
  * flipped weights and cvd_direct_ws of t), 0 when not applicable or on overflow. cvd_dgrad:
- * dx of images lo .. hi-1 (every element written) on nt threads. */
+ * dx of images lo .. hi-1 (every element written) on nt threads; pre, the blocked kernel's
+ * weights of t already written by cvd_blocked_weights (flip 1), or NULL. */
 int cvd_dgrad_geom(const cvd_geom *g, cvd_geom *t);
 int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
 int cvd_dgrad_blocked(const cvd_geom *g, size_t elem_size, cvd_path want);
 size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size, int blocked);
 void cvd_dgrad_f32(const cvd_geom *g, const float *W, const float *delta, float *dx, float *ws,
-                   int64_t lo, int64_t hi, int nt, int blocked);
+                   int64_t lo, int64_t hi, int nt, int blocked, const float *pre);
 void cvd_dgrad_f64(const cvd_geom *g, const double *W, const double *delta, double *dx, double *ws,
-                   int64_t lo, int64_t hi, int nt, int blocked);
+                   int64_t lo, int64_t hi, int nt, int blocked, const double *pre);
 
 /* Backward-weights on filter-blocked copies (blocked_wgrad.c): register tiles of filter
  * blocks by taps summing over the output pixels. cvd_blocked_wgrad_ws: the workspace of
@@ -314,12 +327,15 @@ int cvd_parallel_parts(size_t work, int nt);
  * takes the blocked forward (cvd_dgrad_blocked), 1 the direct one; ws_one, the largest of that
  * plan's and the own kernels' workspaces, rounded up to 16 elements (a slice per task); rows, the
  * band rows of that plan for forward and backward (rows[1] <= rows[0]: smaller bands in backward
- * when tasks > 1, see CVD_BAND_SPLIT_BYTES); and ws_elems, the whole workspace: tasks*ws_one +
- * (tasks-1)*F*K (each task after the first sums its dW apart). */
+ * when tasks > 1, see CVD_BAND_SPLIT_BYTES); ws_shared, with tasks > 1 on a one-group
+ * layer whose forward or dx takes the blocked kernel, room for its blocked weights written
+ * once for all the tasks (cvd_blocked_weights), else 0; and ws_elems, the whole
+ * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart)
+ * + ws_shared, in that order. */
 typedef struct cvd_plan {
     int tasks, shifted, direct, blocked, dgrad, wgrad;
     int64_t nb, rows[2];
-    size_t ws_one, ws_elems;
+    size_t ws_one, ws_shared, ws_elems;
 } cvd_plan;
 cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd_path want,
                          int nthreads, cvd_plan *plan, cvd_err *err);

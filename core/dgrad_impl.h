@@ -4,7 +4,7 @@
  */
 
 void SFX(cvd_dgrad)(const cvd_geom *g, const T *W, const T *delta, T *dx, T *ws, int64_t lo,
-                    int64_t hi, int nt, int blocked)
+                    int64_t hi, int nt, int blocked, const T *pre)
 {
     cvd_geom t, t1;
     cvd_dgrad_geom(g, &t);
@@ -17,7 +17,8 @@ void SFX(cvd_dgrad)(const cvd_geom *g, const T *W, const T *delta, T *dx, T *ws,
         const T *Wg = W + grp * Fg * g->K;
         if (blocked) { /* it blocks the weights flipped itself, straight from W */
             SFX(cvd_blocked_forward)
-            (&t1, Wg, NULL, delta + grp * Fg * g->P, dx + grp * Cg * g->HW, ws, lo, hi, nt, 1);
+            (&t1, Wg, NULL, delta + grp * Fg * g->P, dx + grp * Cg * g->HW, ws, lo, hi, nt, 1,
+             g->G == 1 ? pre : NULL);
             continue;
         }
         for (int64_t c = 0; c < Cg; c++)

@@ -319,9 +319,18 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     const size_t dgrad_ws = dgrad ? cvd_dgrad_ws(&share, elem_size, dgrad_blocked) : 0;
     if (dgrad_ws > one)
         one = dgrad_ws;
+    /* the blocked weights once for all the tasks, not once in each (cvd_blocked_weights) */
+    size_t shared = 0;
+    cvd_geom tg;
+    if (t > 1 && g->G == 1 && blocked)
+        shared = cvd_blocked_wsize(&share, elem_size);
+    if (t > 1 && g->G == 1 && dgrad_blocked && cvd_dgrad_geom(&share, &tg) &&
+        cvd_blocked_wsize(&tg, elem_size) > shared)
+        shared = cvd_blocked_wsize(&tg, elem_size);
     if (cvd_add_size(one, 15, &one) || cvd_mul_size(one & ~(size_t)15, (size_t)t, &all) ||
         cvd_mul_size((size_t)(g->F * g->K), (size_t)(t - 1), &parts) ||
-        cvd_add_size(all, parts, &all) || cvd_mul_size(all, elem_size, &parts))
+        cvd_add_size(all, parts, &all) || cvd_add_size(all, shared, &all) ||
+        cvd_mul_size(all, elem_size, &parts))
         return cvd_err_setf(err, CVD_ERR_TOO_LARGE, "the workspace of %d threads is too large", t);
     plan->tasks = t;
     plan->shifted = shifted;
@@ -334,6 +343,7 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     share.small_bands = t > 1;
     plan->rows[1] = cvd_geom_band_rows(&share, elem_size, budget);
     plan->ws_one = one & ~(size_t)15;
+    plan->ws_shared = shared;
     plan->ws_elems = all;
     return CVD_OK;
 }
