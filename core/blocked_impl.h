@@ -257,7 +257,7 @@ static SIMD_TARGET int SFX(blk_forward)(const cvd_geom *g, const T *W, const T *
     for (int64_t grp = 0; grp < g->G; grp++) {
         if (!pre)
             SFX(blk_weights)
-            (g, W + grp * g->Fg * g->K, b ? b + grp * g->Fg : NULL, wb, bp, flip, 0, fbn);
+        (g, W + grp * g->Fg * g->K, b ? b + grp * g->Fg : NULL, wb, bp, flip, 0, fbn);
         for (int64_t n = lo; n < hi; n++) {
             SFX(blk_fill)(g, x + (n * g->C + grp * g->Cg) * g->HW, xb);
             j.y = y + (n * g->F + grp * g->Fg) * g->P;

@@ -196,7 +196,9 @@ static int SFX(pass_run)(SFX(pass) * p)
             SFX(cvd_blocked_weights)(g, p->W, p->b, p->shared, 0, p->tasks);
         else if (p->shared && !p->y && p->dx && p->dgrad == 2 && cvd_dgrad_geom(g, &tg))
             SFX(cvd_blocked_weights)(&tg, p->W, NULL, p->shared, 1, p->tasks);
-        p->pre = p->shared && (p->y ? p->blocked : p->dx && p->dgrad == 2) ? p->shared : NULL;
+        else if (p->shared && !p->y && p->dx && p->dgrad == 1)
+            SFX(cvd_dgrad_flip)(g, p->W, p->shared, p->tasks);
+        p->pre = p->shared && (p->y ? p->blocked : p->dx && p->dgrad) ? p->shared : NULL;
         cvd_parallel_run(p->tasks, p->tasks, SFX(pass_task), p);
         for (int t = 0; t < p->tasks; t++) {
             finite &= p->finite[t];

@@ -176,8 +176,10 @@ int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b
  * dgrad.c); cvd_dgrad_blocked: whether then on the blocked forward (cvd_blocked_pays on
  * t). cvd_dgrad_ws: the workspace of one task (cvd_blocked_ws of t, or one group's
  * flipped weights and cvd_direct_ws of t), 0 when not applicable or on overflow. cvd_dgrad:
- * dx of images lo .. hi-1 (every element written) on nt threads; pre, the blocked kernel's
- * weights of t already written by cvd_blocked_weights (flip 1), or NULL. */
+ * dx of images lo .. hi-1 (every element written) on nt threads; pre, the weights of a
+ * one-group layer already made for all tasks (blocked: cvd_blocked_weights of t with flip,
+ * else cvd_dgrad_flip), or NULL. cvd_dgrad_flip: Wt of a one-group layer (Wt[c][f][q] =
+ * W[f][c][taps-1-q], F*K elements) on nt threads. */
 int cvd_dgrad_geom(const cvd_geom *g, cvd_geom *t);
 int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
 int cvd_dgrad_blocked(const cvd_geom *g, size_t elem_size, cvd_path want);
@@ -186,6 +188,8 @@ void cvd_dgrad_f32(const cvd_geom *g, const float *W, const float *delta, float 
                    int64_t lo, int64_t hi, int nt, int blocked, const float *pre);
 void cvd_dgrad_f64(const cvd_geom *g, const double *W, const double *delta, double *dx, double *ws,
                    int64_t lo, int64_t hi, int nt, int blocked, const double *pre);
+void cvd_dgrad_flip_f32(const cvd_geom *g, const float *W, float *Wt, int nt);
+void cvd_dgrad_flip_f64(const cvd_geom *g, const double *W, double *Wt, int nt);
 
 /* Backward-weights on filter-blocked copies (blocked_wgrad.c): register tiles of filter
  * blocks by taps summing over the output pixels. cvd_blocked_wgrad_ws: the workspace of
@@ -328,8 +332,9 @@ int cvd_parallel_parts(size_t work, int nt);
  * plan's and the own kernels' workspaces, rounded up to 16 elements (a slice per task); rows, the
  * band rows of that plan for forward and backward (rows[1] <= rows[0]: smaller bands in backward
  * when tasks > 1, see CVD_BAND_SPLIT_BYTES); ws_shared, with tasks > 1 on a one-group
- * layer whose forward or dx takes the blocked kernel, room for its blocked weights written
- * once for all the tasks (cvd_blocked_weights), else 0; and ws_elems, the whole
+ * layer whose forward takes the blocked kernel or whose dx takes dgrad, room for the
+ * weights that kernel reads, made once for all the tasks (cvd_blocked_weights or
+ * cvd_dgrad_flip), else 0; and ws_elems, the whole
  * workspace: tasks*ws_one + (tasks-1)*F*K (each task after the first sums its dW apart)
  * + ws_shared, in that order. */
 typedef struct cvd_plan {

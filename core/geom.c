@@ -327,6 +327,9 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     if (t > 1 && g->G == 1 && dgrad_blocked && cvd_dgrad_geom(&share, &tg) &&
         cvd_blocked_wsize(&tg, elem_size) > shared)
         shared = cvd_blocked_wsize(&tg, elem_size);
+    /* F*K < 2^62 (cvd_geom_init) */
+    if (t > 1 && g->G == 1 && dgrad && !dgrad_blocked && (size_t)(g->F * g->K) > shared)
+        shared = (size_t)(g->F * g->K);
     if (cvd_add_size(one, 15, &one) || cvd_mul_size(one & ~(size_t)15, (size_t)t, &all) ||
         cvd_mul_size((size_t)(g->F * g->K), (size_t)(t - 1), &parts) ||
         cvd_add_size(all, parts, &all) || cvd_add_size(all, shared, &all) ||
