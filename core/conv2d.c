@@ -672,8 +672,8 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
             bias_grad_f32(&g, delta->data, gb);
         if (gx || gw)
             pass_go_f32(&g, &r, l->ws, l->W, NULL, x->data, delta->data, NULL, gx, gw);
-        finite = (!gx || all_finite_f32(gx, (size_t)g.x_numel)) &&
-                 (!gw || all_finite_f32(gw, (size_t)l->wn)) &&
+        finite = (!gx || par_finite_f32(gx, (size_t)g.x_numel)) &&
+                 (!gw || par_finite_f32(gw, (size_t)l->wn)) &&
                  (!gb || all_finite_f32(gb, (size_t)g.F));
         if (finite && sgd)
             finite = sgd_finite_f32(l->W, gw, (size_t)l->wn, opts->lr) &&
@@ -683,8 +683,8 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
             bias_grad_f64(&g, delta->data, gb);
         if (gx || gw)
             pass_go_f64(&g, &r, l->ws, l->W, NULL, x->data, delta->data, NULL, gx, gw);
-        finite = (!gx || all_finite_f64(gx, (size_t)g.x_numel)) &&
-                 (!gw || all_finite_f64(gw, (size_t)l->wn)) &&
+        finite = (!gx || par_finite_f64(gx, (size_t)g.x_numel)) &&
+                 (!gw || par_finite_f64(gw, (size_t)l->wn)) &&
                  (!gb || all_finite_f64(gb, (size_t)g.F));
         if (finite && sgd)
             finite = sgd_finite_f64(l->W, gw, (size_t)l->wn, opts->lr) &&

@@ -6,7 +6,8 @@
  * wgrad.c dW), the im2col + BLAS path (gemm_impl.h) or the shifted GEMM (shift_impl.h),
  * as cvd_plan_pass planned. Generates, per dtype (_f32, _f64): nan_add, nan_none,
  * all_finite, bias_grad, sgd_finite, sgd_apply, forward_direct, pass, pass_range,
- * pass_task, add_into, pass_run, pass_go (and the two paths' names). Inputs are validated
+ * pass_task, pass_run, pass_go, scan_job, scan_range, scan_part, par_finite, add_part,
+ * par_add, bias_range, bias_job, bias_part (and the two paths' names). Inputs are validated
  * by conv2d.c.
  */
 
@@ -44,17 +45,78 @@ static int SFX(all_finite)(const T *a, size_t n)
     return SFX(nan_none)(lane);
 }
 
+/* all_finite on slices of a across the core's threads (an 8-image dx or a 256x256x3x3 dW
+ * is megabytes: scanned on one thread while the other waits, it cost a few % of a
+ * backward on two). */
+typedef struct SFX(scan_job) {
+    const T *a;
+    T *dst;         /* scan_add: the sum, added onto in task order */
+    const T *parts; /* scan_add: nparts arrays of n elements */
+    int nparts;
+    size_t n;
+    int finite[CVD_MAX_PARTS];
+} SFX(scan_job);
+
+static void SFX(scan_range)(const SFX(scan_job) * j, int task, int ntasks, size_t *a, size_t *b)
+{
+    /* whole 64-byte lines per task */
+    const size_t q = 64 / sizeof(T), lines = (j->n + q - 1) / q;
+    *a = lines * (size_t)task / (size_t)ntasks * q;
+    *b = lines * ((size_t)task + 1) / (size_t)ntasks * q;
+    *b = *b < j->n ? *b : j->n;
+    *a = *a < *b ? *a : *b;
+}
+
+static void SFX(scan_part)(void *arg, int task, int ntasks)
+{
+    SFX(scan_job) *j = arg;
+    size_t a, b;
+    SFX(scan_range)(j, task, ntasks, &a, &b);
+    j->finite[task] = SFX(all_finite)(j->a + a, b - a);
+}
+
+static int SFX(par_finite)(const T *a, size_t n)
+{
+    SFX(scan_job) j = {.a = a, .n = n};
+    const int tasks = cvd_parallel_parts(n, cvd_get_num_threads());
+    cvd_parallel_run(tasks, tasks, SFX(scan_part), &j);
+    int finite = 1;
+    for (int t = 0; t < tasks; t++)
+        finite &= j.finite[t];
+    return finite;
+}
+
+/* dst += parts[0], then parts[1] ... on slices across the threads: each element gets the
+ * same additions in the same order as on one thread. */
+static void SFX(add_part)(void *arg, int task, int ntasks)
+{
+    SFX(scan_job) *j = arg;
+    size_t a, b;
+    SFX(scan_range)(j, task, ntasks, &a, &b);
+    for (int t = 0; t < j->nparts; t++)
+        for (size_t i = a; i < b; i++)
+            j->dst[i] += j->parts[(size_t)t * j->n + i];
+}
+
+static void SFX(par_add)(T *dst, const T *parts, int nparts, size_t n)
+{
+    SFX(scan_job) j = {.dst = dst, .parts = parts, .nparts = nparts, .n = n};
+    const int tasks = cvd_parallel_parts(n * (size_t)nparts, cvd_get_num_threads());
+    cvd_parallel_run(tasks, tasks, SFX(add_part), &j);
+}
+
 #include "gemm_impl.h"
 #include "shift_impl.h"
 
-/* db[f] = sum over n and pixels of delta[n, f, :]. Sixteen running sums per row so the
- * adds vectorise (one serial sum costs an add latency per element); still all in T. */
-static void SFX(bias_grad)(const cvd_geom *g, const T *delta, T *db)
+/* db[f] = sum over n and pixels of delta[n, f, :] for filters f0 .. f1-1. Sixteen running
+ * sums per row so the adds vectorise (one serial sum costs an add latency per element);
+ * still all in T. */
+static void SFX(bias_range)(const cvd_geom *g, const T *delta, T *db, int64_t f0, int64_t f1)
 {
-    for (int64_t f = 0; f < g->F; f++)
+    for (int64_t f = f0; f < f1; f++)
         db[f] = 0;
     for (int64_t n = 0; n < g->N; n++) {
-        for (int64_t f = 0; f < g->F; f++) {
+        for (int64_t f = f0; f < f1; f++) {
             const T *row = delta + (n * g->F + f) * g->P;
             T lane[16] = {0};
             int64_t p = 0;
@@ -70,6 +132,28 @@ static void SFX(bias_grad)(const cvd_geom *g, const T *delta, T *db)
             db[f] += lane[0] + s;
         }
     }
+}
+
+typedef struct SFX(bias_job) {
+    const cvd_geom *g;
+    const T *delta;
+    T *db;
+} SFX(bias_job);
+
+static void SFX(bias_part)(void *arg, int task, int ntasks)
+{
+    const SFX(bias_job) *j = arg;
+    const int64_t F = j->g->F;
+    SFX(bias_range)(j->g, j->delta, j->db, F * task / ntasks, F * (task + 1) / ntasks);
+}
+
+/* db of all filters, split by filters across the threads (each sum stays whole). */
+static void SFX(bias_grad)(const cvd_geom *g, const T *delta, T *db)
+{
+    SFX(bias_job) j = {g, delta, db};
+    int tasks = cvd_parallel_parts((size_t)g->y_numel, cvd_get_num_threads());
+    tasks = (int64_t)tasks < g->F ? tasks : (int)g->F;
+    cvd_parallel_run(tasks, tasks, SFX(bias_part), &j);
 }
 
 /* Whether W - lr*dW is finite everywhere (nothing is written). */
@@ -173,12 +257,6 @@ static void SFX(pass_task)(void *arg, int t, int ntasks)
     p->finite[t] = SFX(pass_range)(p, lo, hi, 1, ws, dW);
 }
 
-static void SFX(add_into)(T *dst, const T *src, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        dst[i] += src[i];
-}
-
 /* Runs the pass; returns whether everything forward wrote is finite (1 in backward). */
 static int SFX(pass_run)(SFX(pass) * p)
 {
@@ -200,11 +278,10 @@ static int SFX(pass_run)(SFX(pass) * p)
             SFX(cvd_dgrad_flip)(g, p->W, p->shared, p->tasks);
         p->pre = p->shared && (p->y ? p->blocked : p->dx && p->dgrad) ? p->shared : NULL;
         cvd_parallel_run(p->tasks, p->tasks, SFX(pass_task), p);
-        for (int t = 0; t < p->tasks; t++) {
+        for (int t = 0; t < p->tasks; t++)
             finite &= p->finite[t];
-            if (p->dW && t)
-                SFX(add_into)(p->dW, p->parts + (t - 1) * wn, wn);
-        }
+        if (p->dW)
+            SFX(par_add)(p->dW, p->parts, p->tasks - 1, (size_t)wn);
         done = p->q;
     }
     if (done < g->N) {
@@ -212,7 +289,7 @@ static int SFX(pass_run)(SFX(pass) * p)
         /* the images left run with the blocked weights as they did, already written */
         finite &= SFX(pass_range)(p, done, g->N, cvd_get_num_threads(), p->ws, dW);
         if (p->dW && done)
-            SFX(add_into)(p->dW, p->parts, wn);
+            SFX(par_add)(p->dW, p->parts, 1, (size_t)wn);
     }
     return finite;
 }
