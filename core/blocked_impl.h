@@ -178,17 +178,22 @@ static SIMD_TARGET void SFX(blk_weights)(const cvd_geom *g, const T *W_g, const 
                                          T *bp, int flip, int64_t fb0, int64_t fb1)
 {
     const int64_t K = g->K, taps = g->kh * g->kw;
-    for (int64_t fb = fb0; fb < fb1; fb++) {
-        const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
-        if (!flip)
-            V_TRBAND(W_g + fb * VL * K, K, lanes, K, wb + fb * K * VL, VL);
-        for (int64_t c = 0; flip && c < g->Cg; c++) {
+    /* flipped: channel by channel, so W is read in order (block by block, each block's
+     * slab is VL*taps values past the last); a block at a time read slabs Fg*taps apart
+     * and waited on memory for each (6 % of resnet_deep's dx) */
+    for (int64_t c = 0; flip && c < g->Cg; c++)
+        for (int64_t fb = fb0; fb < fb1; fb++) {
+            const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
             const T *src = W_g + (c * g->Fg + fb * VL) * taps;
             T *dst = wb + (fb * K + c * taps) * VL;
             for (int64_t q = 0; q < taps; q++)
                 for (int64_t l = 0; l < VL; l++)
                     dst[q * VL + l] = l < lanes ? src[l * taps + taps - 1 - q] : 0;
         }
+    for (int64_t fb = fb0; fb < fb1; fb++) {
+        const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
+        if (!flip)
+            V_TRBAND(W_g + fb * VL * K, K, lanes, K, wb + fb * K * VL, VL);
         for (int64_t l = 0; l < VL; l++)
             bp[fb * VL + l] = l < lanes && b_g ? b_g[fb * VL + l] : 0;
     }
