@@ -44,23 +44,33 @@ typedef struct pg_blocks {
 
 /* cvd_gemm_bias on cblas: the bias rows first, a GEMM adding onto them (beta = 1), then
  * a scan for values that are not finite (v*0 is NaN exactly for those). */
-#define GEMM_BIAS_BLAS(T, SFX, GEMM)                                                               \
-    static int SFX(int M, int N, int K, const T *A, int lda, const T *B, int ldb, const T *bias,   \
-                   T *C, int ldc)                                                                  \
-    {                                                                                              \
-        for (int64_t i = 0; i < M; i++)                                                            \
-            for (int64_t j = 0; j < N; j++)                                                        \
-                C[i * ldc + j] = bias ? bias[i] : 0;                                               \
-        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, A, lda, B, ldb, 1, C, ldc);    \
-        T s = 0;                                                                                   \
-        for (int64_t i = 0; i < M; i++)                                                            \
-            for (int64_t j = 0; j < N; j++)                                                        \
-                s += C[i * ldc + j] * 0;                                                           \
-        return s == s;                                                                             \
-    }
-GEMM_BIAS_BLAS(float, gemm_bias_blas_f32, cblas_sgemm)
-GEMM_BIAS_BLAS(double, gemm_bias_blas_f64, cblas_dgemm)
-#undef GEMM_BIAS_BLAS
+static int gemm_bias_blas_f32(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                              const float *bias, float *C, int ldc)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++)
+            C[i * ldc + j] = bias ? bias[i] : 0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, A, lda, B, ldb, 1, C, ldc);
+    float s = 0;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++)
+            s += C[i * ldc + j] * 0;
+    return s == s;
+}
+
+static int gemm_bias_blas_f64(int M, int N, int K, const double *A, int lda, const double *B,
+                              int ldb, const double *bias, double *C, int ldc)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++)
+            C[i * ldc + j] = bias ? bias[i] : 0;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, A, lda, B, ldb, 1, C, ldc);
+    double s = 0;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++)
+            s += C[i * ldc + j] * 0;
+    return s == s;
+}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
