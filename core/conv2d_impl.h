@@ -6,7 +6,7 @@
  * wgrad.c dW), the im2col + BLAS path (gemm_impl.h) or the shifted GEMM (shift_impl.h),
  * as cvd_plan_pass planned. Generates, per dtype (_f32, _f64): nan_add, nan_none,
  * all_finite, bias_grad, sgd_finite, sgd_apply, forward_direct, pass, pass_range,
- * pass_task, pass_run, pass_go, scan_job, scan_range, scan_part, par_finite, add_part,
+ * pass_task, pass_pre, pass_run, pass_go, scan_job, scan_range, scan_part, par_finite, add_part,
  * par_add, bias_range, bias_job, bias_part (and the two paths' names). Inputs are validated
  * by conv2d.c.
  */
@@ -50,8 +50,8 @@ static int SFX(all_finite)(const T *a, size_t n)
  * backward on two). */
 typedef struct SFX(scan_job) {
     const T *a;
-    T *dst;         /* scan_add: the sum, added onto in task order */
-    const T *parts; /* scan_add: nparts arrays of n elements */
+    T *dst;         /* par_add: the sum, added onto in task order */
+    const T *parts; /* par_add: nparts arrays of n elements */
     int nparts;
     size_t n;
     int finite[CVD_MAX_PARTS];
@@ -257,6 +257,25 @@ static void SFX(pass_task)(void *arg, int t, int ntasks)
     p->finite[t] = SFX(pass_range)(p, lo, hi, 1, ws, dW);
 }
 
+/* The weights the tasks' kernel reads, written once into p->shared by all the threads
+ * (cvd_plan's ws_shared), or NULL when there is no room or the kernel reads W itself: each
+ * task making them for itself did that work once a task, and its copy (2.4 MB in float32
+ * for 256x256x3x3) passed L2. */
+static const T *SFX(pass_pre)(const SFX(pass) * p)
+{
+    const cvd_geom *g = p->g;
+    cvd_geom tg;
+    if (!p->shared || (p->y ? !p->blocked : !p->dx || !p->dgrad))
+        return NULL;
+    if (p->y)
+        SFX(cvd_blocked_weights)(g, p->W, p->b, p->shared, 0, p->tasks);
+    else if (p->dgrad == 2 && cvd_dgrad_geom(g, &tg))
+        SFX(cvd_blocked_weights)(&tg, p->W, NULL, p->shared, 1, p->tasks);
+    else
+        SFX(cvd_dgrad_flip)(g, p->W, p->shared, p->tasks);
+    return p->shared;
+}
+
 /* Runs the pass; returns whether everything forward wrote is finite (1 in backward). */
 static int SFX(pass_run)(SFX(pass) * p)
 {
@@ -266,17 +285,7 @@ static int SFX(pass_run)(SFX(pass) * p)
     int64_t done = 0;
     if (p->tasks > 1) {
         p->q = g->N - g->N % p->tasks;
-        /* the tasks' blocked kernel reads one copy of the blocked weights, written here
-         * by all the threads: each task blocking them itself did that work tasks times, and
-         * its copy (2.4 MB in float32 for 256x256x3x3) passed L2 */
-        cvd_geom tg;
-        if (p->shared && p->y && p->blocked)
-            SFX(cvd_blocked_weights)(g, p->W, p->b, p->shared, 0, p->tasks);
-        else if (p->shared && !p->y && p->dx && p->dgrad == 2 && cvd_dgrad_geom(g, &tg))
-            SFX(cvd_blocked_weights)(&tg, p->W, NULL, p->shared, 1, p->tasks);
-        else if (p->shared && !p->y && p->dx && p->dgrad == 1)
-            SFX(cvd_dgrad_flip)(g, p->W, p->shared, p->tasks);
-        p->pre = p->shared && (p->y ? p->blocked : p->dx && p->dgrad) ? p->shared : NULL;
+        p->pre = SFX(pass_pre)(p);
         cvd_parallel_run(p->tasks, p->tasks, SFX(pass_task), p);
         for (int t = 0; t < p->tasks; t++)
             finite &= p->finite[t];

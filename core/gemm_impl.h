@@ -2,8 +2,9 @@
  * gemm_impl.h — type template of the im2col + BLAS path (included by conv2d_impl.h with T,
  * SFX and GEMM = cvd_gemm_f32/cvd_gemm_f64 defined). Generates, per dtype (_f32, _f64):
  * cols_job, cols_part, cols_run, band_job, band_part, band_cols, gemm_job, gemm_part,
- * gemm_split (GEMM_SPLIT), kblock, emit, bias_fill, block_nan_add, forward_run,
- * backward_run. Arithmetic stays in T; cvd_geom guarantees every GEMM argument fits in int.
+ * gemm_run, gemm_split (GEMM_SPLIT), gemm_bias_split, kblock, emit, bias_fill,
+ * block_nan_add, forward_run, backward_run. Arithmetic stays in T; cvd_geom guarantees every GEMM
+ * argument fits in int.
  *
  * Per chunk of m images and per group g (K = Cg*kh*kw, P = OH*OW, col = [K, m*P]):
  *   forward   col = im2col(x_chunk,g);  stage[Fg, m*P] = W_g · col;  y[n,g] <- stage
@@ -161,36 +162,40 @@ static void SFX(gemm_part)(void *arg, int task, int ntasks)
              j->beta, j->C + (int64_t)a * j->ldc, j->ldc);
 }
 
+/* Runs j on nt threads as the comment above says (on the calling thread when it is not
+ * worth a split); returns whether every task's fused GEMM found C finite (1 unfused). */
+static int SFX(gemm_run)(int nt, SFX(gemm_job) * j)
+{
+    const int span = j->by_cols ? j->N : j->M;
+    const int tasks =
+        nt > 1 && (int64_t)j->M * j->N * j->K >= CVD_GEMM_SPLIT_MIN && span >= 32 * nt ? nt : 1;
+    for (int t = 0; t < tasks; t++)
+        j->finite[t] = 1;
+    if (tasks == 1)
+        SFX(gemm_part)(j, 0, 1);
+    else
+        cvd_parallel_run(tasks, tasks, SFX(gemm_part), j);
+    int finite = 1;
+    for (int t = 0; t < tasks; t++)
+        finite &= j->finite[t];
+    return finite;
+}
+
 static void GEMM_SPLIT(int nt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, T alpha,
                        const T *A, int lda, const T *B, int ldb, T beta, T *C, int ldc)
 {
-    const int by_cols = N >= M, span = by_cols ? N : M;
-    if (nt > 1 && (int64_t)M * N * K >= CVD_GEMM_SPLIT_MIN && span >= 32 * nt) {
-        SFX(gemm_job) j = {ta, tb, M, N, K, lda, ldb, ldc, by_cols, alpha, beta, A, B, C};
-        cvd_parallel_run(nt, nt, SFX(gemm_part), &j);
-        return;
-    }
-    GEMM(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    SFX(gemm_job) j = {ta, tb, M, N, K, lda, ldb, ldc, N >= M, alpha, beta, A, B, C};
+    SFX(gemm_run)(nt, &j);
 }
 
 /* GEMM_BIAS (C = A·B + bias rows, returns whether C is finite) split as GEMM_SPLIT. */
 static int SFX(gemm_bias_split)(int nt, int M, int N, int K, const T *A, int lda, const T *B,
                                 int ldb, const T *bias, T *C, int ldc)
 {
-    const int by_cols = N >= M, span = by_cols ? N : M;
-    if (nt > 1 && (int64_t)M * N * K >= CVD_GEMM_SPLIT_MIN && span >= 32 * nt) {
-        SFX(gemm_job)
-        j = {CblasNoTrans, CblasNoTrans, M, N, K, lda, ldb, ldc, by_cols, 1, 0, A, B, C, bias, 1,
-             {0}};
-        for (int t = 0; t < nt; t++)
-            j.finite[t] = 1;
-        cvd_parallel_run(nt, nt, SFX(gemm_part), &j);
-        int finite = 1;
-        for (int t = 0; t < nt; t++)
-            finite &= j.finite[t];
-        return finite;
-    }
-    return GEMM_BIAS(M, N, K, A, lda, B, ldb, bias, C, ldc);
+    SFX(gemm_job) j = {CblasNoTrans, CblasNoTrans, M, N, K, lda, ldb, ldc, N >= M, 1, 0, A, B, C};
+    j.bias = bias;
+    j.fused = 1;
+    return SFX(gemm_run)(nt, &j);
 }
 
 /* Channels per block for one band of cols output pixels (see CVD_KBLOCK_BYTES): Cg (no

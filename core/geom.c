@@ -319,17 +319,19 @@ cvd_status cvd_plan_pass(const cvd_geom *g, size_t elem_size, size_t budget, cvd
     const size_t dgrad_ws = dgrad ? cvd_dgrad_ws(&share, elem_size, dgrad_blocked) : 0;
     if (dgrad_ws > one)
         one = dgrad_ws;
-    /* the blocked weights once for all the tasks, not once in each (cvd_blocked_weights) */
+    /* the weights forward's blocked kernel or dgrad reads, made once for all the tasks,
+     * not once in each (pass_pre in conv2d_impl.h) */
     size_t shared = 0;
     cvd_geom tg;
-    if (t > 1 && g->G == 1 && blocked)
-        shared = cvd_blocked_wsize(&share, elem_size);
-    if (t > 1 && g->G == 1 && dgrad_blocked && cvd_dgrad_geom(&share, &tg) &&
-        cvd_blocked_wsize(&tg, elem_size) > shared)
-        shared = cvd_blocked_wsize(&tg, elem_size);
-    /* F*K < 2^62 (cvd_geom_init) */
-    if (t > 1 && g->G == 1 && dgrad && !dgrad_blocked && (size_t)(g->F * g->K) > shared)
-        shared = (size_t)(g->F * g->K);
+    if (t > 1 && g->G == 1) {
+        const size_t fwd = blocked ? cvd_blocked_wsize(&share, elem_size) : 0;
+        size_t dxw = 0;
+        if (dgrad_blocked && cvd_dgrad_geom(&share, &tg))
+            dxw = cvd_blocked_wsize(&tg, elem_size);
+        else if (dgrad) /* the flipped weights; F*K < 2^62 (cvd_geom_init) */
+            dxw = (size_t)(g->F * g->K);
+        shared = fwd > dxw ? fwd : dxw;
+    }
     if (cvd_add_size(one, 15, &one) || cvd_mul_size(one & ~(size_t)15, (size_t)t, &all) ||
         cvd_mul_size((size_t)(g->F * g->K), (size_t)(t - 1), &parts) ||
         cvd_add_size(all, parts, &all) || cvd_add_size(all, shared, &all) ||
