@@ -36,13 +36,14 @@
 #define BLK_NB     (SIMD_WIDE ? 4 : 3)
 #define BLK_UR     (SIMD_WIDE ? 6 : 4)
 
-/* A layer takes the blocked forward (AUTO) on AVX-512 when it has a whole block of
- * channels, its filters fill the lanes of their blocks (at least 7/8 of them) and the
- * workspace stays under CVD_DIRECT_MAX_WS: a depthwise layer's one filter a group would
- * leave 15 of 16 lanes idle, and the stem's 3 channels lost to the direct kernel. On
- * AVX2 the 3x4 tile (12 accumulators) lost to the direct kernel's plane on resnet_mid
- * with 2 threads (100-159 against 170-183 GFLOP/s) and tied on resnet_deep
- * (docs/kernels.md); it runs there only when forced (tests). */
+/* A layer takes the blocked forward (AUTO) when it has a whole block of channels, its
+ * filters fill the lanes of their blocks (at least 7/8 of them) and the workspace stays
+ * under CVD_DIRECT_MAX_WS: a depthwise layer's one filter a group would leave 15 of 16
+ * lanes idle, and the stem's 3 channels lost to the direct kernel. On AVX2 the 3x4 tile
+ * (12 accumulators) is slower than the direct kernel's wherever that fills its lanes
+ * (resnet_mid 1-2 %), so there it also needs the direct kernel to leave at least 1/8 of
+ * its lanes idle: resnet_deep's 14 columns in 16 (blocked 8-9 % faster, forward and dx),
+ * the strided layer's 28 in 32 (20 %). docs/kernels.md. */
 #define BLK_MIN_FILL_8THS 7
 
 typedef struct blk_job {
@@ -89,10 +90,11 @@ int cvd_blocked_pays(const cvd_geom *g, size_t elem_size, cvd_path want)
         return 0;
     if (want == CVD_PATH_BLOCKED)
         return 1;
-    if (cvd_cpu_isa() != CVD_ISA_AVX512)
-        return 0;
-    const int64_t vl = 64 / (int64_t)elem_size;
+    const int wide = cvd_cpu_isa() == CVD_ISA_AVX512;
+    const int64_t vl = (wide ? 64 : 32) / (int64_t)elem_size;
     const int64_t lanes = (g->Fg + vl - 1) / vl * vl;
+    if (!wide && 8 * g->OW > BLK_MIN_FILL_8THS * cvd_direct_row_lanes(g, vl))
+        return 0;
     return !g->is_1x1 && g->Cg >= vl && 8 * g->Fg >= BLK_MIN_FILL_8THS * lanes &&
            ws <= CVD_DIRECT_MAX_WS / elem_size;
 }

@@ -268,11 +268,13 @@ static SIMD_TARGET int SFX(blk_forward)(const cvd_geom *g, const T *W, const T *
     j.wb = pre ? pre : wb, j.bp = pre ? pre + fbn * VL * g->K : bp, j.xb = xb, j.yb = yb;
     j.wfs = g->K * VL;
     j.ybs = g->P * VL;
-    /* a tile's weights of one chunk of channels take at most a quarter of L2: they stream
-     * from there in order, and fewer chunks send the accumulators through yb fewer times
-     * (half of L1, as first written, ran 3-8 % slower on every blocked bench shape) */
-    const int64_t cch =
-        (int64_t)cvd_cpu_l2() / 4 / (BLK_NB * g->kh * g->kw * VL * (int64_t)sizeof(T));
+    /* a tile's weights of one chunk of channels take at most a quarter of L2 on AVX-512:
+     * they stream from there in order, and fewer chunks send the accumulators through yb
+     * fewer times (half of L1 ran 3-8 % slower on every blocked bench shape). The AVX2
+     * tile, whose 16 registers all hold accumulators, weights or the broadcast, ran 4-5 %
+     * faster on resnet_deep (level on resnet_mid) with them in half of L1. */
+    const int64_t wbudget = SIMD_WIDE ? (int64_t)cvd_cpu_l2() / 4 : (int64_t)cvd_cpu_l1d() / 2;
+    const int64_t cch = wbudget / (BLK_NB * g->kh * g->kw * VL * (int64_t)sizeof(T));
     j.cch = cch < 1 ? 1 : cch;
     /* a band's rows of yb take at most a quarter of L2 */
     const int64_t band = (int64_t)cvd_cpu_l2() / 4 / (fbn * VL * g->OW * (int64_t)sizeof(T));

@@ -161,6 +161,9 @@ const cvd_geom *cvd_direct_flat(const cvd_geom *g, cvd_geom *flat);
  * taking fewer lanes than whole vectors of vl elements, Fg*K >= 64): output (oh, ow) at
  * q = oh*Wp + ow, xs [Cg, Hp, Wp] and a vector of zeros after it (direct.c). */
 int cvd_direct_plane(const cvd_geom *g, int64_t vl);
+/* The lanes the direct kernel computes a row of output, of which OW are stored: Wp on the
+ * plane, else OW rounded up to whole vectors of vl (direct.c, for blocked.c's choice). */
+int64_t cvd_direct_row_lanes(const cvd_geom *g, int64_t vl);
 /* The tap offsets into xs (off[K]) for vectors of vl elements; returns the xs row length
  * (Wp on the plane) (direct.c, for wgrad.c). */
 int64_t cvd_direct_taps(const cvd_geom *g, int64_t vl, int64_t *off);

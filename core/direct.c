@@ -92,6 +92,11 @@ int cvd_direct_plane(const cvd_geom *g, int64_t vl)
            g->Fg * g->K >= DIRECT_PLANE_MIN_MACS;
 }
 
+int64_t cvd_direct_row_lanes(const cvd_geom *g, int64_t vl)
+{
+    return cvd_direct_plane(g, vl) ? g->Wp : direct_lanes(g, vl);
+}
+
 size_t cvd_direct_ws(const cvd_geom *g0, size_t elem_size)
 {
     cvd_geom fl;

@@ -504,7 +504,8 @@ static void tiles_at_isa(cvd_path path)
         {16, 9, 1, 3, 3, 1, 1, 2, 2, 2, 1, 12, 45},   /* flat, dilation, 43 of 47 columns */
         {40, 30, 1, 3, 3, 1, 1, 1, 1, 1, 1, 8, 400},  /* blocked: bands of rows */
         {256, 20, 1, 5, 5, 1, 1, 1, 1, 2, 2, 6, 9},   /* blocked: chunks of channels (weights
-                                                          past a quarter of any L2 to 2 MiB) */
+                                                          past a quarter of any L2 to 2 MiB,
+                                                          past half of any L1 on AVX2) */
         {24, 80, 1, 3, 3, 1, 1, 1, 1, 1, 1, 12, 41},  /* blocked dW: 5 or 10 filter blocks,
                                                           492 pixels (a part square) */
         {4, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 80, 80},   /* blocked dW: chunks of pixels (delta
@@ -572,6 +573,65 @@ static void test_blocked_tiles(void **state)
 {
     (void)state;
     tiles_each_isa(CVD_PATH_BLOCKED);
+}
+
+/* Which forward AUTO plans on the layer shapes behind blocked.c's choice, at every SIMD
+ * level: resnet_deep (14 columns, 2/16 of the direct kernel's lanes idle at any width)
+ * and a stride-2 layer of 13 columns (3/16) take the blocked kernel on AVX2 as on AVX-512;
+ * resnet_mid (56 columns, whole AVX2 vectors) takes it on AVX-512 only; the stem's 3
+ * channels never; none without a SIMD level. */
+static void test_blocked_choice(void **state)
+{
+    (void)state;
+    typedef struct choice {
+        int64_t C, F, k, s, HW;
+        int avx512, avx2;
+    } choice;
+    const choice cases[] = {
+        {256, 256, 3, 1, 14, 1, 1}, /* resnet_deep */
+        {64, 128, 3, 2, 26, 1, 1},  /* strided: 13 output columns */
+        {64, 64, 3, 1, 56, 1, 0},   /* resnet_mid */
+        {3, 64, 7, 2, 224, 0, 0},   /* the stem */
+    };
+    const cvd_isa before = cvd_cpu_isa();
+    cvd_isa isas[3];
+    const int nisa = isa_levels(isas);
+    for (int k = 0; k < nisa; k++) {
+        assert_int_equal(cvd_cpu_force_isa(isas[k]), isas[k]);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+            for (int f32 = 0; f32 < 2; f32++) {
+                const choice *ch = &cases[c];
+                const cvd_conv2d_params p = {.in_channels = ch->C,
+                                             .out_channels = ch->F,
+                                             .groups = 1,
+                                             .kh = ch->k,
+                                             .kw = ch->k,
+                                             .sh = ch->s,
+                                             .sw = ch->s,
+                                             .dh = 1,
+                                             .dw = 1,
+                                             .pad_mode = CVD_PAD_EXPLICIT,
+                                             .ph = ch->k / 2,
+                                             .pw = ch->k / 2,
+                                             .bias = 1,
+                                             .dtype = f32 ? CVD_F32 : CVD_F64};
+                const int64_t xs[4] = {8, ch->C, ch->HW, ch->HW};
+                cvd_geom g;
+                cvd_err e;
+                assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
+                cvd_plan pl;
+                assert_int_equal(cvd_plan_pass(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_AUTO,
+                                               2, &pl, &e),
+                                 CVD_OK);
+                const int want = isas[k] == CVD_ISA_AVX512 ? ch->avx512
+                                 : isas[k] == CVD_ISA_AVX2 ? ch->avx2
+                                                           : 0;
+                if (pl.blocked != want)
+                    fail_msg("case %zu f32 %d at %s: blocked %d, want %d", c, f32,
+                             cvd_cpu_isa_name(isas[k]), pl.blocked, want);
+            }
+    }
+    cvd_cpu_force_isa(before);
 }
 
 /* dW on the padded plane (wgrad.c) leaves the junk columns' lanes out of its sums: an
@@ -865,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_split_images),        cmocka_unit_test(test_direct_tiles),
         cmocka_unit_test(test_blocked_tiles),       cmocka_unit_test(test_wgrad_plane_junk),
         cmocka_unit_test(test_shift_default),       cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_blocked_choice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
