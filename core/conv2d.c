@@ -666,13 +666,14 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
     void *gx = (need & CVD_NEED_DX) ? dx->data : NULL;
     void *gw = !do_dw ? NULL : (need & CVD_NEED_DW) ? dW->data : l->gW;
     void *gb = !do_db ? NULL : (need & CVD_NEED_DB) ? db->data : l->gb;
-    int finite = 1;
+    /* dgrad checks dx as its kernels store it; the GEMM paths leave it to the scan */
+    int finite = 1, dx_finite = 1;
     if (l->p.dtype == CVD_F32) {
         if (gb)
             bias_grad_f32(&g, delta->data, gb);
         if (gx || gw)
-            pass_go_f32(&g, &r, l->ws, l->W, NULL, x->data, delta->data, NULL, gx, gw);
-        finite = (!gx || par_finite_f32(gx, (size_t)g.x_numel)) &&
+            dx_finite = pass_go_f32(&g, &r, l->ws, l->W, NULL, x->data, delta->data, NULL, gx, gw);
+        finite = (!gx || (r.dgrad ? dx_finite : par_finite_f32(gx, (size_t)g.x_numel))) &&
                  (!gw || par_finite_f32(gw, (size_t)l->wn)) &&
                  (!gb || all_finite_f32(gb, (size_t)g.F));
         if (finite && sgd)
@@ -682,8 +683,8 @@ cvd_status cvd_conv2d_backward(cvd_conv2d *l, const cvd_tensor *x, const cvd_ten
         if (gb)
             bias_grad_f64(&g, delta->data, gb);
         if (gx || gw)
-            pass_go_f64(&g, &r, l->ws, l->W, NULL, x->data, delta->data, NULL, gx, gw);
-        finite = (!gx || par_finite_f64(gx, (size_t)g.x_numel)) &&
+            dx_finite = pass_go_f64(&g, &r, l->ws, l->W, NULL, x->data, delta->data, NULL, gx, gw);
+        finite = (!gx || (r.dgrad ? dx_finite : par_finite_f64(gx, (size_t)g.x_numel))) &&
                  (!gw || par_finite_f64(gw, (size_t)l->wn)) &&
                  (!gb || all_finite_f64(gb, (size_t)g.F));
         if (finite && sgd)

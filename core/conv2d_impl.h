@@ -215,7 +215,8 @@ typedef struct SFX(pass) {
     int finite[CVD_MAX_PARTS];
 } SFX(pass);
 
-/* Images lo .. hi-1 of the pass on nt threads with workspace ws, dW into dW. */
+/* Images lo .. hi-1 of the pass on nt threads with workspace ws, dW into dW; returns
+ * whether y, or in backward dx when dgrad made it, is all finite (1 otherwise). */
 static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, T *ws, T *dW)
 {
     const cvd_geom *g = p->g;
@@ -228,8 +229,9 @@ static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, 
                    ? SFX(forward_shift)(g, p->W, p->b, p->x, p->y, ws, lo, hi, nt)
                    : SFX(forward_run)(g, p->W, p->b, p->x, p->y, p->nb, p->rows, ws, lo, hi, nt);
     T *dx = p->dx;
+    int finite = 1;
     if (dx && p->dgrad) {
-        SFX(cvd_dgrad)(g, p->W, p->delta, dx, ws, lo, hi, nt, p->dgrad == 2, p->pre);
+        finite = SFX(cvd_dgrad)(g, p->W, p->delta, dx, ws, lo, hi, nt, p->dgrad == 2, p->pre);
         dx = NULL;
     }
     if (dW && p->wgrad) {
@@ -240,12 +242,12 @@ static int SFX(pass_range)(const SFX(pass) * p, int64_t lo, int64_t hi, int nt, 
         dW = NULL;
     }
     if (!dx && !dW)
-        return 1;
+        return finite;
     if (p->shifted)
         SFX(backward_shift)(g, p->W, p->x, p->delta, dx, dW, ws, lo, hi, nt);
     else
         SFX(backward_run)(g, p->W, p->x, p->delta, dx, dW, p->nb, p->rows, ws, lo, hi, nt);
-    return 1;
+    return finite;
 }
 
 static void SFX(pass_task)(void *arg, int t, int ntasks)
@@ -276,7 +278,8 @@ static const T *SFX(pass_pre)(const SFX(pass) * p)
     return p->shared;
 }
 
-/* Runs the pass; returns whether everything forward wrote is finite (1 in backward). */
+/* Runs the pass; returns whether everything forward wrote, or dgrad's dx, is finite (as
+ * pass_range). */
 static int SFX(pass_run)(SFX(pass) * p)
 {
     const cvd_geom *g = p->g;
@@ -303,7 +306,8 @@ static int SFX(pass_run)(SFX(pass) * p)
     return finite;
 }
 
-/* Forward (y non-NULL) or backward over g as planned in r; ws holds the whole workspace. */
+/* Forward (y non-NULL) or backward over g as planned in r; ws holds the whole workspace.
+ * Returns as pass_range. */
 static int SFX(pass_go)(const cvd_geom *g, const cvd_plan *r, void *ws, void *W, const void *b,
                         const void *x, const void *delta, void *y, void *dx, void *dW)
 {

@@ -179,7 +179,8 @@ int cvd_direct_forward_f64(const cvd_geom *g, const double *W_g, const double *b
  * dgrad.c); cvd_dgrad_blocked: whether then on the blocked forward (cvd_blocked_pays on
  * t). cvd_dgrad_ws: the workspace of one task (cvd_blocked_ws of t, or one group's
  * flipped weights and cvd_direct_ws of t), 0 when not applicable or on overflow. cvd_dgrad:
- * dx of images lo .. hi-1 (every element written) on nt threads; pre, the weights of a
+ * dx of images lo .. hi-1 (every element written) on nt threads, returning whether it is
+ * all finite (the kernels check it as they store, so dx needs no scan after); pre, the weights of a
  * one-group layer already made for all tasks (blocked: cvd_blocked_weights of t with flip,
  * else cvd_dgrad_flip), or NULL. cvd_dgrad_flip: Wt of a one-group layer (Wt[c][f][q] =
  * W[f][c][taps-1-q], F*K elements) on nt threads. */
@@ -187,10 +188,10 @@ int cvd_dgrad_geom(const cvd_geom *g, cvd_geom *t);
 int cvd_dgrad_pays(const cvd_geom *g, size_t elem_size, cvd_path want);
 int cvd_dgrad_blocked(const cvd_geom *g, size_t elem_size, cvd_path want);
 size_t cvd_dgrad_ws(const cvd_geom *g, size_t elem_size, int blocked);
-void cvd_dgrad_f32(const cvd_geom *g, const float *W, const float *delta, float *dx, float *ws,
-                   int64_t lo, int64_t hi, int nt, int blocked, const float *pre);
-void cvd_dgrad_f64(const cvd_geom *g, const double *W, const double *delta, double *dx, double *ws,
-                   int64_t lo, int64_t hi, int nt, int blocked, const double *pre);
+int cvd_dgrad_f32(const cvd_geom *g, const float *W, const float *delta, float *dx, float *ws,
+                  int64_t lo, int64_t hi, int nt, int blocked, const float *pre);
+int cvd_dgrad_f64(const cvd_geom *g, const double *W, const double *delta, double *dx, double *ws,
+                  int64_t lo, int64_t hi, int nt, int blocked, const double *pre);
 void cvd_dgrad_flip_f32(const cvd_geom *g, const float *W, float *Wt, int nt);
 void cvd_dgrad_flip_f64(const cvd_geom *g, const double *W, double *Wt, int nt);
 

@@ -34,8 +34,8 @@ void SFX(cvd_dgrad_flip)(const cvd_geom *g, const T *W, T *Wt, int nt)
     cvd_parallel_run(tasks, tasks, SFX(flip_part), &j);
 }
 
-void SFX(cvd_dgrad)(const cvd_geom *g, const T *W, const T *delta, T *dx, T *ws, int64_t lo,
-                    int64_t hi, int nt, int blocked, const T *pre)
+int SFX(cvd_dgrad)(const cvd_geom *g, const T *W, const T *delta, T *dx, T *ws, int64_t lo,
+                   int64_t hi, int nt, int blocked, const T *pre)
 {
     cvd_geom t, t1;
     cvd_dgrad_geom(g, &t);
@@ -44,20 +44,21 @@ void SFX(cvd_dgrad)(const cvd_geom *g, const T *W, const T *delta, T *dx, T *ws,
     t1.G = 1;
     const int64_t Fg = g->Fg, Cg = g->Cg;
     T *Wt = ws, *rest = ws + (((size_t)Fg * (size_t)g->K + 15) & ~(size_t)15);
+    int finite = 1;
     for (int64_t grp = 0; grp < g->G; grp++) {
         const T *Wg = W + grp * Fg * g->K;
         if (blocked) { /* it blocks the weights flipped itself, straight from W */
-            SFX(cvd_blocked_forward)
-            (&t1, Wg, NULL, delta + grp * Fg * g->P, dx + grp * Cg * g->HW, ws, lo, hi, nt, 1,
-             g->G == 1 ? pre : NULL);
+            finite &= SFX(cvd_blocked_forward)(&t1, Wg, NULL, delta + grp * Fg * g->P,
+                                               dx + grp * Cg * g->HW, ws, lo, hi, nt, 1,
+                                               g->G == 1 ? pre : NULL);
             continue;
         }
         const T *Wf = g->G == 1 && pre ? pre : Wt;
         if (Wf == Wt)
             SFX(flip_range)(g, Wg, Wt, 0, Cg);
         for (int64_t n = lo; n < hi; n++)
-            SFX(cvd_direct_forward)
-        (&t, Wf, NULL, delta + (n * g->F + grp * Fg) * g->P, dx + (n * g->C + grp * Cg) * g->HW,
-         rest, nt);
+            finite &= SFX(cvd_direct_forward)(&t, Wf, NULL, delta + (n * g->F + grp * Fg) * g->P,
+                                              dx + (n * g->C + grp * Cg) * g->HW, rest, nt);
     }
+    return finite;
 }

@@ -583,6 +583,91 @@ static void test_nonfinite_every_path(void **state)
     }
 }
 
+/* A dx that overflows is caught on every backward-data path: dgrad on the direct kernel
+ * and on the channel-blocked one (tasks of whole images and the images left over, one
+ * group and two), and col2im on the GEMM, at every SIMD level and in both dtypes, at the
+ * first element of dx and at the last. dgrad checks dx as it stores it (no scan after);
+ * a finite delta on the same layer is accepted. */
+static void test_nonfinite_dx_every_path(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t C, F, G, N, H;
+        cvd_path path;
+    } cases[] = {
+        {3, 5, 1, 2, 17, CVD_PATH_DIRECT},    /* dgrad, direct kernel */
+        {32, 32, 1, 3, 14, CVD_PATH_BLOCKED}, /* dgrad, blocked: 2 tasks and one image left */
+        {64, 32, 2, 2, 9, CVD_PATH_BLOCKED},  /* dgrad, blocked, two groups */
+        {4, 6, 1, 2, 11, CVD_PATH_IM2COL},    /* col2im, then the scan */
+    };
+    const int threads = cvd_get_num_threads();
+    const cvd_isa before = cvd_cpu_isa();
+    cvd_set_num_threads(2);
+    for (int isa = (int)cvd_cpu_isa_max(); isa >= (int)CVD_ISA_NONE; isa--) {
+        assert_int_equal(cvd_cpu_force_isa((cvd_isa)isa), (cvd_isa)isa);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+            for (int d = 0; d < 2; d++) {
+                const cvd_dtype dt = d ? CVD_F64 : CVD_F32;
+                const int64_t C = cases[c].C, F = cases[c].F, G = cases[c].G, N = cases[c].N,
+                              H = cases[c].H;
+                cvd_conv2d_params p = {.in_channels = C,
+                                       .out_channels = F,
+                                       .groups = G,
+                                       .kh = 3,
+                                       .kw = 3,
+                                       .sh = 1,
+                                       .sw = 1,
+                                       .dh = 1,
+                                       .dw = 1,
+                                       .pad_mode = CVD_PAD_EXPLICIT,
+                                       .ph = 1,
+                                       .pw = 1,
+                                       .bias = 0,
+                                       .dtype = dt};
+                cvd_conv2d *l;
+                cvd_err e;
+                assert_int_equal(cvd_conv2d_create(&p, &l, &e), CVD_OK);
+                cvd_conv2d_set_path(l, cases[c].path);
+                const int64_t ws[4] = {F, C / G, 3, 3}, xs[4] = {N, C, H, H}, ys[4] = {N, F, H, H};
+                const int64_t wn = F * (C / G) * 9, xn = N * C * H * H, yn = N * F * H * H;
+                double *wv = malloc((size_t)wn * sizeof *wv), *xv = malloc((size_t)xn * sizeof *xv),
+                       *dv = malloc((size_t)yn * sizeof *dv);
+                for (int64_t i = 0; i < wn; i++)
+                    wv[i] = 10;
+                for (int64_t i = 0; i < xn; i++)
+                    xv[i] = 1;
+                for (int64_t i = 0; i < yn; i++)
+                    dv[i] = 1;
+                cvd_tensor W = tu_tensor(dt, 4, ws, wv), x = tu_tensor(dt, 4, xs, xv),
+                           dx = tu_tensor(dt, 4, xs, NULL);
+                assert_int_equal(cvd_conv2d_set_weights(l, &W, NULL, &e), CVD_OK);
+                const cvd_backward_opts o = {.need = CVD_NEED_DX};
+                cvd_tensor ok = tu_tensor(dt, 4, ys, dv);
+                if (cvd_conv2d_backward(l, &x, &ok, &o, &dx, NULL, NULL, &e) != CVD_OK)
+                    fail_msg("case %zu %s at %s: a finite delta was refused: %s", c,
+                             cvd_dtype_name(dt), cvd_cpu_isa_name((cvd_isa)isa), e.msg);
+                for (int end = 0; end < 2; end++) {
+                    dv[end ? yn - 1 : 0] = d ? 1e308 : 3e38; /* times 10 overflows */
+                    cvd_tensor big = tu_tensor(dt, 4, ys, dv);
+                    if (cvd_conv2d_backward(l, &x, &big, &o, &dx, NULL, NULL, &e) !=
+                        CVD_ERR_NONFINITE)
+                        fail_msg("case %zu %s at %s: an overflowing dx (%s) was accepted", c,
+                                 cvd_dtype_name(dt), cvd_cpu_isa_name((cvd_isa)isa),
+                                 end ? "last" : "first");
+                    dv[end ? yn - 1 : 0] = 1;
+                    cvd_tensor_release(&big);
+                }
+                cvd_tensor *all[] = {&W, &x, &dx, &ok};
+                for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                    cvd_tensor_release(all[i]);
+                free(wv), free(xv), free(dv);
+                cvd_conv2d_free(l);
+            }
+    }
+    cvd_cpu_force_isa(before);
+    cvd_set_num_threads(threads);
+}
+
 static void test_threads(void **state)
 {
     (void)state;
@@ -746,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_nonfinite_every_path),
+        cmocka_unit_test(test_nonfinite_dx_every_path),
         cmocka_unit_test(test_memory_need),
         cmocka_unit_test(test_chunk_choice),
         cmocka_unit_test(test_dgrad_padding_waste),
