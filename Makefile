@@ -225,11 +225,13 @@ bench-core: deps
 
 # convd's core against PyTorch 1.13 (Debian's python3-torch) in the same run, with the
 # issue's targets as ratios (bench/compare.py). Not part of `make bench`: torch is a
-# large install.
+# large install. Five alternating rounds by default: on a VM whose whole minutes can run
+# at 55-60 % speed, three left one side's best median in a slow minute too often.
+COMPARE_ROUNDS ?= 5
 bench-compare: deps
 	@scripts/deps.sh torch
 	@$(MAKE) --no-print-directory $(BENCH_BIN) $(BENCH_PEAK)
-	@$(TORCH_PYTHON) bench/compare.py $(BENCH_BIN) 3 $(BENCH_PEAK)
+	@$(TORCH_PYTHON) bench/compare.py $(BENCH_BIN) $(COMPARE_ROUNDS) $(BENCH_PEAK)
 
 # EDGE_BASELINE=path/to/another/convd runs bench/edge.sh's figures for it in the same run.
 bench-http:

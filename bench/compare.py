@@ -2,8 +2,9 @@
 
 Usage: compare.py BENCH_CORE_BIN [ROUNDS] [BENCH_PEAK_BIN]
 Runs bench_core, bench_torch.py and (given) bench_peak's FMA loop alternately, ROUNDS
-times each (default 3; the VM's speed drifts by 5-10 % between minutes, so neither side
-gets the quiet minute alone), keeps each side's best median per shape, dtype and pass
+times each (default 3, `make bench-compare` passes COMPARE_ROUNDS = 5; the VM's speed
+drifts by 5-10 % between minutes and some whole minutes run at 55-60 %, so neither side
+gets the quiet minutes alone), keeps each side's best median per shape, dtype and pass
 and the best FMA peak, and prints
   compare shape=<..> dtype=<..> pass=<..> convd_gflops=<..> torch_gflops=<..> ratio=<..>
   [peak=<fraction of the FMA peak>] target=<ratio wanted> met=<yes|no|n/a>
