@@ -620,9 +620,9 @@ static void test_blocked_choice(void **state)
                 cvd_err e;
                 assert_int_equal(cvd_geom_init(&g, &p, xs, "x", &e), CVD_OK);
                 cvd_plan pl;
-                assert_int_equal(cvd_plan_pass(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_AUTO,
-                                               2, &pl, &e),
-                                 CVD_OK);
+                assert_int_equal(
+                    cvd_plan_pass(&g, cvd_dtype_size(p.dtype), 0, CVD_PATH_AUTO, 2, &pl, &e),
+                    CVD_OK);
                 const int want = isas[k] == CVD_ISA_AVX512 ? ch->avx512
                                  : isas[k] == CVD_ISA_AVX2 ? ch->avx2
                                                            : 0;
