@@ -1,7 +1,12 @@
 /*
  * bench_core.c — times the core's forward and backward (dx + dW + db) on fixed layer
  * shapes in float32 and float64, and prints one line per measurement:
- *   bench shape=<name> dtype=<..> pass=<forward|backward> threads=<n> ms=<median> gflops=<v>
+ *   bench shape=<name> dtype=<..> pass=<forward|forward_cached|backward> threads=<n>
+ *         ms=<median> gflops=<v>
+ * forward keeps nothing (CVD_FWD_NO_CACHE), as PyTorch's forward under no_grad, which
+ * bench_torch.py times; forward_cached also copies x into the layer's cache, as a training
+ * step and the daemon's /forward do (PyTorch's autograd keeps a reference instead), and
+ * backward then reads that cache
  * (median of BENCH_REPS timed runs, default 10, fewer if they pass 5 s but at least 3,
  * after warm-up calls: BENCH_WARMUP_MAX,
  * default 50, or 2 s of them if that comes first, as bench_torch.py warms oneDNN, whose
@@ -72,7 +77,8 @@ static int run(const shape *s, cvd_dtype dt, int threads, int reps, int warmup)
     const double flops = 2.0 * (double)(s->N * s->F * ys[2] * ys[3]) *
                          (double)(s->C / shape_groups(s) * s->k * s->k);
     const cvd_backward_opts o = {.need = CVD_NEED_ALL};
-    for (int pass = 0; pass < 2; pass++) {
+    static const char *const names[3] = {"forward", "forward_cached", "backward"};
+    for (int pass = 0; pass < 3; pass++) {
         const double warm_end = now_ms() + 2000;
         double time_end = 0;
         int timed = 0;
@@ -84,8 +90,9 @@ static int run(const shape *s, cvd_dtype dt, int threads, int reps, int warmup)
             else if (r >= 3 && now_ms() > time_end)
                 break;
             double t0 = now_ms();
-            cvd_status st = pass == 0 ? cvd_conv2d_forward(l, &x, &y, 0, &e)
-                                      : cvd_conv2d_backward(l, NULL, &delta, &o, &dx, &dW, &db, &e);
+            cvd_status st =
+                pass < 2 ? cvd_conv2d_forward(l, &x, &y, pass == 0 ? CVD_FWD_NO_CACHE : 0, &e)
+                         : cvd_conv2d_backward(l, NULL, &delta, &o, &dx, &dW, &db, &e);
             double t1 = now_ms();
             if (st != CVD_OK) {
                 fprintf(stderr, "bench %s: %s\n", s->name, e.msg);
@@ -96,9 +103,9 @@ static int run(const shape *s, cvd_dtype dt, int threads, int reps, int warmup)
         }
         qsort(times, (size_t)timed, sizeof *times, cmp_double);
         double ms = timed % 2 ? times[timed / 2] : (times[timed / 2 - 1] + times[timed / 2]) / 2;
-        double f = pass == 0 ? flops : 2 * flops;
+        double f = pass < 2 ? flops : 2 * flops;
         printf("bench shape=%s dtype=%s pass=%s threads=%d ms=%.4f gflops=%.2f\n", s->name,
-               cvd_dtype_name(dt), pass == 0 ? "forward" : "backward", threads, ms, f / (ms * 1e6));
+               cvd_dtype_name(dt), names[pass], threads, ms, f / (ms * 1e6));
         fflush(stdout);
     }
     rc = 0;

@@ -124,7 +124,8 @@ core_ms() {
     sed -n "s/^bench shape=c_resnet_mid dtype=float32 pass=$1 .* ms=\([0-9.]*\).*/\1/p" \
         "$tmp/core.txt" | head -n 1
 }
-core_f=$(core_ms forward)
+# the daemon's /forward caches x, as bench_core's forward_cached does
+core_f=$(core_ms forward_cached)
 core_b=$(core_ms backward)
 floor=0
 # the floor is an extra: without it the pair line still prints, without floor_*
