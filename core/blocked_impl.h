@@ -86,6 +86,7 @@ static SIMD_TARGET void SFX(blk_store)(const blk_job *j, int64_t r0, int64_t r1,
     const VEC zero = V_ZERO();
     const T *yb = j->yb;
     T *y = j->y;
+    VEC ck = *chk; /* local: stores to y could alias *chk, which would go through memory */
     for (int64_t fb = 0; fb < fbn; fb++) {
         const int64_t lanes = g->Fg - fb * VL < VL ? g->Fg - fb * VL : VL;
         const T *src = yb + fb * P * VL;
@@ -94,7 +95,7 @@ static SIMD_TARGET void SFX(blk_store)(const blk_job *j, int64_t r0, int64_t r1,
         if (lanes == VL)
             for (; p + VL <= p1; p += VL) {
                 for (int i = 0; i < VL; i++)
-                    *chk = V_ADD(*chk, V_MUL(V_LOAD(src + (p + i) * VL), zero));
+                    ck = V_ADD(ck, V_MUL(V_LOAD(src + (p + i) * VL), zero));
                 V_TRSQ(src + p * VL, VL, dst + p, P);
             }
         for (int64_t l = 0; l < lanes; l++)
@@ -103,6 +104,7 @@ static SIMD_TARGET void SFX(blk_store)(const blk_job *j, int64_t r0, int64_t r1,
                 *tail += dst[l * P + q] * 0;
             }
     }
+    *chk = ck;
 }
 
 /* Output rows oh0 .. oh1-1 of the image, in bands whose rows of yb stay in L2: in a band,

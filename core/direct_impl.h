@@ -75,6 +75,7 @@ SFX(direct_tile)(const int mr, const int nv, const int mode, MASK last, const SF
         }
     }
     const VEC zero = V_ZERO();
+    VEC ck = zero; /* local: stores to y could alias *chk, which would go through memory */
     _Pragma("GCC unroll 8") for (int m = 0; m < mr; m++)
     {
         T *yr = y + m * ldy;
@@ -85,19 +86,21 @@ SFX(direct_tile)(const int mr, const int nv, const int mode, MASK last, const SF
                 {
                     V_MSTORE(yr + seg->yo[s][v], seg->m[s][v], acc[m][v]);
                     if (final)
-                        *chk = V_MADD(*chk, seg->m[s][v], V_MUL(acc[m][v], zero));
+                        ck = V_MADD(ck, seg->m[s][v], V_MUL(acc[m][v], zero));
                 }
             } else if (!lastv[v]) {
                 V_STORE(yr + yo[v], acc[m][v]);
                 if (final)
-                    *chk = V_ADD(*chk, V_MUL(acc[m][v], zero));
+                    ck = V_ADD(ck, V_MUL(acc[m][v], zero));
             } else {
                 V_MSTORE(yr + yo[v], last, acc[m][v]);
                 if (final)
-                    *chk = V_MADD(*chk, last, V_MUL(acc[m][v], zero));
+                    ck = V_MADD(ck, last, V_MUL(acc[m][v], zero));
             }
         }
     }
+    if (final)
+        *chk = V_ADD(*chk, ck);
 }
 
 /* The tile for any mr <= direct_mr_max[nv - 1], nv <= DIRECT_NV_MAX, as constants: rows
