@@ -1,17 +1,20 @@
 """compare.py — convd's core against PyTorch 1.13 in the same run (`make bench-compare`).
 
 Usage: compare.py BENCH_CORE_BIN [ROUNDS] [BENCH_PEAK_BIN]
-Runs bench_core, bench_torch.py and (given) bench_peak's FMA loop alternately, ROUNDS
-times each (default 3, `make bench-compare` passes COMPARE_ROUNDS = 5; the VM's speed
-drifts by 5-10 % between minutes and some whole minutes run at 55-60 %, so neither side
-gets the quiet minutes alone), keeps each side's best median per shape, dtype and pass
-and the best FMA peak, and prints
+Runs ROUNDS rounds (default 3, `make bench-compare` passes COMPARE_ROUNDS = 5): in each,
+bench_peak's FMA loop (given), then shape by shape bench_core and bench_torch.py, the
+side that goes first alternating by round. The VM's speed drifts by 5-10 % between
+minutes and some whole minutes run at half speed, so the two sides' timings of one
+shape are taken seconds apart, never a whole suite apart, and neither side gets the
+quiet minutes alone. Keeps each side's best median per shape, dtype and pass and the
+best FMA peak, and prints
   compare shape=<..> dtype=<..> pass=<..> convd_gflops=<..> torch_gflops=<..> ratio=<..>
   [peak=<fraction of the FMA peak>] target=<ratio wanted> met=<yes|no|n/a>
 then `N met, M not met`. Targets (issue #14) on shapes c-f: float32 at least PyTorch
-(oneDNN), 0.9x with CONVD_ISA=avx2 (run PyTorch with ONEDNN_MAX_CPU_ISA=AVX2 alike);
-float64 at least 2x; resnet_mid and resnet_deep float32 at least 75 % of the FMA peak
-(with the peak measured). Shapes g-j (depthwise, strided, dilated, one 224x224 image)
+(oneDNN), float64 at least 2x; with CONVD_ISA=avx2 (run PyTorch with
+ONEDNN_MAX_CPU_ISA=AVX2 alike) 0.9x in both dtypes (PyTorch's float64 is OpenBLAS's, at
+whatever level OpenBLAS picks: oneDNN has none); resnet_mid and resnet_deep float32 at
+least 75 % of the FMA peak (with the peak measured). Shapes g-j (depthwise, strided, dilated, one 224x224 image)
 are reported with no target (n/a). Both sides' forward keeps nothing for backward
 (PyTorch under no_grad, convd with CVD_FWD_NO_CACHE); convd's forward_cached, which also
 copies x into the layer's cache as the daemon does, is printed against PyTorch's same
@@ -38,9 +41,9 @@ def target(shape, dtype):
     """The ratio wanted for one shape and dtype, or None (reported only)."""
     if shape not in TARGETED:
         return None
-    if dtype == "float64":
-        return 2.0
-    return 0.9 if os.environ.get("CONVD_ISA") == "avx2" else 1.0
+    if os.environ.get("CONVD_ISA") == "avx2":
+        return 0.9
+    return 2.0 if dtype == "float64" else 1.0
 
 
 def run(cmd, best, shapes):
@@ -71,8 +74,10 @@ def main():
         if peak_bin:
             # the FMA loop only: a shape name bench_peak has, its GEMM is cheap
             run([peak_bin], ours, ["a_notebook"])
-        run([core], ours, shapes)
-        run([sys.executable, os.path.join(here, "bench_torch.py")], theirs, shapes)
+        sides = [([core], ours), ([sys.executable, os.path.join(here, "bench_torch.py")], theirs)]
+        for shape in shapes:
+            for cmd, best in sides if r % 2 == 0 else sides[::-1]:
+                run(cmd, best, [shape])
     peak = ours.get("peak")
     if peak:
         print(f"# FMA peak float32 (bench_peak, best of {rounds}): {peak:.1f} GFLOP/s")
