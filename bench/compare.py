@@ -14,7 +14,8 @@ then `N met, M not met`. Targets (issue #14) on shapes c-f: float32 at least PyT
 (oneDNN), float64 at least 2x; with CONVD_ISA=avx2 (run PyTorch with
 ONEDNN_MAX_CPU_ISA=AVX2 alike) 0.9x in both dtypes (PyTorch's float64 is OpenBLAS's, at
 whatever level OpenBLAS picks: oneDNN has none); resnet_mid and resnet_deep float32 at
-least 75 % of the FMA peak (with the peak measured). Shapes g-j (depthwise, strided, dilated, one 224x224 image)
+least 75 % of the FMA peak (with the peak measured; at avx2 the share of bench_peak's
+AVX2 figure is printed, not a target). Shapes g-j (depthwise, strided, dilated, one 224x224 image)
 are reported with no target (n/a). Both sides' forward keeps nothing for backward
 (PyTorch under no_grad, convd with CVD_FWD_NO_CACHE); convd's forward_cached, which also
 copies x into the layer's cache as the daemon does, is printed against PyTorch's same
@@ -96,7 +97,9 @@ def main():
                 extra = ""
                 if peak and dtype == "float32" and shape in PEAK_SHAPES and want is not None:
                     share = ours[key] / peak
-                    ok = ok and share >= PEAK_SHARE
+                    # the issue's share is of the machine's own peak; at a forced lower
+                    # level its goal is the 0.9x ratio, and the share is only printed
+                    ok = ok and (share >= PEAK_SHARE or os.environ.get("CONVD_ISA") == "avx2")
                     extra = f" peak={share:.2f}"
                 verdict = "n/a" if want is None else "yes" if ok else "no"
                 if want is not None:
