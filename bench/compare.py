@@ -15,8 +15,8 @@ then `N met, M not met`. Targets (issue #14) on shapes c-f: float32 at least PyT
 ONEDNN_MAX_CPU_ISA=AVX2 alike) 0.9x in both dtypes (PyTorch's float64 is OpenBLAS's, at
 whatever level OpenBLAS picks: oneDNN has none); resnet_mid and resnet_deep float32 at
 least 75 % of the FMA peak (with the peak measured; at avx2 the share of bench_peak's
-AVX2 figure is printed, not a target). Shapes g-j (depthwise, strided, dilated, one 224x224 image)
-are reported with no target (n/a). Both sides' forward keeps nothing for backward
+AVX2 figure is printed, not a target). Shapes g-j (depthwise, strided, dilated, one
+224x224 image) are reported with no target (n/a). Both sides' forward keeps nothing for backward
 (PyTorch under no_grad, convd with CVD_FWD_NO_CACHE); convd's forward_cached, which also
 copies x into the layer's cache as the daemon does, is printed against PyTorch's same
 forward with no target (PyTorch's autograd would keep x by reference, copying nothing).
